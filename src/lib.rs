@@ -1,0 +1,6 @@
+//! servicelevel: SLA clocks for support tickets and ledgers of prepaid support hours.
+//!
+//! The crate is split the way the service is built: [`domain`] is the pure core
+//! (calendars, business time, policies, clocks, ledgers) with no I/O at all.
+
+pub mod domain;
