@@ -477,7 +477,12 @@ impl BusinessCalendar {
 
     /// The running total of `m` at the start of `week`.
     fn total_at_week(&self, week: i64, m: Measure) -> i64 {
-        match self.exceptional_at_or_before(week) {
+        self.total_from(self.exceptional_at_or_before(week), week, m)
+    }
+
+    /// [`Self::total_at_week`] given the last exceptional week at or before `week`.
+    fn total_from(&self, last_exceptional: Option<usize>, week: i64, m: Measure) -> i64 {
+        match last_exceptional {
             None => week * self.ordinary.total(m),
             Some(i) => {
                 let e = &self.exceptional[i];
@@ -526,7 +531,8 @@ impl BusinessCalendar {
     fn position(&self, t: Nanos) -> (Nanos, bool) {
         let local = self.zone.to_local(t);
         let week = (local - GRID_START).div_euclid(WEEK_NS);
-        match self.exceptional_at_or_before(week) {
+        let last_exceptional = self.exceptional_at_or_before(week);
+        match last_exceptional {
             Some(i) if self.exceptional[i].week == week => {
                 let e = &self.exceptional[i];
                 let ivs = &self.exc_ivs[e.day_iv[0]..e.day_iv[7]];
@@ -539,7 +545,7 @@ impl BusinessCalendar {
                 }
             }
             _ => {
-                let base = self.total_at_week(week, Measure::Open);
+                let base = self.total_from(last_exceptional, week, Measure::Open);
                 let s = local - (GRID_START + week * WEEK_NS);
                 let ivs = &self.ordinary.ivs;
                 match ivs.partition_point(|iv| iv.start <= s).checked_sub(1) {
@@ -578,8 +584,9 @@ impl BusinessCalendar {
     fn business_days_through(&self, day: i64) -> i64 {
         let week = day.div_euclid(7);
         let weekday = day.rem_euclid(7) as usize;
-        let base = self.total_at_week(week, Measure::BusinessDays);
-        match self.exceptional_at_or_before(week) {
+        let last_exceptional = self.exceptional_at_or_before(week);
+        let base = self.total_from(last_exceptional, week, Measure::BusinessDays);
+        match last_exceptional {
             Some(i) if self.exceptional[i].week == week => {
                 let mask = (1u16 << (weekday + 1)) - 1;
                 base + i64::from((u16::from(self.exceptional[i].bd_flags) & mask).count_ones())

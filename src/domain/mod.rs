@@ -2,7 +2,11 @@
 
 pub mod business_time;
 pub mod calendar;
+pub mod calendar_cache;
 mod zone;
 
-pub use business_time::{BusinessCalendar, BusinessDayMode, OpenInterval, TimeError};
+pub use business_time::{
+    BusinessCalendar, BusinessDayMode, OpenInterval, OpenIntervals, TimeError,
+};
 pub use calendar::{CalendarError, CalendarSpec, DayRef, Hours, WallClock, Window};
+pub use calendar_cache::CalendarCache;
