@@ -9,6 +9,7 @@ use std::str::FromStr;
 
 use chrono::{Datelike, NaiveDate, Weekday};
 use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
 
 /// At most this many windows on one day: more is a malformed calendar, not a schedule.
 pub const MAX_WINDOWS_PER_DAY: usize = 16;
@@ -17,8 +18,22 @@ pub const MAX_WINDOWS_PER_DAY: usize = 16;
 const DAY_SECONDS: u32 = 86_400;
 
 /// A local wall-clock time of day, `00:00` to `24:00` inclusive, to the second.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
 pub struct WallClock(u32);
+
+impl TryFrom<String> for WallClock {
+    type Error = CalendarError;
+    fn try_from(s: String) -> Result<Self, CalendarError> {
+        s.parse()
+    }
+}
+
+impl From<WallClock> for String {
+    fn from(w: WallClock) -> String {
+        w.to_string()
+    }
+}
 
 impl WallClock {
     /// Midnight at the start of a day.
@@ -89,10 +104,24 @@ impl fmt::Display for WallClock {
 }
 
 /// One opening window `[open, close)` in local wall-clock time, within one day.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawWindow")]
 pub struct Window {
     open: WallClock,
     close: WallClock,
+}
+
+#[derive(Deserialize)]
+struct RawWindow {
+    open: WallClock,
+    close: WallClock,
+}
+
+impl TryFrom<RawWindow> for Window {
+    type Error = CalendarError;
+    fn try_from(r: RawWindow) -> Result<Self, CalendarError> {
+        Window::new(r.open, r.close)
+    }
 }
 
 impl Window {
@@ -178,7 +207,8 @@ pub enum CalendarError {
 }
 
 /// When a calendar is open, before holidays and overrides.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Hours {
     /// Open around the clock, every day (a 24x7 desk).
     AlwaysOpen,
@@ -187,12 +217,29 @@ pub enum Hours {
 }
 
 /// A valid calendar definition: built by [`CalendarSpec::new`] and never changed after.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Stored as JSON; reading it back checks it again.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "RawCalendarSpec")]
 pub struct CalendarSpec {
     zone: Tz,
     hours: Hours,
     holidays: BTreeSet<NaiveDate>,
     overrides: BTreeMap<NaiveDate, Vec<Window>>,
+}
+
+#[derive(Deserialize)]
+struct RawCalendarSpec {
+    zone: Tz,
+    hours: Hours,
+    holidays: BTreeSet<NaiveDate>,
+    overrides: BTreeMap<NaiveDate, Vec<Window>>,
+}
+
+impl TryFrom<RawCalendarSpec> for CalendarSpec {
+    type Error = CalendarError;
+    fn try_from(r: RawCalendarSpec) -> Result<Self, CalendarError> {
+        CalendarSpec::new(r.zone, r.hours, r.holidays, r.overrides)
+    }
 }
 
 /// The first and last local dates a holiday or override may name.
@@ -277,6 +324,41 @@ impl CalendarSpec {
             holidays: BTreeSet::new(),
             overrides: BTreeMap::new(),
         }
+    }
+
+    /// This calendar as an organisation adapts it: its own zone, its own weekly hours,
+    /// and its own holidays added. An added holiday on a date the base calendar overrides
+    /// closes that date (the organisation's word is the later one). A 24x7 calendar with
+    /// holidays added becomes every day 00:00-24:00 minus those dates.
+    pub fn customised(
+        &self,
+        zone: Option<Tz>,
+        hours: Option<Hours>,
+        extra_holidays: &[NaiveDate],
+    ) -> Result<CalendarSpec, CalendarError> {
+        let mut hours = hours.unwrap_or_else(|| self.hours.clone());
+        if matches!(hours, Hours::AlwaysOpen)
+            && !(extra_holidays.is_empty() && self.holidays.is_empty())
+        {
+            let all_day = vec![Window {
+                open: WallClock::MIDNIGHT,
+                close: WallClock::END_OF_DAY,
+            }];
+            hours = Hours::Weekly(std::array::from_fn(|_| all_day.clone()));
+        }
+        let holidays: BTreeSet<NaiveDate> = self
+            .holidays
+            .iter()
+            .chain(extra_holidays)
+            .copied()
+            .collect();
+        let overrides: Vec<(NaiveDate, Vec<Window>)> = self
+            .overrides
+            .iter()
+            .filter(|(d, _)| !holidays.contains(d))
+            .map(|(d, w)| (*d, w.clone()))
+            .collect();
+        CalendarSpec::new(zone.unwrap_or(self.zone), hours, holidays, overrides)
     }
 
     /// Whether any window exists at all. A calendar can still turn out never open after
@@ -556,5 +638,47 @@ mod tests {
             spec.windows_on(holiday + chrono::Days::new(7)),
             &[w("08:00-18:30")]
         );
+    }
+
+    #[test]
+    fn an_organisation_customises_a_calendar() {
+        let eve = NaiveDate::from_ymd_opt(2026, 12, 24).expect("valid");
+        let boxing = NaiveDate::from_ymd_opt(2026, 12, 26).expect("valid");
+        let base = CalendarSpec::new(
+            chrono_tz::America::New_York,
+            weekly(&[(3, &["09:00-17:00"])]),
+            [],
+            [(eve, vec![w("09:00-12:00")])],
+        )
+        .expect("valid");
+        let org = base
+            .customised(Some(chrono_tz::America::Chicago), None, &[eve, boxing])
+            .expect("valid");
+        assert_eq!(org.zone(), chrono_tz::America::Chicago);
+        assert!(
+            org.windows_on(eve).is_empty(),
+            "the organisation's holiday wins"
+        );
+        assert!(org.holidays().contains(&boxing));
+        let always = CalendarSpec::always_open(chrono_tz::UTC)
+            .customised(None, None, &[boxing])
+            .expect("valid");
+        assert!(always.windows_on(boxing).is_empty());
+        assert_eq!(always.windows_on(eve), &[w("00:00-24:00")]);
+    }
+
+    #[test]
+    fn specs_round_trip_through_json_and_are_checked_on_the_way_back() {
+        let spec = CalendarSpec::new(
+            chrono_tz::America::Toronto,
+            weekly(&[(0, &["08:00-12:00", "13:00-18:30"])]),
+            [NaiveDate::from_ymd_opt(2026, 7, 1).expect("valid")],
+            [],
+        )
+        .expect("valid");
+        let json = serde_json::to_string(&spec).expect("serialises");
+        assert_eq!(serde_json::from_str::<CalendarSpec>(&json).ok(), Some(spec));
+        let tampered = json.replace("13:00", "11:00");
+        assert!(serde_json::from_str::<CalendarSpec>(&tampered).is_err());
     }
 }

@@ -3,6 +3,14 @@
 pub mod business_time;
 pub mod calendar;
 pub mod calendar_cache;
+pub mod clock;
+pub mod clock_calendar;
+pub mod ics;
+pub mod names;
+pub mod organization;
+pub mod policy;
+pub mod status;
+pub mod ticket;
 mod zone;
 
 pub use business_time::{

@@ -1,0 +1,886 @@
+//! SLA clocks as a pure fold of a ticket's event log.
+//!
+//! A ticket's clocks are a function of its events (ordered by when they happened, ties by
+//! arrival), its policy version and its calendars: recomputing them from scratch gives the
+//! same answer every time, which is what makes late events, re-targeting and calendar
+//! changes safe.
+//!
+//! One rule for every kind of duration: when a clock starts, its rule is resolved into a
+//! nominal deadline; its **budget** is the open time from the start to that deadline on
+//! the clock's calendar (wall-clock and calendar-day rules count real time). Paused open
+//! time does not count: the deadline is the earliest instant at which the running open
+//! time equals the budget. A scheduled-time deadline is a fixed instant pauses do not move.
+//!
+//! One refinement keeps the deadline where the contract puts it: when the nominal deadline
+//! is an opening ("Tuesday 08:00", "the first opening of next week"), the budget is used up
+//! at the previous close already, and the deadline is the next opening after the budget is
+//! used up, not that close. Without pauses that is exactly the nominal deadline.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Datelike, Days, TimeDelta, Utc};
+
+use super::business_time::{BusinessCalendar, TimeError};
+use super::clock_calendar::{ClockCalendar, VersionedCalendar};
+use super::names::{ExternalId, MetricName, PriorityLabel, RoleName, SlotName};
+use super::organization::Organization;
+use super::policy::{
+    ClockDefinition, ClockKind, DurationRule, EventSignal, Policy, Target, Trigger,
+};
+use super::status::{Status, TransitionError};
+use super::ticket::{Event, EventKind, Ticket};
+
+/// The calendars a ticket's clocks may count on.
+#[derive(Debug, Clone)]
+pub struct ClockCalendars {
+    /// Always open, in the organisation's zone: where calendar-day promises count dates.
+    pub zone: Arc<BusinessCalendar>,
+    /// The organisation's calendars by slot, with their versions.
+    pub slots: BTreeMap<SlotName, Arc<VersionedCalendar>>,
+}
+
+/// Everything besides the events that a ticket's clocks depend on.
+#[derive(Debug, Clone, Copy)]
+pub struct FoldContext<'a> {
+    pub ticket: &'a Ticket,
+    pub policy: &'a Policy,
+    pub organization: &'a Organization,
+    pub calendars: &'a ClockCalendars,
+}
+
+/// Why an event cannot stand where it is in the log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Violation {
+    #[error("illegal transition {from} -> {to}: {error}")]
+    Transition {
+        from: Status,
+        to: Status,
+        error: TransitionError,
+    },
+    #[error("cannot reopen: {0}")]
+    Reopen(TransitionError),
+    #[error("it happened before the ticket was received")]
+    BeforeReceived,
+    #[error("moving to {to} needs an approval in this cycle by a contact holding the role {role}")]
+    ApprovalMissing { to: Status, role: RoleName },
+    #[error("work can only be authorised by a contact holding the role {role} at the time; {}", who(.contact))]
+    NotAuthorised {
+        role: RoleName,
+        contact: Option<ExternalId>,
+    },
+    #[error("the policy declares no priority {0}")]
+    UnknownPriority(PriorityLabel),
+    #[error("an effort estimate must be positive")]
+    ZeroEstimate,
+}
+
+fn who(contact: &Option<ExternalId>) -> String {
+    match contact {
+        Some(c) => format!("contact {c} does not"),
+        None => "no contact was given".to_string(),
+    }
+}
+
+/// The event that cannot stand, and why.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("event #{seq} at {occurred_at}: {violation}")]
+pub struct Rejected {
+    pub seq: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub violation: Violation,
+}
+
+/// Where a clock is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ClockState {
+    /// Its start trigger fired, but no deadline can be set yet (see the reason).
+    NotStarted,
+    Running,
+    Paused,
+    /// A promise stopped at or before its deadline.
+    Met,
+    /// A promise past its deadline, still running or stopped after it.
+    Breached,
+    Cancelled,
+    /// A timer that reached its deadline while running: its action is due.
+    Fired,
+    /// A timer stopped before its deadline.
+    Stopped,
+}
+
+/// Why a clock has no deadline yet.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NotStartedReason {
+    NoTargetForPriority(Option<PriorityLabel>),
+    NoEstimate,
+    NeedsQuote { estimate_minutes: u32 },
+    NoScheduledTime,
+    CalendarNotBound(SlotName),
+    OutOfRange,
+}
+
+impl std::fmt::Display for NotStartedReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotStartedReason::NoTargetForPriority(Some(p)) => {
+                write!(f, "no target applies to priority {p}")
+            }
+            NotStartedReason::NoTargetForPriority(None) => {
+                write!(f, "no target applies until the ticket has a priority")
+            }
+            NotStartedReason::NoEstimate => write!(f, "no effort estimate yet"),
+            NotStartedReason::NeedsQuote { estimate_minutes } => write!(
+                f,
+                "needs a quote: an estimate of {estimate_minutes} minutes is above every lead-time bucket"
+            ),
+            NotStartedReason::NoScheduledTime => write!(f, "no scheduled time yet"),
+            NotStartedReason::CalendarNotBound(s) => {
+                write!(f, "the organisation binds no calendar to the slot {s}")
+            }
+            NotStartedReason::OutOfRange => write!(f, "the deadline would fall outside 1970-2099"),
+        }
+    }
+}
+
+/// How a clock ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EndReason {
+    Stopped { by: String, resolution: bool },
+    Cancelled { by: String },
+    Fired,
+}
+
+/// One clock of a ticket as of an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockView {
+    pub metric: MetricName,
+    pub kind: ClockKind,
+    /// 0 for the first cycle, +1 per reopen.
+    pub cycle: u32,
+    /// Counts restarts of this metric within the ticket (a second review, say).
+    pub instance: u32,
+    /// Index of the target in the policy's clock definition, when one applies.
+    pub target_index: Option<usize>,
+    pub state: ClockState,
+    /// Still counting: running or paused, including a promise already breached.
+    pub active: bool,
+    pub paused: bool,
+    pub not_started: Option<NotStartedReason>,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<EndReason>,
+    /// `None` while paused (before a breach) or not started.
+    pub deadline: Option<DateTime<Utc>>,
+    /// For a paused clock: its deadline if it resumed at `as_of`.
+    pub deadline_if_resumed: Option<DateTime<Utc>>,
+    pub budget: Option<TimeDelta>,
+    /// Running open time used so far (pauses excluded).
+    pub elapsed: TimeDelta,
+    /// Budget minus elapsed; negative past the deadline.
+    pub remaining: Option<TimeDelta>,
+    /// Open time that passed while paused.
+    pub paused_time: TimeDelta,
+    pub pauses: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    /// The instant each warning threshold is (or would be) crossed, with its percentage.
+    pub warnings: Vec<(u8, Option<DateTime<Utc>>)>,
+    /// The highest threshold crossed so far, 0 for none.
+    pub warning_level: u8,
+    pub breached_at: Option<DateTime<Utc>>,
+}
+
+/// A ticket's state as of an instant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketState {
+    pub status: Status,
+    pub cycle: u32,
+    pub priority: Option<PriorityLabel>,
+    pub estimate_minutes: Option<u32>,
+    pub scheduled_at: Option<DateTime<Utc>>,
+    pub clocks: Vec<ClockView>,
+    /// The next instant after `as_of` at which the clocks change without any new event
+    /// (a deadline or warning is reached): when the due-time runner must look again.
+    pub next_change_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone)]
+struct Instance {
+    def: usize,
+    cycle: u32,
+    seq: u32,
+    start: DateTime<Utc>,
+    pauses: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    end: Option<(DateTime<Utc>, EndReason)>,
+    /// Set when the deadline was reached while running: from then on the outcome and the
+    /// deadline are fixed, whatever re-targeting comes later.
+    due_at: Option<DateTime<Utc>>,
+}
+
+impl Instance {
+    fn active(&self) -> bool {
+        self.end.is_none()
+    }
+
+    fn paused(&self) -> bool {
+        self.pauses.last().is_some_and(|(_, to)| to.is_none())
+    }
+}
+
+/// The duration rule of a clock resolved for its start: how much open time it has, on
+/// which calendar.
+#[derive(Debug, Clone)]
+struct Resolved {
+    target: usize,
+    calendar: ClockCalendar,
+    budget: TimeDelta,
+    /// A scheduled time: the deadline whatever the pauses.
+    fixed: Option<DateTime<Utc>>,
+    /// The nominal deadline is an opening: deadlines go to the next opening once the
+    /// budget is used up.
+    at_opening: bool,
+}
+
+impl Resolved {
+    /// The deadline once `amount` of running open time, counted from `from`, is used up.
+    fn due_after(&self, from: DateTime<Utc>, amount: TimeDelta) -> Option<DateTime<Utc>> {
+        let used_up = self.calendar.add(from, amount).ok()?;
+        self.anchor(used_up)
+    }
+
+    fn anchor(&self, used_up: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.at_opening {
+            self.calendar.next_open(used_up).ok()
+        } else {
+            Some(used_up)
+        }
+    }
+}
+
+/// A rule resolved at a start: the calendar the clock counts on, the nominal deadline,
+/// and the fixed deadline of a scheduled time.
+type Nominal = (ClockCalendar, DateTime<Utc>, Option<DateTime<Utc>>);
+
+struct Fold<'a> {
+    ctx: FoldContext<'a>,
+    status: Status,
+    cycle: u32,
+    priority: Option<PriorityLabel>,
+    estimate: Option<u32>,
+    scheduled_at: Option<DateTime<Utc>>,
+    /// Approvals: (cycle, contact, when).
+    approvals: Vec<(u32, Option<ExternalId>, DateTime<Utc>)>,
+    instances: Vec<Instance>,
+    relevant: Vec<bool>,
+}
+
+/// Folds `events` (in any order: they are sorted here) into the ticket's state as of
+/// `as_of`. The first event that cannot stand where it is is rejected.
+pub fn fold(
+    ctx: FoldContext<'_>,
+    events: &[Event],
+    as_of: DateTime<Utc>,
+) -> Result<TicketState, Rejected> {
+    let mut sorted: Vec<&Event> = events.iter().collect();
+    sorted.sort_by_key(|e| (e.occurred_at, e.seq));
+    let t = ctx.ticket;
+    let mut f = Fold {
+        ctx,
+        status: Status::New,
+        cycle: 0,
+        priority: t.priority.clone(),
+        estimate: t.estimate_minutes,
+        scheduled_at: t.scheduled_at,
+        approvals: Vec::new(),
+        instances: Vec::new(),
+        relevant: ctx
+            .policy
+            .clocks
+            .iter()
+            .map(|c| c.relevant_for(t.plan.as_ref(), &t.request_type))
+            .collect(),
+    };
+    f.signal(
+        t.received_at,
+        &[Trigger::Received, Trigger::CycleStarted],
+        None,
+    );
+    for e in sorted {
+        if e.occurred_at < t.received_at {
+            return Err(f.reject(e, Violation::BeforeReceived));
+        }
+        f.advance(e.occurred_at);
+        f.apply(e).map_err(|v| f.reject(e, v))?;
+    }
+    // Only deadlines strictly before `as_of` have passed: a clock exactly at its deadline
+    // has used its budget but is not past it, and an event at that instant still meets it.
+    f.advance(as_of);
+    Ok(f.view(as_of))
+}
+
+impl<'a> Fold<'a> {
+    fn reject(&self, e: &Event, violation: Violation) -> Rejected {
+        Rejected {
+            seq: e.seq,
+            occurred_at: e.occurred_at,
+            violation,
+        }
+    }
+
+    fn def(&self, i: &Instance) -> &'a ClockDefinition {
+        &self.ctx.policy.clocks[i.def]
+    }
+
+    /// Processes deadlines reached before `t`: timers fire, promises breach, and clocks
+    /// chained to them start. Events at the deadline instant itself come first, so a clock
+    /// stopped exactly at its deadline is met.
+    fn advance(&mut self, t: DateTime<Utc>) {
+        loop {
+            let next = self
+                .instances
+                .iter()
+                .enumerate()
+                .filter(|(_, i)| i.active() && i.due_at.is_none() && !i.paused())
+                .filter_map(|(k, i)| self.deadline(i).map(|d| (d, k)))
+                .filter(|(d, _)| *d < t)
+                .min();
+            let Some((due, k)) = next else { return };
+            let inst = &mut self.instances[k];
+            inst.due_at = Some(due);
+            let def = &self.ctx.policy.clocks[inst.def];
+            if def.kind == ClockKind::Timer {
+                inst.end = Some((due, EndReason::Fired));
+            }
+            let metric = def.metric.clone();
+            self.signal(due, &[Trigger::TargetDue(metric)], None);
+        }
+    }
+
+    fn apply(&mut self, e: &Event) -> Result<(), Violation> {
+        let t = e.occurred_at;
+        match &e.kind {
+            EventKind::StatusChanged { to, .. } => {
+                let from = self.status;
+                from.check_transition(*to)
+                    .map_err(|error| Violation::Transition {
+                        from,
+                        to: *to,
+                        error,
+                    })?;
+                self.check_guards(*to)?;
+                self.status = *to;
+                self.signal(
+                    t,
+                    &[Trigger::LeftStatus(from), Trigger::EnteredStatus(*to)],
+                    Some((from, *to)),
+                );
+            }
+            EventKind::Reopened => {
+                let from = self.status;
+                from.check_reopen().map_err(Violation::Reopen)?;
+                self.status = Status::Processing;
+                self.cycle += 1;
+                self.signal(
+                    t,
+                    &[
+                        Trigger::LeftStatus(from),
+                        Trigger::EnteredStatus(Status::Processing),
+                        Trigger::Event(EventSignal::Reopened),
+                        Trigger::CycleStarted,
+                    ],
+                    Some((from, Status::Processing)),
+                );
+            }
+            EventKind::AgentResponded => {
+                self.signal(t, &[Trigger::Event(EventSignal::AgentResponded)], None)
+            }
+            EventKind::CustomerReplied => {
+                self.signal(t, &[Trigger::Event(EventSignal::CustomerReplied)], None)
+            }
+            EventKind::TriageCompleted => {
+                self.signal(t, &[Trigger::Event(EventSignal::TriageCompleted)], None)
+            }
+            EventKind::Custom { name } => self.signal(
+                t,
+                &[Trigger::Event(EventSignal::Custom(name.clone()))],
+                None,
+            ),
+            EventKind::WorkAuthorised => {
+                if let Some(role) = &self.ctx.policy.work_authorisation_role
+                    && !self.holds(e.actor.contact.as_ref(), role, t)
+                {
+                    return Err(Violation::NotAuthorised {
+                        role: role.clone(),
+                        contact: e.actor.contact.clone(),
+                    });
+                }
+                self.signal(t, &[Trigger::Event(EventSignal::WorkAuthorised)], None);
+            }
+            EventKind::Approved => {
+                self.approvals
+                    .push((self.cycle, e.actor.contact.clone(), t));
+                self.signal(t, &[Trigger::Event(EventSignal::Approved)], None);
+            }
+            // Re-targeting needs no bookkeeping: deadlines are resolved from the current
+            // priority, estimate and schedule each time they are needed, from each clock's
+            // original start, with its own pauses.
+            EventKind::PriorityChanged { to } => {
+                if !self.ctx.policy.priorities.contains(to) {
+                    return Err(Violation::UnknownPriority(to.clone()));
+                }
+                self.priority = Some(to.clone());
+            }
+            EventKind::EstimateSet { minutes } => {
+                if *minutes == 0 {
+                    return Err(Violation::ZeroEstimate);
+                }
+                self.estimate = Some(*minutes);
+            }
+            EventKind::ScheduledTimeSet { at } => self.scheduled_at = Some(*at),
+        }
+        Ok(())
+    }
+
+    fn holds(&self, contact: Option<&ExternalId>, role: &RoleName, at: DateTime<Utc>) -> bool {
+        contact
+            .and_then(|c| self.ctx.organization.contact(c))
+            .is_some_and(|c| c.holds(role, at))
+    }
+
+    fn check_guards(&self, to: Status) -> Result<(), Violation> {
+        for g in self
+            .ctx
+            .policy
+            .approval_guards
+            .iter()
+            .filter(|g| g.to == to)
+        {
+            let requester = self.ctx.ticket.requested_by.as_ref();
+            if g.waived_when_requested_by_role
+                && self.holds(requester, &g.role, self.ctx.ticket.received_at)
+            {
+                continue;
+            }
+            let approved = self.approvals.iter().any(|(cycle, contact, at)| {
+                *cycle == self.cycle && self.holds(contact.as_ref(), &g.role, *at)
+            });
+            if !approved {
+                return Err(Violation::ApprovalMissing {
+                    to,
+                    role: g.role.clone(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies what happened at `t` to every clock: cancel, else stop (a stop wins over a
+    /// pause), else pause or resume; then starts clocks whose start trigger fired. A clock
+    /// stopped without a resolution, or falling due, starts the clocks chained to it.
+    fn signal(&mut self, t: DateTime<Utc>, signals: &[Trigger], moved: Option<(Status, Status)>) {
+        let mut chained = Vec::new();
+        let entered = moved.map(|(_, to)| to);
+        let resolution = entered.is_some_and(Status::is_resolution);
+        let policy = self.ctx.policy;
+        for k in 0..self.instances.len() {
+            if !self.instances[k].active() {
+                continue;
+            }
+            let def = &policy.clocks[self.instances[k].def];
+            let hit = |list: &[Trigger]| signals.iter().find(|s| list.contains(s));
+            let end = if entered == Some(Status::Cancelled) {
+                Some(EndReason::Cancelled {
+                    by: "ticket cancelled".into(),
+                })
+            } else if let Some(s) = hit(&def.cancel) {
+                Some(EndReason::Cancelled { by: s.to_string() })
+            } else if let Some(s) = hit(&def.stop) {
+                Some(EndReason::Stopped {
+                    by: s.to_string(),
+                    resolution,
+                })
+            } else if resolution {
+                Some(EndReason::Stopped {
+                    by: format!("ticket {}", self.status),
+                    resolution: true,
+                })
+            } else {
+                None
+            };
+            let inst = &mut self.instances[k];
+            match end {
+                Some(reason) => {
+                    if let Some(p) = inst.pauses.last_mut()
+                        && p.1.is_none()
+                    {
+                        p.1 = Some(t);
+                    }
+                    if matches!(
+                        reason,
+                        EndReason::Stopped {
+                            resolution: false,
+                            ..
+                        }
+                    ) {
+                        chained.push(Trigger::TargetStoppedUnresolved(def.metric.clone()));
+                    }
+                    inst.end = Some((t, reason));
+                }
+                None => {
+                    if let Some((from, to)) = moved {
+                        let (was, now) = (
+                            def.pause_statuses.contains(&from),
+                            def.pause_statuses.contains(&to),
+                        );
+                        if !was && now {
+                            inst.pauses.push((t, None));
+                        } else if was
+                            && !now
+                            && let Some(p) = inst.pauses.last_mut()
+                        {
+                            p.1 = Some(t);
+                        }
+                    }
+                }
+            }
+        }
+        if self.status.is_open() {
+            for (d, def) in policy.clocks.iter().enumerate() {
+                if !self.relevant[d] || !signals.iter().any(|s| def.start.contains(s)) {
+                    continue;
+                }
+                if self.instances.iter().any(|i| i.def == d && i.active()) {
+                    continue;
+                }
+                let seq = self.instances.iter().filter(|i| i.def == d).count() as u32;
+                let paused = def.pause_statuses.contains(&self.status);
+                self.instances.push(Instance {
+                    def: d,
+                    cycle: self.cycle,
+                    seq,
+                    start: t,
+                    pauses: if paused { vec![(t, None)] } else { Vec::new() },
+                    end: None,
+                    due_at: None,
+                });
+            }
+        }
+        if !chained.is_empty() {
+            self.signal(t, &chained, None);
+        }
+    }
+
+    fn target(&self, def: &'a ClockDefinition) -> Option<(usize, &'a Target)> {
+        let t = self.ctx.ticket;
+        def.target_for(t.plan.as_ref(), self.priority.as_ref(), &t.request_type)
+    }
+
+    /// Resolves a clock's rule for its start with the ticket's current attributes.
+    fn resolve(&self, inst: &Instance) -> Result<Resolved, NotStartedReason> {
+        let def = self.def(inst);
+        let (index, target) = self
+            .target(def)
+            .ok_or_else(|| NotStartedReason::NoTargetForPriority(self.priority.clone()))?;
+        let (calendar, nominal, fixed) = self.nominal(&target.duration, inst.start)?;
+        let budget = calendar
+            .elapsed(inst.start, nominal)
+            .map_err(|_| NotStartedReason::OutOfRange)?;
+        let used_up = calendar
+            .add(inst.start, budget)
+            .map_err(|_| NotStartedReason::OutOfRange)?;
+        Ok(Resolved {
+            target: index,
+            calendar,
+            budget,
+            fixed,
+            at_opening: fixed.is_none() && used_up < nominal,
+        })
+    }
+
+    fn slot(&self, slot: &SlotName) -> Result<&Arc<VersionedCalendar>, NotStartedReason> {
+        self.ctx
+            .calendars
+            .slots
+            .get(slot)
+            .ok_or_else(|| NotStartedReason::CalendarNotBound(slot.clone()))
+    }
+
+    /// The nominal deadline of a rule for a clock starting at `s`, and the calendar the
+    /// clock counts on.
+    fn nominal(&self, rule: &DurationRule, s: DateTime<Utc>) -> Result<Nominal, NotStartedReason> {
+        let range =
+            |r: Result<DateTime<Utc>, TimeError>| r.map_err(|_| NotStartedReason::OutOfRange);
+        Ok(match rule {
+            DurationRule::WallClock { minutes } => (
+                ClockCalendar::RealTime,
+                range(ClockCalendar::RealTime.add(s, TimeDelta::minutes(i64::from(*minutes))))?,
+                None,
+            ),
+            DurationRule::CalendarDays { days } => (
+                ClockCalendar::RealTime,
+                range(self.ctx.calendars.zone.add_calendar_days(s, *days))?,
+                None,
+            ),
+            DurationRule::BusinessMinutes { calendar, minutes } => {
+                let cal = self.slot(calendar)?;
+                (
+                    ClockCalendar::Calendar(Arc::clone(cal)),
+                    range(cal.add(s, TimeDelta::minutes(i64::from(*minutes))))?,
+                    None,
+                )
+            }
+            DurationRule::BusinessDays {
+                calendar,
+                days,
+                mode,
+            } => {
+                let cal = self.slot(calendar)?;
+                (
+                    ClockCalendar::Calendar(Arc::clone(cal)),
+                    range(cal.at(s).add_business_days(s, *days, (*mode).into()))?,
+                    None,
+                )
+            }
+            DurationRule::ScheduledTime => {
+                let at = self.scheduled_at.ok_or(NotStartedReason::NoScheduledTime)?;
+                (ClockCalendar::RealTime, at, Some(at))
+            }
+            DurationRule::NextWeek { calendar } => {
+                let cal = self.slot(calendar)?;
+                let version = cal.at(s);
+                let today = version
+                    .local_date(s)
+                    .map_err(|_| NotStartedReason::OutOfRange)?;
+                let to_monday = 7 - u64::from(today.weekday().num_days_from_monday());
+                let monday = today
+                    .checked_add_days(Days::new(to_monday))
+                    .ok_or(NotStartedReason::OutOfRange)?;
+                (
+                    ClockCalendar::Calendar(Arc::clone(cal)),
+                    range(version.first_opening_on_or_after(monday))?,
+                    None,
+                )
+            }
+            DurationRule::ByOpenHours {
+                calendar,
+                inside,
+                outside,
+            } => {
+                let open = self
+                    .slot(calendar)?
+                    .is_open(s)
+                    .map_err(|_| NotStartedReason::OutOfRange)?;
+                self.nominal(if open { inside } else { outside }, s)?
+            }
+            DurationRule::ByEstimate { buckets } => {
+                let estimate = self.estimate.ok_or(NotStartedReason::NoEstimate)?;
+                let bucket = buckets.iter().find(|b| estimate <= b.up_to_minutes).ok_or(
+                    NotStartedReason::NeedsQuote {
+                        estimate_minutes: estimate,
+                    },
+                )?;
+                self.nominal(&bucket.duration, s)?
+            }
+        })
+    }
+
+    /// The clock's deadline with its current rule and pauses; `None` while paused (or
+    /// when it cannot be set).
+    fn deadline(&self, inst: &Instance) -> Option<DateTime<Utc>> {
+        if let Some(d) = inst.due_at {
+            return Some(d);
+        }
+        let r = self.resolve(inst).ok()?;
+        if let Some(fixed) = r.fixed {
+            return Some(fixed);
+        }
+        let used_up = after_running(&r.calendar, inst.start, &inst.pauses, r.budget)
+            .ok()
+            .flatten()?;
+        r.anchor(used_up)
+    }
+
+    fn view(&self, as_of: DateTime<Utc>) -> TicketState {
+        let mut next_change: Option<DateTime<Utc>> = None;
+        let mut note = |t: Option<DateTime<Utc>>| {
+            if let Some(t) = t.filter(|t| *t > as_of) {
+                next_change = Some(next_change.map_or(t, |n| n.min(t)));
+            }
+        };
+        let mut clocks = Vec::new();
+        for inst in &self.instances {
+            let def = self.def(inst);
+            let v = self.clock_view(inst, def, as_of);
+            if v.active && !v.paused {
+                note(v.deadline);
+                for (_, at) in &v.warnings {
+                    note(*at);
+                }
+            }
+            clocks.push(v);
+        }
+        TicketState {
+            status: self.status,
+            cycle: self.cycle,
+            priority: self.priority.clone(),
+            estimate_minutes: self.estimate,
+            scheduled_at: self.scheduled_at,
+            clocks,
+            next_change_at: next_change,
+        }
+    }
+
+    fn clock_view(
+        &self,
+        inst: &Instance,
+        def: &ClockDefinition,
+        as_of: DateTime<Utc>,
+    ) -> ClockView {
+        let until = inst.end.as_ref().map_or(as_of, |(t, _)| *t).max(inst.start);
+        // Pauses as seen at `until`: an open pause counts up to then.
+        let pauses_until: Vec<(DateTime<Utc>, DateTime<Utc>)> = inst
+            .pauses
+            .iter()
+            .filter(|(from, _)| *from < until)
+            .map(|(from, to)| (*from, to.map_or(until, |t| t.min(until))))
+            .collect();
+        let mut v = ClockView {
+            metric: def.metric.clone(),
+            kind: def.kind,
+            cycle: inst.cycle,
+            instance: inst.seq,
+            target_index: None,
+            state: ClockState::NotStarted,
+            active: inst.active(),
+            paused: inst.active() && inst.paused(),
+            not_started: None,
+            started_at: inst.start,
+            ended_at: inst.end.as_ref().map(|(t, _)| *t),
+            end_reason: inst.end.as_ref().map(|(_, r)| r.clone()),
+            deadline: None,
+            deadline_if_resumed: None,
+            budget: None,
+            elapsed: TimeDelta::zero(),
+            remaining: None,
+            paused_time: TimeDelta::zero(),
+            pauses: inst.pauses.clone(),
+            warnings: Vec::new(),
+            warning_level: 0,
+            breached_at: None,
+        };
+        let resolved = match self.resolve(inst) {
+            Ok(r) => r,
+            Err(reason) => {
+                v.not_started = Some(reason);
+                if let Some((_, EndReason::Cancelled { .. })) = &inst.end {
+                    v.state = ClockState::Cancelled;
+                }
+                return v;
+            }
+        };
+        let cal = &resolved.calendar;
+        let paused_time: TimeDelta = pauses_until
+            .iter()
+            .map(|(a, b)| cal.elapsed(*a, *b).unwrap_or_default())
+            .sum();
+        let gross = cal.elapsed(inst.start, until).unwrap_or_default();
+        let elapsed = if resolved.fixed.is_some() {
+            (until - inst.start).max(TimeDelta::zero())
+        } else {
+            gross - paused_time
+        };
+        let deadline = self.deadline(inst);
+        v.target_index = Some(resolved.target);
+        v.budget = Some(resolved.budget);
+        v.elapsed = elapsed;
+        v.paused_time = paused_time;
+        v.remaining = Some(resolved.budget - elapsed);
+        v.breached_at = inst
+            .due_at
+            .or(deadline.filter(|d| *d < until && def.kind == ClockKind::Promise));
+        let target = &def.targets[resolved.target];
+        v.warnings = target
+            .warnings
+            .iter()
+            .map(|p| {
+                let share = resolved.budget * i32::from(*p) / 100;
+                let at = match resolved.fixed {
+                    Some(_) => cal.add(inst.start, share).ok(),
+                    None => after_running(cal, inst.start, &inst.pauses, share)
+                        .ok()
+                        .flatten(),
+                };
+                (*p, at)
+            })
+            .collect();
+        v.warning_level = v
+            .warnings
+            .iter()
+            .filter(|(_, at)| at.is_some_and(|a| a <= until))
+            .map(|(p, _)| *p)
+            .max()
+            .unwrap_or(0);
+        v.deadline = if v.paused && v.breached_at.is_none() {
+            None
+        } else {
+            deadline
+        };
+        if v.paused && v.breached_at.is_none() && resolved.fixed.is_none() {
+            let left = (resolved.budget - elapsed).max(TimeDelta::zero());
+            v.deadline_if_resumed = resolved.due_after(as_of.max(inst.start), left);
+        } else if v.paused && resolved.fixed.is_some() {
+            v.deadline = resolved.fixed;
+        }
+        v.state = match (&inst.end, def.kind) {
+            (Some((_, EndReason::Cancelled { .. })), _) => ClockState::Cancelled,
+            (Some((_, EndReason::Fired)), _) => ClockState::Fired,
+            (Some((at, EndReason::Stopped { .. })), ClockKind::Promise) => {
+                if deadline.is_some_and(|d| *at <= d) && inst.due_at.is_none() {
+                    ClockState::Met
+                } else {
+                    ClockState::Breached
+                }
+            }
+            (Some((_, EndReason::Stopped { .. })), ClockKind::Timer) => ClockState::Stopped,
+            (None, ClockKind::Promise)
+                if v.breached_at.is_some_and(|b| b < as_of) || inst.due_at.is_some() =>
+            {
+                ClockState::Breached
+            }
+            (None, _) if v.paused => ClockState::Paused,
+            (None, _) => ClockState::Running,
+        };
+        v
+    }
+}
+
+/// The earliest instant at which `amount` of running open time has passed since `start`,
+/// with `pauses` not counting; `None` when an open-ended pause comes first.
+fn after_running(
+    cal: &ClockCalendar,
+    start: DateTime<Utc>,
+    pauses: &[(DateTime<Utc>, Option<DateTime<Utc>>)],
+    amount: TimeDelta,
+) -> Result<Option<DateTime<Utc>>, TimeError> {
+    if amount <= TimeDelta::zero() {
+        return Ok(Some(start));
+    }
+    let mut cursor = start;
+    let mut left = amount;
+    for (from, to) in pauses {
+        let from = (*from).max(cursor);
+        let here = cal.elapsed(cursor, from)?;
+        if here >= left {
+            return cal.add(cursor, left).map(Some);
+        }
+        left -= here;
+        match to {
+            None => return Ok(None),
+            Some(to) => cursor = cursor.max(*to),
+        }
+    }
+    cal.add(cursor, left).map(Some)
+}
+
+#[cfg(test)]
+#[path = "clock_tests.rs"]
+mod tests;
