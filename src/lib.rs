@@ -3,4 +3,9 @@
 //! The crate is split the way the service is built: [`domain`] is the pure core
 //! (calendars, business time, policies, clocks, ledgers) with no I/O at all.
 
+pub mod api;
+pub mod config;
 pub mod domain;
+pub mod server;
+pub mod store;
+pub mod time;

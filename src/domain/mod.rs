@@ -3,6 +3,7 @@
 pub mod business_time;
 pub mod calendar;
 pub mod calendar_cache;
+pub mod catalog;
 pub mod clock;
 pub mod clock_calendar;
 pub mod ics;

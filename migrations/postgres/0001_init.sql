@@ -1,0 +1,109 @@
+-- Instants are BIGINT microseconds since the Unix epoch (UTC), the same in both stores,
+-- so index range scans compare integers and both backends share one query text.
+-- Flags are BIGINT 0/1 for the same reason.
+
+-- Organisations, calendars and policies: versioned documents (domain JSON).
+CREATE TABLE resources (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    latest_version BIGINT NOT NULL,
+    archived BIGINT NOT NULL DEFAULT 0,
+    create_us BIGINT NOT NULL,
+    PRIMARY KEY (kind, id)
+);
+
+CREATE TABLE resource_versions (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    effective_us BIGINT NOT NULL,
+    display_name TEXT NOT NULL,
+    body TEXT NOT NULL,
+    create_us BIGINT NOT NULL,
+    PRIMARY KEY (kind, id, version),
+    FOREIGN KEY (kind, id) REFERENCES resources (kind, id)
+);
+
+CREATE TABLE tickets (
+    id TEXT PRIMARY KEY,
+    organization TEXT NOT NULL,
+    source_system TEXT NOT NULL,
+    external_id TEXT NOT NULL,
+    request_type TEXT NOT NULL,
+    initial_priority TEXT,
+    received_us BIGINT NOT NULL,
+    requested_by TEXT,
+    initial_estimate_minutes BIGINT,
+    initial_scheduled_us BIGINT,
+    policy TEXT NOT NULL,
+    policy_version BIGINT NOT NULL,
+    plan TEXT,
+    status TEXT NOT NULL,
+    cycle BIGINT NOT NULL,
+    priority TEXT,
+    next_change_us BIGINT,
+    create_us BIGINT NOT NULL,
+    update_us BIGINT NOT NULL,
+    CONSTRAINT tickets_source_external_key UNIQUE (source_system, external_id)
+);
+CREATE INDEX tickets_by_org ON tickets (organization, received_us DESC, id);
+CREATE INDEX tickets_by_received ON tickets (received_us DESC, id);
+CREATE INDEX tickets_next_change ON tickets (next_change_us) WHERE next_change_us IS NOT NULL;
+
+-- Append-only: events are never updated or deleted.
+CREATE TABLE ticket_events (
+    ticket_id TEXT NOT NULL REFERENCES tickets (id),
+    seq BIGINT NOT NULL,
+    occurred_us BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    client TEXT NOT NULL,
+    contact TEXT,
+    request_id TEXT NOT NULL,
+    record_us BIGINT NOT NULL,
+    PRIMARY KEY (ticket_id, seq),
+    CONSTRAINT ticket_events_request_key UNIQUE (ticket_id, request_id)
+);
+
+-- The clocks index: derived from the event fold on every write, in the same transaction.
+CREATE TABLE clocks (
+    ticket_id TEXT NOT NULL REFERENCES tickets (id),
+    metric TEXT NOT NULL,
+    instance BIGINT NOT NULL,
+    organization TEXT NOT NULL,
+    priority TEXT,
+    kind TEXT NOT NULL,
+    state TEXT NOT NULL,
+    active BIGINT NOT NULL,
+    started_us BIGINT NOT NULL,
+    deadline_us BIGINT,
+    warning_us BIGINT,
+    PRIMARY KEY (ticket_id, metric, instance)
+);
+CREATE INDEX clocks_due ON clocks (deadline_us, ticket_id, metric, instance) WHERE active = 1;
+CREATE INDEX clocks_due_by_org ON clocks (organization, deadline_us, ticket_id, metric, instance) WHERE active = 1;
+CREATE INDEX clocks_due_by_metric ON clocks (metric, deadline_us, ticket_id, instance) WHERE active = 1;
+CREATE INDEX clocks_warning ON clocks (warning_us) WHERE active = 1;
+
+-- Idempotency keys (AIP-155), scoped to the calling client and the method; never expire.
+CREATE TABLE idempotency (
+    client TEXT NOT NULL,
+    method TEXT NOT NULL,
+    request_id TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,
+    response BYTEA,
+    create_us BIGINT NOT NULL,
+    PRIMARY KEY (client, method, request_id)
+);
+
+-- Background recomputation after a calendar or organisation change: which tickets, how
+-- far along. Progress is readable while it runs; unfinished jobs resume after a restart.
+CREATE TABLE recompute_jobs (
+    kind TEXT NOT NULL,
+    id TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    tickets_total BIGINT NOT NULL DEFAULT 0,
+    tickets_done BIGINT NOT NULL DEFAULT 0,
+    start_us BIGINT NOT NULL,
+    finish_us BIGINT,
+    PRIMARY KEY (kind, id, version)
+);

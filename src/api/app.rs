@@ -1,0 +1,293 @@
+//! The imperative shell around the domain: loads what a fold needs, runs it, and writes
+//! the outcome in one transaction with its idempotency record.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+
+use super::error::{ApiError, ApiResult};
+use super::fingerprint::Fingerprint;
+use crate::domain::calendar::CalendarSpec;
+use crate::domain::calendar_cache::CalendarCache;
+use crate::domain::catalog::{Dated, clock_calendars};
+use crate::domain::clock::{ClockCalendars, ClockState, FoldContext, Rejected, TicketState, fold};
+use crate::domain::names::ResourceId;
+use crate::domain::organization::Organization;
+use crate::domain::policy::Policy;
+use crate::domain::ticket::Event;
+use crate::store::{
+    Claim, ClockRow, DerivedState, IdempotencyKey, ResourceKind, ResourceVersion, Store,
+    StoreResult, StoreTx, StoredEvent, TicketRecord,
+};
+use crate::time::Clock;
+
+/// Shared state of the API: the store, the clock, and caches of immutable things.
+pub struct App<S: Store> {
+    pub store: S,
+    pub clock: Arc<dyn Clock>,
+    pub calendars: CalendarCache,
+    /// Policy versions never change once written, so each is parsed once.
+    policies: Mutex<HashMap<(ResourceId, u32), Arc<Policy>>>,
+}
+
+/// Reads either from the pool or inside a transaction (after a ticket's lock, so they
+/// see every version committed before it).
+pub enum Reader<'a, S: Store> {
+    Pool(&'a S),
+    Tx(&'a mut S::Tx),
+}
+
+impl<S: Store> Reader<'_, S> {
+    async fn versions(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+    ) -> StoreResult<Vec<ResourceVersion>> {
+        match self {
+            Reader::Pool(s) => s.resource_versions(kind, id).await,
+            Reader::Tx(tx) => tx.resource_versions(kind, id).await,
+        }
+    }
+
+    async fn resource(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        version: Option<u32>,
+    ) -> StoreResult<ResourceVersion> {
+        match self {
+            Reader::Pool(s) => s.get_resource(kind, id, version).await,
+            Reader::Tx(tx) => tx.get_resource(kind, id, version).await,
+        }
+    }
+}
+
+/// Everything besides events a ticket's fold depends on.
+pub struct Loaded {
+    pub policy: Arc<Policy>,
+    pub organization: Organization,
+    pub calendars: ClockCalendars,
+}
+
+fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
+    ApiError::Internal(format!("stored {what} cannot be read: {e}"))
+}
+
+pub fn parse_body<T: serde::de::DeserializeOwned>(v: &ResourceVersion) -> ApiResult<T> {
+    serde_json::from_str(&v.body).map_err(|e| corrupt(v.kind.as_str(), e))
+}
+
+/// The rows of the clocks index for a fold's state: an active clock is indexed by its
+/// deadline (or when it breached) and its first warning.
+pub fn derived(state: &TicketState) -> DerivedState {
+    DerivedState {
+        status: state.status,
+        cycle: state.cycle,
+        priority: state.priority.as_ref().map(|p| p.to_string()),
+        next_change_at: state.next_change_at,
+        clocks: state
+            .clocks
+            .iter()
+            .map(|c| ClockRow {
+                metric: c.metric.to_string(),
+                instance: c.instance,
+                kind: super::convert::kind_name(c.kind).to_string(),
+                state: super::convert::state_name(c.state).to_string(),
+                active: c.active && c.state != ClockState::NotStarted,
+                started_at: c.started_at,
+                deadline: if c.active {
+                    c.breached_at.or(c.deadline)
+                } else {
+                    None
+                },
+                warning: if c.active {
+                    c.warnings.iter().find_map(|(_, at)| *at)
+                } else {
+                    None
+                },
+            })
+            .collect(),
+    }
+}
+
+/// A fold's refusal as the API reports it.
+pub fn rejected(r: Rejected, new_seq: Option<i64>) -> ApiError {
+    match new_seq {
+        Some(seq) if seq == r.seq => ApiError::FailedPrecondition(format!("{}", r.violation)),
+        _ => ApiError::FailedPrecondition(format!(
+            "the event conflicts with stored event #{} at {}: {}",
+            r.seq,
+            r.occurred_at.to_rfc3339(),
+            r.violation
+        )),
+    }
+}
+
+impl<S: Store> App<S> {
+    pub fn new(store: S, clock: Arc<dyn Clock>) -> Self {
+        App {
+            store,
+            clock,
+            calendars: CalendarCache::new(1024),
+            policies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub async fn policy(
+        &self,
+        reader: &mut Reader<'_, S>,
+        id: &ResourceId,
+        version: u32,
+    ) -> ApiResult<Arc<Policy>> {
+        let key = (id.clone(), version);
+        if let Some(p) = self
+            .policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&key)
+        {
+            return Ok(Arc::clone(p));
+        }
+        let v = reader
+            .resource(ResourceKind::Policy, id, Some(version))
+            .await?;
+        let p: Arc<Policy> = Arc::new(parse_body(&v)?);
+        self.policies
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, Arc::clone(&p));
+        Ok(p)
+    }
+
+    /// The organisation (latest version) and its clock calendars over all versions.
+    pub async fn organization_context(
+        &self,
+        reader: &mut Reader<'_, S>,
+        id: &ResourceId,
+    ) -> ApiResult<(Organization, ClockCalendars)> {
+        let versions = reader.versions(ResourceKind::Organization, id).await?;
+        let mut orgs: Vec<Dated<Organization>> = versions
+            .iter()
+            .map(|v| {
+                Ok(Dated {
+                    effective_at: v.effective_at,
+                    value: parse_body(v)?,
+                })
+            })
+            .collect::<ApiResult<_>>()?;
+        let mut calendars: BTreeMap<ResourceId, Vec<Dated<CalendarSpec>>> = BTreeMap::new();
+        for o in &orgs {
+            for b in &o.value.calendars {
+                if calendars.contains_key(&b.calendar) {
+                    continue;
+                }
+                let versions = reader.versions(ResourceKind::Calendar, &b.calendar).await?;
+                let specs = versions
+                    .iter()
+                    .map(|v| {
+                        Ok(Dated {
+                            effective_at: v.effective_at,
+                            value: parse_body(v)?,
+                        })
+                    })
+                    .collect::<ApiResult<_>>()?;
+                calendars.insert(b.calendar.clone(), specs);
+            }
+        }
+        let cals = clock_calendars(&orgs, &calendars, &self.calendars)
+            .map_err(|e| corrupt("calendar", e))?;
+        let latest = orgs
+            .pop()
+            .ok_or_else(|| ApiError::NotFound(format!("organization {id}")))?;
+        Ok((latest.value, cals))
+    }
+
+    pub async fn load(
+        &self,
+        reader: &mut Reader<'_, S>,
+        record: &TicketRecord,
+    ) -> ApiResult<Loaded> {
+        let t = &record.ticket;
+        let policy = self.policy(reader, &t.policy, t.policy_version).await?;
+        let (organization, calendars) = self.organization_context(reader, &t.organization).await?;
+        Ok(Loaded {
+            policy,
+            organization,
+            calendars,
+        })
+    }
+
+    pub fn fold(
+        &self,
+        loaded: &Loaded,
+        record: &TicketRecord,
+        events: &[Event],
+        as_of: DateTime<Utc>,
+    ) -> Result<TicketState, Rejected> {
+        fold(
+            FoldContext {
+                ticket: &record.ticket,
+                policy: &loaded.policy,
+                organization: &loaded.organization,
+                calendars: &loaded.calendars,
+            },
+            events,
+            as_of,
+        )
+    }
+
+    /// Claims an idempotency key: `Some(answer)` when the same request was answered
+    /// before, ALREADY_EXISTS when the key was used for a different request.
+    pub async fn claim<M: Message + Default>(
+        &self,
+        tx: &mut S::Tx,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+    ) -> ApiResult<Option<M>> {
+        match tx.claim(key, &fingerprint.to_json()).await? {
+            Claim::Fresh => Ok(None),
+            Claim::Seen {
+                fingerprint: stored,
+                response,
+            } => {
+                let stored = Fingerprint::from_json(&stored);
+                let differences = fingerprint.differences(&stored);
+                if differences.is_empty() {
+                    M::decode(response.as_slice())
+                        .map(Some)
+                        .map_err(|e| corrupt("idempotent answer", e))
+                } else {
+                    Err(ApiError::AlreadyExists(format!(
+                        "request_id {:?} was already used for a different {} request: {} differ",
+                        key.request_id,
+                        key.method,
+                        differences.join(", ")
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Stores the answer of a claimed key and commits.
+    pub async fn finish<M: Message>(
+        &self,
+        mut tx: S::Tx,
+        key: &IdempotencyKey,
+        answer: &M,
+    ) -> ApiResult<()> {
+        tx.complete(key, &answer.encode_to_vec()).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Events of a ticket as the fold wants them.
+    pub fn events(stored: &[StoredEvent]) -> Vec<Event> {
+        stored.iter().map(|e| e.event.clone()).collect()
+    }
+}

@@ -1,0 +1,794 @@
+//! Organisations, calendars and policies: versioned resources with one shared lifecycle
+//! (create, get, list, update as a new version, archive).
+
+use chrono::{DateTime, Utc};
+use prost::Message;
+use tonic::{Request, Response, Status};
+
+use super::app::{App, parse_body};
+use super::convert::{self as cv};
+use super::error::{ApiError, ApiResult, Check};
+use super::fingerprint::Fingerprint;
+use super::page;
+use super::pb;
+use super::{Api, client_of};
+use crate::domain::calendar::CalendarSpec;
+use crate::domain::ics::holidays_from_ics;
+use crate::domain::names::ResourceId;
+use crate::domain::organization::Organization;
+use crate::domain::policy::Policy;
+use crate::store::{IdempotencyKey, ResourceKind, ResourceVersion, Store, StoreTx};
+
+/// Largest iCalendar text accepted.
+const MAX_ICS_BYTES: usize = 1 << 20;
+
+type Render<M> = fn(&ResourceVersion) -> ApiResult<M>;
+
+/// A mutation's idempotency key and what the request was.
+type Idempotent = (IdempotencyKey, Fingerprint);
+
+impl<S: Store> App<S> {
+    async fn create_resource<M: Message + Default>(
+        &self,
+        (key, fingerprint): Idempotent,
+        kind: ResourceKind,
+        id: &ResourceId,
+        display_name: &str,
+        body: String,
+        render: Render<M>,
+    ) -> ApiResult<M> {
+        let mut tx = self.store.begin().await?;
+        if let Some(answer) = self.claim(&mut tx, &key, &fingerprint).await? {
+            return Ok(answer);
+        }
+        let v = tx
+            .create_resource(kind, id, display_name, &body, self.now())
+            .await?;
+        let answer = render(&v)?;
+        self.finish(tx, &key, &answer).await?;
+        Ok(answer)
+    }
+
+    async fn update_resource<M: Message + Default>(
+        &self,
+        (key, fingerprint): Idempotent,
+        (kind, id): (ResourceKind, &ResourceId),
+        display_name: Option<&str>,
+        body: impl FnOnce(&ResourceVersion) -> ApiResult<String>,
+        effective: Option<DateTime<Utc>>,
+        render: Render<M>,
+    ) -> ApiResult<M> {
+        let mut tx = self.store.begin().await?;
+        if let Some(answer) = self.claim(&mut tx, &key, &fingerprint).await? {
+            return Ok(answer);
+        }
+        let current = tx.get_resource(kind, id, None).await?;
+        if current.archived {
+            return Err(ApiError::FailedPrecondition(format!(
+                "{} is archived; archived resources do not change",
+                cv::name_of(kind, id)
+            )));
+        }
+        let body = body(&current)?;
+        let now = self.now();
+        let name = display_name
+            .filter(|n| !n.is_empty())
+            .unwrap_or(&current.display_name);
+        let v = tx
+            .add_version(
+                kind,
+                id,
+                name,
+                &body,
+                effective.unwrap_or(now).max(now),
+                now,
+            )
+            .await?;
+        let answer = render(&v)?;
+        self.finish(tx, &key, &answer).await?;
+        Ok(answer)
+    }
+
+    async fn archive<M: Message + Default>(
+        &self,
+        (key, fingerprint): Idempotent,
+        kind: ResourceKind,
+        id: &ResourceId,
+        render: Render<M>,
+    ) -> ApiResult<M> {
+        let mut tx = self.store.begin().await?;
+        if let Some(answer) = self.claim(&mut tx, &key, &fingerprint).await? {
+            return Ok(answer);
+        }
+        let v = tx.archive_resource(kind, id).await?;
+        let answer = render(&v)?;
+        self.finish(tx, &key, &answer).await?;
+        Ok(answer)
+    }
+
+    async fn list<M>(
+        &self,
+        kind: ResourceKind,
+        page_size: i32,
+        page_token: &str,
+        show_archived: bool,
+        render: Render<M>,
+    ) -> ApiResult<(Vec<M>, String)> {
+        let mut c = Check::new();
+        let size = cv::page_size(&mut c, "page_size", page_size);
+        let size = c.finish(size)?;
+        let query = format!("{}:{show_archived}", kind.as_str());
+        let after: Option<String> = page::decode(&query, page_token)?;
+        let rows = self
+            .store
+            .list_resources(kind, after.as_deref(), size + 1, show_archived)
+            .await?;
+        let more = rows.len() > size as usize;
+        let items: Vec<M> = rows
+            .iter()
+            .take(size as usize)
+            .map(render)
+            .collect::<ApiResult<_>>()?;
+        let next = if more {
+            rows.get(size as usize - 1)
+                .map(|v| page::encode(&query, &v.id.to_string()))
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok((items, next))
+    }
+
+    /// A referenced resource must exist and not be archived.
+    async fn require_live(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        field: &str,
+    ) -> ApiResult<ResourceVersion> {
+        match self.store.get_resource(kind, id, None).await {
+            Ok(v) if v.archived => Err(ApiError::FailedPrecondition(format!(
+                "{field}: {} is archived",
+                cv::name_of(kind, id)
+            ))),
+            Ok(v) => Ok(v),
+            Err(crate::store::StoreError::NotFound(_)) => Err(ApiError::FailedPrecondition(
+                format!("{field}: {} does not exist", cv::name_of(kind, id)),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// An organisation's references: its policy and calendars exist, and every calendar
+    /// slot the policy counts on is bound.
+    async fn check_references(&self, org: &Organization, field: &str) -> ApiResult<()> {
+        let policy = self
+            .require_live(
+                ResourceKind::Policy,
+                &org.policy,
+                &format!("{field}.policy"),
+            )
+            .await?;
+        for (i, b) in org.calendars.iter().enumerate() {
+            let calendar = self
+                .require_live(
+                    ResourceKind::Calendar,
+                    &b.calendar,
+                    &format!("{field}.calendars[{i}].calendar"),
+                )
+                .await?;
+            let base: CalendarSpec = parse_body(&calendar)?;
+            base.customised(b.zone, b.hours.clone(), &b.extra_holidays)
+                .map_err(|e| ApiError::invalid(format!("{field}.calendars[{i}]"), e.to_string()))?;
+        }
+        let policy: Policy = parse_body(&policy)?;
+        let missing: Vec<String> = policy
+            .calendar_slots()
+            .into_iter()
+            .filter(|s| org.binding(s).is_none())
+            .map(|s| s.to_string())
+            .collect();
+        if !missing.is_empty() {
+            return Err(ApiError::FailedPrecondition(format!(
+                "{field}.calendars: the policy counts on calendar slots the organisation does not bind: {}",
+                missing.join(", ")
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn key(client: &str, method: &'static str, request_id: String) -> IdempotencyKey {
+    IdempotencyKey {
+        client: client.to_string(),
+        method,
+        request_id,
+    }
+}
+
+fn json<T: serde::Serialize>(v: &T) -> ApiResult<String> {
+    serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+fn new_id(c: &mut Check, field: &str, id: &str) -> Option<ResourceId> {
+    c.ok(field, ResourceId::parse(id))
+}
+
+fn respond<M>(r: ApiResult<M>) -> Result<Response<M>, Status> {
+    r.map(Response::new).map_err(Status::from)
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::calendar_service_server::CalendarService for Api<S> {
+    async fn create_calendar(
+        &self,
+        req: Request<pb::CreateCalendarRequest>,
+    ) -> Result<Response<pb::Calendar>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        super::note("calendar", &r.calendar_id);
+        let mut c = Check::new();
+        let id = new_id(&mut c, "calendar_id", &r.calendar_id);
+        let cal = r.calendar.as_ref();
+        let display = cv::display_name(
+            &mut c,
+            "calendar.display_name",
+            cal.map(|c| c.display_name.as_str()).unwrap_or(""),
+        );
+        let spec = cv::calendar_definition(
+            &mut c,
+            "calendar.definition",
+            cal.and_then(|c| c.definition.as_ref()),
+        );
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(display).zip(spec).zip(rid));
+        respond(
+            async {
+                let (((id, display), spec), rid) = parsed?;
+                let fp = Fingerprint::new()
+                    .with("calendar_id", &r.calendar_id)
+                    .with("calendar", &r.calendar);
+                self.app
+                    .create_resource(
+                        (key(&client, "CreateCalendar", rid), fp),
+                        ResourceKind::Calendar,
+                        &id,
+                        display.as_str(),
+                        json(&spec)?,
+                        cv::calendar_to_pb,
+                    )
+                    .await
+            }
+            .await,
+        )
+    }
+
+    async fn get_calendar(
+        &self,
+        req: Request<pb::GetCalendarRequest>,
+    ) -> Result<Response<pb::Calendar>, Status> {
+        let r = req.into_inner();
+        respond(
+            async {
+                let mut cal = self
+                    .get(
+                        ResourceKind::Calendar,
+                        &r.name,
+                        r.version,
+                        cv::calendar_to_pb,
+                    )
+                    .await?;
+                cal.recomputation = self
+                    .recomputation(ResourceKind::Calendar, &cal.name, cal.version)
+                    .await?;
+                Ok(cal)
+            }
+            .await,
+        )
+    }
+
+    async fn list_calendars(
+        &self,
+        req: Request<pb::ListCalendarsRequest>,
+    ) -> Result<Response<pb::ListCalendarsResponse>, Status> {
+        let r = req.into_inner();
+        respond(
+            self.app
+                .list(
+                    ResourceKind::Calendar,
+                    r.page_size,
+                    &r.page_token,
+                    r.show_archived,
+                    cv::calendar_to_pb,
+                )
+                .await
+                .map(|(calendars, next_page_token)| pb::ListCalendarsResponse {
+                    calendars,
+                    next_page_token,
+                }),
+        )
+    }
+
+    async fn update_calendar(
+        &self,
+        req: Request<pb::UpdateCalendarRequest>,
+    ) -> Result<Response<pb::Calendar>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        super::note("calendar", &r.name);
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "name", &r.name, ResourceKind::Calendar);
+        let spec = cv::calendar_definition(&mut c, "definition", r.definition.as_ref());
+        let effective = cv::optional_instant(&mut c, "effective_time", r.effective_time.as_ref());
+        if !r.display_name.is_empty() {
+            cv::display_name(&mut c, "display_name", &r.display_name);
+        }
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(spec).zip(effective).zip(rid));
+        let result = async {
+            let (((id, spec), effective), rid) = parsed?;
+            let fp = Fingerprint::new()
+                .with("name", &r.name)
+                .with("display_name", &r.display_name)
+                .with("definition", &r.definition)
+                .with("effective_time", &r.effective_time);
+            let body = json(&spec)?;
+            let answer = self
+                .app
+                .update_resource(
+                    (key(&client, "UpdateCalendar", rid), fp),
+                    (ResourceKind::Calendar, &id),
+                    Some(&r.display_name),
+                    |_| Ok(body),
+                    effective,
+                    cv::calendar_to_pb,
+                )
+                .await?;
+            self.recompute_calendar_users(&id);
+            Ok(answer)
+        }
+        .await;
+        respond(result)
+    }
+
+    async fn archive_calendar(
+        &self,
+        req: Request<pb::ArchiveCalendarRequest>,
+    ) -> Result<Response<pb::Calendar>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "name", &r.name, ResourceKind::Calendar);
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(rid));
+        respond(
+            async {
+                let (id, rid) = parsed?;
+                let fp = Fingerprint::new().with("name", &r.name);
+                self.app
+                    .archive(
+                        (key(&client, "ArchiveCalendar", rid), fp),
+                        ResourceKind::Calendar,
+                        &id,
+                        cv::calendar_to_pb,
+                    )
+                    .await
+            }
+            .await,
+        )
+    }
+
+    async fn import_calendar_holidays(
+        &self,
+        req: Request<pb::ImportCalendarHolidaysRequest>,
+    ) -> Result<Response<pb::Calendar>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        super::note("calendar", &r.name);
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "name", &r.name, ResourceKind::Calendar);
+        let from = cv::plain_date(&mut c, "from_date", &r.from_date);
+        let to = cv::plain_date(&mut c, "to_date", &r.to_date);
+        if let (Some(f), Some(t)) = (from, to)
+            && t < f
+        {
+            c.fail("to_date", "must not be before from_date");
+        }
+        if r.ics.len() > MAX_ICS_BYTES {
+            c.fail("ics", format!("is larger than {MAX_ICS_BYTES} bytes"));
+        }
+        let holidays = match (from, to) {
+            (Some(f), Some(t)) if c.is_clean() => c.ok("ics", holidays_from_ics(&r.ics, f, t)),
+            _ => None,
+        };
+        let effective = cv::optional_instant(&mut c, "effective_time", r.effective_time.as_ref());
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(holidays).zip(effective).zip(rid));
+        let result = async {
+            let (((id, holidays), effective), rid) = parsed?;
+            let fp = Fingerprint::new()
+                .with("name", &r.name)
+                .with("ics", &r.ics)
+                .with("from_date", &r.from_date)
+                .with("to_date", &r.to_date)
+                .with("effective_time", &r.effective_time);
+            let dates: Vec<chrono::NaiveDate> = holidays.iter().map(|h| h.date).collect();
+            let answer = self
+                .app
+                .update_resource(
+                    (key(&client, "ImportCalendarHolidays", rid), fp),
+                    (ResourceKind::Calendar, &id),
+                    None,
+                    |current| {
+                        let base: CalendarSpec = parse_body(current)?;
+                        let spec = base
+                            .customised(None, None, &dates)
+                            .map_err(|e| ApiError::invalid("ics", e.to_string()))?;
+                        json(&spec)
+                    },
+                    effective,
+                    cv::calendar_to_pb,
+                )
+                .await?;
+            self.recompute_calendar_users(&id);
+            Ok(answer)
+        }
+        .await;
+        respond(result)
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
+    async fn create_organization(
+        &self,
+        req: Request<pb::CreateOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        super::note("organization", &r.organization_id);
+        let mut c = Check::new();
+        let id = new_id(&mut c, "organization_id", &r.organization_id);
+        let org = cv::organization(&mut c, "organization", r.organization.as_ref());
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(org).zip(rid));
+        respond(
+            async {
+                let ((id, org), rid) = parsed?;
+                self.app.check_references(&org, "organization").await?;
+                let fp = Fingerprint::new()
+                    .with("organization_id", &r.organization_id)
+                    .with("organization", &r.organization);
+                self.app
+                    .create_resource(
+                        (key(&client, "CreateOrganization", rid), fp),
+                        ResourceKind::Organization,
+                        &id,
+                        org.display_name.as_str(),
+                        json(&org)?,
+                        cv::organization_to_pb,
+                    )
+                    .await
+            }
+            .await,
+        )
+    }
+
+    async fn get_organization(
+        &self,
+        req: Request<pb::GetOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let r = req.into_inner();
+        respond(
+            async {
+                let mut org = self
+                    .get(
+                        ResourceKind::Organization,
+                        &r.name,
+                        0,
+                        cv::organization_to_pb,
+                    )
+                    .await?;
+                org.recomputation = self
+                    .recomputation(ResourceKind::Organization, &org.name, org.version)
+                    .await?;
+                Ok(org)
+            }
+            .await,
+        )
+    }
+
+    async fn list_organizations(
+        &self,
+        req: Request<pb::ListOrganizationsRequest>,
+    ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        let r = req.into_inner();
+        respond(
+            self.app
+                .list(
+                    ResourceKind::Organization,
+                    r.page_size,
+                    &r.page_token,
+                    r.show_archived,
+                    cv::organization_to_pb,
+                )
+                .await
+                .map(
+                    |(organizations, next_page_token)| pb::ListOrganizationsResponse {
+                        organizations,
+                        next_page_token,
+                    },
+                ),
+        )
+    }
+
+    async fn update_organization(
+        &self,
+        req: Request<pb::UpdateOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        let name = r
+            .organization
+            .as_ref()
+            .map(|o| o.name.clone())
+            .unwrap_or_default();
+        super::note("organization", &name);
+        let mut c = Check::new();
+        let id = cv::resource_name(
+            &mut c,
+            "organization.name",
+            &name,
+            ResourceKind::Organization,
+        );
+        let org = cv::organization(&mut c, "organization", r.organization.as_ref());
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(org).zip(rid));
+        let result = async {
+            let ((id, org), rid) = parsed?;
+            self.app.check_references(&org, "organization").await?;
+            let fp = Fingerprint::new().with("organization", &r.organization);
+            let body = json(&org)?;
+            let answer = self
+                .app
+                .update_resource(
+                    (key(&client, "UpdateOrganization", rid), fp),
+                    (ResourceKind::Organization, &id),
+                    Some(org.display_name.as_str()),
+                    |_| Ok(body),
+                    None,
+                    cv::organization_to_pb,
+                )
+                .await?;
+            self.recompute_organization(&id);
+            Ok(answer)
+        }
+        .await;
+        respond(result)
+    }
+
+    async fn archive_organization(
+        &self,
+        req: Request<pb::ArchiveOrganizationRequest>,
+    ) -> Result<Response<pb::Organization>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "name", &r.name, ResourceKind::Organization);
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(rid));
+        respond(
+            async {
+                let (id, rid) = parsed?;
+                let fp = Fingerprint::new().with("name", &r.name);
+                self.app
+                    .archive(
+                        (key(&client, "ArchiveOrganization", rid), fp),
+                        ResourceKind::Organization,
+                        &id,
+                        cv::organization_to_pb,
+                    )
+                    .await
+            }
+            .await,
+        )
+    }
+}
+
+#[tonic::async_trait]
+impl<S: Store> pb::policy_service_server::PolicyService for Api<S> {
+    async fn create_policy(
+        &self,
+        req: Request<pb::CreatePolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        super::note("policy", &r.policy_id);
+        let mut c = Check::new();
+        let id = new_id(&mut c, "policy_id", &r.policy_id);
+        let p = r.policy.as_ref();
+        let display = cv::display_name(
+            &mut c,
+            "policy.display_name",
+            p.map(|p| p.display_name.as_str()).unwrap_or(""),
+        );
+        let policy = cv::policy_definition(
+            &mut c,
+            "policy.definition",
+            p.and_then(|p| p.definition.as_ref()),
+        );
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(display).zip(policy).zip(rid));
+        respond(
+            async {
+                let (((id, display), policy), rid) = parsed?;
+                let fp = Fingerprint::new()
+                    .with("policy_id", &r.policy_id)
+                    .with("policy", &r.policy);
+                self.app
+                    .create_resource(
+                        (key(&client, "CreatePolicy", rid), fp),
+                        ResourceKind::Policy,
+                        &id,
+                        display.as_str(),
+                        json(&policy)?,
+                        cv::policy_to_pb,
+                    )
+                    .await
+            }
+            .await,
+        )
+    }
+
+    async fn get_policy(
+        &self,
+        req: Request<pb::GetPolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        let r = req.into_inner();
+        respond(
+            self.get(ResourceKind::Policy, &r.name, r.version, cv::policy_to_pb)
+                .await,
+        )
+    }
+
+    async fn list_policies(
+        &self,
+        req: Request<pb::ListPoliciesRequest>,
+    ) -> Result<Response<pb::ListPoliciesResponse>, Status> {
+        let r = req.into_inner();
+        respond(
+            self.app
+                .list(
+                    ResourceKind::Policy,
+                    r.page_size,
+                    &r.page_token,
+                    r.show_archived,
+                    cv::policy_to_pb,
+                )
+                .await
+                .map(|(policies, next_page_token)| pb::ListPoliciesResponse {
+                    policies,
+                    next_page_token,
+                }),
+        )
+    }
+
+    async fn update_policy(
+        &self,
+        req: Request<pb::UpdatePolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        super::note("policy", &r.name);
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "name", &r.name, ResourceKind::Policy);
+        let policy = cv::policy_definition(&mut c, "definition", r.definition.as_ref());
+        if !r.display_name.is_empty() {
+            cv::display_name(&mut c, "display_name", &r.display_name);
+        }
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(policy).zip(rid));
+        respond(
+            async {
+                let ((id, policy), rid) = parsed?;
+                let fp = Fingerprint::new()
+                    .with("name", &r.name)
+                    .with("display_name", &r.display_name)
+                    .with("definition", &r.definition);
+                let body = json(&policy)?;
+                self.app
+                    .update_resource(
+                        (key(&client, "UpdatePolicy", rid), fp),
+                        (ResourceKind::Policy, &id),
+                        Some(&r.display_name),
+                        |_| Ok(body),
+                        None,
+                        cv::policy_to_pb,
+                    )
+                    .await
+            }
+            .await,
+        )
+    }
+
+    async fn archive_policy(
+        &self,
+        req: Request<pb::ArchivePolicyRequest>,
+    ) -> Result<Response<pb::Policy>, Status> {
+        let client = client_of(&req);
+        let r = req.into_inner();
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "name", &r.name, ResourceKind::Policy);
+        let rid = cv::request_id(&mut c, "request_id", &r.request_id);
+        let parsed = c.finish(id.zip(rid));
+        respond(
+            async {
+                let (id, rid) = parsed?;
+                let fp = Fingerprint::new().with("name", &r.name);
+                self.app
+                    .archive(
+                        (key(&client, "ArchivePolicy", rid), fp),
+                        ResourceKind::Policy,
+                        &id,
+                        cv::policy_to_pb,
+                    )
+                    .await
+            }
+            .await,
+        )
+    }
+}
+
+impl<S: Store> Api<S> {
+    async fn get<M>(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        version: i32,
+        render: Render<M>,
+    ) -> ApiResult<M> {
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "name", name, kind);
+        let version = match version {
+            0 => Some(None),
+            v if v > 0 => Some(Some(v as u32)),
+            _ => {
+                c.fail("version", "must not be negative");
+                None
+            }
+        };
+        let (id, version) = c.finish(id.zip(version))?;
+        render(&self.app.store.get_resource(kind, &id, version).await?)
+    }
+
+    /// The recomputation a resource version caused, if any.
+    async fn recomputation(
+        &self,
+        kind: ResourceKind,
+        name: &str,
+        version: i32,
+    ) -> ApiResult<Option<pb::Recomputation>> {
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "name", name, kind);
+        let id = c.finish(id)?;
+        let job = self.app.store.job(kind, &id, version.max(0) as u32).await?;
+        Ok(job.map(|j| pb::Recomputation {
+            tickets_total: j.tickets_total as i64,
+            tickets_done: j.tickets_done as i64,
+            start_time: Some(cv::timestamp(j.started_at)),
+            finish_time: cv::opt_timestamp(j.finished_at),
+        }))
+    }
+
+    /// Recomputes, in the background, the clocks of every open ticket whose organisation
+    /// binds this calendar: a new version moves their deadlines from its effective time.
+    fn recompute_calendar_users(&self, calendar: &ResourceId) {
+        self.recompute
+            .request(super::recompute::Scope::Calendar(calendar.clone()));
+    }
+
+    fn recompute_organization(&self, organization: &ResourceId) {
+        self.recompute
+            .request(super::recompute::Scope::Organization(organization.clone()));
+    }
+}

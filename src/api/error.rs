@@ -1,0 +1,146 @@
+//! The API's errors and their one mapping to gRPC status codes (AIP-193).
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, FieldViolation, StatusExt};
+
+use crate::store::StoreError;
+
+/// One invalid field: its path as the request spells it, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    pub field: String,
+    pub description: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Bad input: every violation found, each with its field.
+    #[error("invalid argument: {}", describe(.0))]
+    InvalidArgument(Vec<Violation>),
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0}")]
+    AlreadyExists(String),
+    /// The request is well-formed but the state forbids it: an illegal transition, an
+    /// unmet guard, a late event that conflicts with a stored one.
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("the service cannot answer now: {0}")]
+    Unavailable(String),
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+fn describe(v: &[Violation]) -> String {
+    v.iter()
+        .map(|v| format!("{}: {}", v.field, v.description))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl ApiError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        ApiError::InvalidArgument(vec![Violation {
+            field: field.into(),
+            description: description.into(),
+        }])
+    }
+
+    pub fn code(&self) -> Code {
+        match self {
+            ApiError::InvalidArgument(_) => Code::InvalidArgument,
+            ApiError::NotFound(_) => Code::NotFound,
+            ApiError::AlreadyExists(_) => Code::AlreadyExists,
+            ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ApiError::Unavailable(_) => Code::Unavailable,
+            ApiError::Internal(_) => Code::Internal,
+        }
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound(what) => ApiError::NotFound(what),
+            StoreError::AlreadyExists(what) => {
+                ApiError::AlreadyExists(format!("{what} already exists"))
+            }
+            StoreError::Unavailable(why) => ApiError::Unavailable(why),
+            StoreError::Corrupt(why) => ApiError::Internal(why),
+        }
+    }
+}
+
+impl From<ApiError> for Status {
+    fn from(e: ApiError) -> Status {
+        let message = e.to_string();
+        match e {
+            ApiError::InvalidArgument(violations) => {
+                let details = ErrorDetails::with_bad_request(
+                    violations
+                        .into_iter()
+                        .map(|v| FieldViolation::new(v.field, v.description))
+                        .collect::<Vec<_>>(),
+                );
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ApiError::Internal(_) => {
+                tracing::error!(error = %message, "internal error");
+                Status::new(Code::Internal, message)
+            }
+            other => Status::new(other.code(), message),
+        }
+    }
+}
+
+pub type ApiResult<T> = Result<T, ApiError>;
+
+/// Collects every violation of a request before failing, so a client fixes them all at
+/// once.
+#[derive(Debug, Default)]
+pub struct Check {
+    violations: Vec<Violation>,
+}
+
+impl Check {
+    pub fn new() -> Self {
+        Check::default()
+    }
+
+    pub fn fail(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        self.violations.push(Violation {
+            field: field.into(),
+            description: description.into(),
+        });
+    }
+
+    /// The value, or `None` with the error recorded against `field`.
+    pub fn ok<T, E: std::fmt::Display>(
+        &mut self,
+        field: impl Into<String>,
+        r: Result<T, E>,
+    ) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.fail(field, e.to_string());
+                None
+            }
+        }
+    }
+
+    pub fn is_clean(&self) -> bool {
+        self.violations.is_empty()
+    }
+
+    /// `Ok(value)` when nothing was recorded and the value is there.
+    pub fn finish<T>(self, value: Option<T>) -> ApiResult<T> {
+        match value {
+            Some(v) if self.violations.is_empty() => Ok(v),
+            _ if !self.violations.is_empty() => Err(ApiError::InvalidArgument(self.violations)),
+            _ => Err(ApiError::Internal(
+                "a parse failed without saying why".into(),
+            )),
+        }
+    }
+}

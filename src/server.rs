@@ -1,0 +1,243 @@
+//! Runs the gRPC server: the services, health, reflection, limits, per-RPC spans and
+//! graceful shutdown.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codegen::http;
+use tonic::server::NamedService;
+use tonic::transport::Server;
+use tonic_health::server::HealthReporter;
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+use crate::api::pb::calendar_service_server::CalendarServiceServer;
+use crate::api::pb::deadline_service_server::DeadlineServiceServer;
+use crate::api::pb::organization_service_server::OrganizationServiceServer;
+use crate::api::pb::policy_service_server::PolicyServiceServer;
+use crate::api::pb::ticket_service_server::TicketServiceServer;
+use crate::api::{Api, App, pb, recompute};
+use crate::store::Store;
+use crate::time::Clock;
+
+/// Largest request accepted (a batch of 500 tickets with their events fits well).
+pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
+/// How often the database is pinged for the health status.
+const HEALTH_PROBE: Duration = Duration::from_secs(2);
+
+/// The names health reports on: the empty name (the whole server) and each service.
+fn service_names() -> [&'static str; 5] {
+    [
+        <CalendarServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
+        <OrganizationServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
+        <PolicyServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
+        <TicketServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
+        <DeadlineServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
+    ]
+}
+
+async fn set_all(reporter: &HealthReporter, serving: bool) {
+    let status = if serving {
+        tonic_health::ServingStatus::Serving
+    } else {
+        tonic_health::ServingStatus::NotServing
+    };
+    reporter.set_service_status("", status).await;
+    for name in service_names() {
+        reporter.set_service_status(name, status).await;
+    }
+}
+
+/// How the server runs.
+#[derive(Debug, Clone, Copy)]
+pub struct ServeOptions {
+    /// After a shutdown signal, how long RPCs in flight (and open streams) may take
+    /// before the server stops anyway.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            drain_timeout: Duration::from_secs(25),
+        }
+    }
+}
+
+/// Serves on `listener` until `shutdown` resolves: health turns NOT_SERVING first, new
+/// connections stop, and RPCs in flight finish, for at most the drain timeout.
+pub async fn serve<S: Store>(
+    store: S,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+) -> Result<(), tonic::transport::Error> {
+    let app = Arc::new(App::new(store, clock));
+    let (recompute, worker) = recompute::spawn(Arc::clone(&app));
+    let api = Api::new(Arc::clone(&app), recompute);
+
+    let (reporter, health) = tonic_health::server::health_reporter();
+    set_all(&reporter, app.store.ping().await.is_ok()).await;
+    let probe = {
+        let reporter = reporter.clone();
+        let app = Arc::clone(&app);
+        tokio::spawn(async move {
+            let mut serving = true;
+            loop {
+                tokio::time::sleep(HEALTH_PROBE).await;
+                let ok = app.store.ping().await.is_ok();
+                if ok != serving {
+                    tracing::warn!(database_reachable = ok, "health changes");
+                    set_all(&reporter, ok).await;
+                    serving = ok;
+                }
+            }
+        })
+    };
+
+    let reflection_v1 = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| tracing::error!(error = %e, "reflection"))
+        .ok();
+    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1alpha()
+        .map_err(|e| tracing::error!(error = %e, "reflection"))
+        .ok();
+
+    let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
+    let drain = {
+        let reporter = reporter.clone();
+        async move {
+            shutdown.await;
+            tracing::info!("shutting down: NOT_SERVING, finishing RPCs in flight");
+            set_all(&reporter, false).await;
+            let _ = draining_tx.send(true);
+        }
+    };
+    // Open streams (a health watch, say) never finish on their own: after the drain
+    // timeout the server stops regardless, as an orchestrator would kill it anyway.
+    let deadline = async move {
+        let _ = draining_rx.wait_for(|d| *d).await;
+        tokio::time::sleep(options.drain_timeout).await;
+    };
+
+    let router = Server::builder()
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(RpcSpanLayer)
+        .add_service(health)
+        .add_optional_service(reflection_v1)
+        .add_optional_service(reflection_v1alpha)
+        .add_service(
+            CalendarServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            OrganizationServiceServer::new(api.clone())
+                .max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            PolicyServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            TicketServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(DeadlineServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
+    let serving = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), drain);
+    let result = tokio::select! {
+        r = serving => r,
+        () = deadline => {
+            tracing::warn!(timeout = ?options.drain_timeout, "drain timeout: stopping with RPCs still open");
+            Ok(())
+        }
+    };
+    probe.abort();
+    worker.abort();
+    result
+}
+
+/// A span per RPC with its method, the ids handlers record, and its status code.
+#[derive(Debug, Clone, Copy)]
+pub struct RpcSpanLayer;
+
+impl<S> Layer<S> for RpcSpanLayer {
+    type Service = RpcSpan<S>;
+
+    fn layer(&self, inner: S) -> RpcSpan<S> {
+        RpcSpan { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RpcSpan<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<http::Request<B>> for RpcSpan<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let method = req.uri().path().to_string();
+        let span = tracing::info_span!(
+            "rpc",
+            rpc.method = %method,
+            rpc.code = tracing::field::Empty,
+            organization = tracing::field::Empty,
+            ticket = tracing::field::Empty,
+            calendar = tracing::field::Empty,
+            policy = tracing::field::Empty,
+        );
+        let started = std::time::Instant::now();
+        let fut = {
+            let _enter = span.enter();
+            self.inner.call(req)
+        };
+        Box::pin(
+            async move {
+                let result = fut.await;
+                let span = tracing::Span::current();
+                match &result {
+                    Ok(resp) => {
+                        // Errors come back trailers-only, with the code in the headers;
+                        // a successful answer carries it in the trailers.
+                        let code = resp
+                            .headers()
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<i32>().ok())
+                            .unwrap_or(0);
+                        span.record("rpc.code", code);
+                        tracing::debug!(
+                            code,
+                            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                            "rpc finished"
+                        );
+                    }
+                    Err(e) => tracing::warn!(error = %e, "rpc failed in transport"),
+                }
+                result
+            }
+            .instrument(span),
+        )
+    }
+}

@@ -1,0 +1,416 @@
+//! Persistence: one store trait, implemented for Postgres and embedded SQLite.
+//!
+//! The store keeps what happened (versioned resources, tickets, their append-only events,
+//! idempotency keys) and the clocks index derived from it; it decides nothing. Every
+//! mutation runs in a transaction the API layer drives, so an event, its recomputed
+//! clocks and its idempotency record commit together or not at all.
+
+mod sql;
+
+use std::future::Future;
+
+use chrono::{DateTime, Utc};
+
+use crate::domain::names::ResourceId;
+use crate::domain::status::Status;
+use crate::domain::ticket::{Actor, Event, EventKind, Ticket};
+
+pub use sql::{Backend, SqlStore, SqlTx};
+
+/// The versioned documents the catalogue holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ResourceKind {
+    Organization,
+    Calendar,
+    Policy,
+}
+
+impl ResourceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Organization => "organization",
+            ResourceKind::Calendar => "calendar",
+            ResourceKind::Policy => "policy",
+        }
+    }
+
+    /// The collection in resource names: `organizations/acme`.
+    pub fn collection(self) -> &'static str {
+        match self {
+            ResourceKind::Organization => "organizations",
+            ResourceKind::Calendar => "calendars",
+            ResourceKind::Policy => "policies",
+        }
+    }
+}
+
+/// One version of a resource. `body` is the domain value as JSON.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceVersion {
+    pub kind: ResourceKind,
+    pub id: ResourceId,
+    pub version: u32,
+    pub effective_at: DateTime<Utc>,
+    pub display_name: String,
+    pub body: String,
+    pub created_at: DateTime<Utc>,
+    pub archived: bool,
+}
+
+/// A ticket as stored: as created, plus the state its last fold derived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketRecord {
+    pub ticket: Ticket,
+    pub status: Status,
+    pub cycle: u32,
+    pub priority: Option<String>,
+    pub next_change_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The state a fold derived, written back with the event that caused it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DerivedState {
+    pub status: Status,
+    pub cycle: u32,
+    pub priority: Option<String>,
+    pub next_change_at: Option<DateTime<Utc>>,
+    pub clocks: Vec<ClockRow>,
+}
+
+/// An event to append.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    pub occurred_at: DateTime<Utc>,
+    pub kind: EventKind,
+    pub actor: Actor,
+    pub request_id: String,
+}
+
+/// An event as stored, with when it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub event: Event,
+    pub recorded_at: DateTime<Utc>,
+}
+
+/// One row of the clocks index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockRow {
+    pub metric: String,
+    pub instance: u32,
+    pub kind: String,
+    pub state: String,
+    pub active: bool,
+    pub started_at: DateTime<Utc>,
+    /// For an active clock: its deadline, or when it breached; `None` while paused.
+    pub deadline: Option<DateTime<Utc>>,
+    /// When its first warning threshold is crossed.
+    pub warning: Option<DateTime<Utc>>,
+}
+
+/// A clock found by a deadline query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockRef {
+    pub ticket_id: String,
+    pub organization: String,
+    pub metric: String,
+    pub instance: u32,
+    pub priority: Option<String>,
+    pub kind: String,
+    pub started_at: DateTime<Utc>,
+    pub deadline: Option<DateTime<Utc>>,
+    pub warning: Option<DateTime<Utc>>,
+}
+
+/// Filters of the deadline queries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClockFilter {
+    pub organization: Option<String>,
+    pub metric: Option<String>,
+    pub priority: Option<String>,
+}
+
+/// Where a page of clocks continues: after this (deadline, ticket, metric, instance).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockCursor {
+    pub deadline_us: i64,
+    pub ticket_id: String,
+    pub metric: String,
+    pub instance: u32,
+}
+
+/// Which clocks a deadline query wants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClockQuery {
+    /// Deadline in `[from, to)`.
+    Due {
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    },
+    /// Promises whose deadline passed before `now`.
+    Breached { now: DateTime<Utc> },
+    /// First warning reached by `now`, deadline still ahead.
+    AtRisk { now: DateTime<Utc> },
+}
+
+/// Filters of the ticket list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TicketFilter {
+    pub organization: Option<String>,
+    pub status: Option<Status>,
+    pub source_system: Option<String>,
+    pub external_id: Option<String>,
+}
+
+/// Where a page of tickets continues: after this (received, id), newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketCursor {
+    pub received_us: i64,
+    pub id: String,
+}
+
+/// What an idempotency key says about a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// First time: carry on, then complete the key.
+    Fresh,
+    /// Seen before: this was the request (as a fingerprint) and the answer.
+    Seen {
+        fingerprint: String,
+        response: Vec<u8>,
+    },
+}
+
+/// An idempotency key: the calling client, the method, the client's request id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyKey {
+    pub client: String,
+    pub method: &'static str,
+    pub request_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{0} not found")]
+    NotFound(String),
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    #[error("the database is unavailable: {0}")]
+    Unavailable(String),
+    #[error("stored data cannot be read: {0}")]
+    Corrupt(String),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Progress of a background recomputation after a calendar or organisation change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecomputeJob {
+    pub kind: ResourceKind,
+    pub id: ResourceId,
+    pub version: u32,
+    pub tickets_total: u64,
+    pub tickets_done: u64,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// A store: reads outside transactions, writes inside them.
+pub trait Store: Clone + Send + Sync + 'static {
+    type Tx: StoreTx;
+
+    /// Starts a write transaction. On SQLite it takes the write lock at once, so two
+    /// writers queue instead of failing on upgrade.
+    fn begin(&self) -> impl Future<Output = StoreResult<Self::Tx>> + Send;
+
+    /// Whether the database answers.
+    fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn get_resource(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        version: Option<u32>,
+    ) -> impl Future<Output = StoreResult<ResourceVersion>> + Send;
+
+    /// Every version of a resource, oldest first.
+    fn resource_versions(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+    ) -> impl Future<Output = StoreResult<Vec<ResourceVersion>>> + Send;
+
+    /// Latest versions in id order, after `after`.
+    fn list_resources(
+        &self,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: u32,
+        show_archived: bool,
+    ) -> impl Future<Output = StoreResult<Vec<ResourceVersion>>> + Send;
+
+    fn get_ticket(&self, id: &str) -> impl Future<Output = StoreResult<TicketRecord>> + Send;
+
+    fn find_ticket(
+        &self,
+        source_system: &str,
+        external_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<TicketRecord>>> + Send;
+
+    fn ticket_events(&self, id: &str)
+    -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
+
+    fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        after: Option<&TicketCursor>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<TicketRecord>>> + Send;
+
+    fn query_clocks(
+        &self,
+        query: &ClockQuery,
+        filter: &ClockFilter,
+        after: Option<&ClockCursor>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<ClockRef>>> + Send;
+
+    fn ticket_clocks(&self, id: &str) -> impl Future<Output = StoreResult<Vec<ClockRow>>> + Send;
+
+    /// Starts (or restarts) the job for a resource version with its ticket count.
+    fn start_job(&self, job: &RecomputeJob) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Records progress, and the finish when `finished_at` is set.
+    fn update_job(&self, job: &RecomputeJob) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The job of a resource version, if one ran.
+    fn job(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        version: u32,
+    ) -> impl Future<Output = StoreResult<Option<RecomputeJob>>> + Send;
+
+    /// Jobs that never finished (the process stopped while they ran).
+    fn unfinished_jobs(&self) -> impl Future<Output = StoreResult<Vec<RecomputeJob>>> + Send;
+
+    /// Ids of the tickets of an organisation that are not resolved, closed or cancelled.
+    fn open_ticket_ids(
+        &self,
+        organization: &ResourceId,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// Tickets whose clocks change by themselves before `before` (a deadline or warning
+    /// passes), oldest first: what the due-time runner refreshes.
+    fn tickets_changing_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+}
+
+/// The writes, and the reads that must see them.
+pub trait StoreTx: Send {
+    fn commit(self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Claims an idempotency key with the request's fingerprint. A key claimed by a
+    /// transaction still in flight blocks until it commits or rolls back.
+    fn claim(
+        &mut self,
+        key: &IdempotencyKey,
+        fingerprint: &str,
+    ) -> impl Future<Output = StoreResult<Claim>> + Send;
+
+    /// Stores the answer for a claimed key.
+    fn complete(
+        &mut self,
+        key: &IdempotencyKey,
+        response: &[u8],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    fn create_resource(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        display_name: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<ResourceVersion>> + Send;
+
+    /// A new version, effective at `effective` (not before `now`).
+    fn add_version(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        display_name: &str,
+        body: &str,
+        effective: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<ResourceVersion>> + Send;
+
+    fn archive_resource(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+    ) -> impl Future<Output = StoreResult<ResourceVersion>> + Send;
+
+    /// Reads inside the transaction (after the ticket's lock, so they see every version
+    /// committed before it).
+    fn resource_versions(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+    ) -> impl Future<Output = StoreResult<Vec<ResourceVersion>>> + Send;
+
+    fn get_resource(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        version: Option<u32>,
+    ) -> impl Future<Output = StoreResult<ResourceVersion>> + Send;
+
+    fn insert_ticket(
+        &mut self,
+        record: &TicketRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Locks a ticket for the rest of the transaction and reads it.
+    fn lock_ticket(&mut self, id: &str) -> impl Future<Output = StoreResult<TicketRecord>> + Send;
+
+    fn find_ticket(
+        &mut self,
+        source_system: &str,
+        external_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<TicketRecord>>> + Send;
+
+    fn ticket_events(
+        &mut self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
+
+    /// Appends an event; its sequence number is the next on the ticket.
+    fn append_event(
+        &mut self,
+        ticket_id: &str,
+        event: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<Event>> + Send;
+
+    /// Writes what the fold derived: the ticket's state and its clocks index rows.
+    fn save_derived(
+        &mut self,
+        ticket: &TicketRecord,
+        derived: &DerivedState,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Moves a ticket to another policy version.
+    fn set_ticket_policy(
+        &mut self,
+        id: &str,
+        policy: &ResourceId,
+        version: u32,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+}

@@ -1,0 +1,1098 @@
+//! The store on Postgres and on SQLite, through sqlx's `Any` driver: one query text per
+//! operation (instants are integer microseconds in both), with the placeholders and the
+//! few statements that differ chosen by backend.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::{Mutex, OnceLock, PoisonError};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Row, SqlSafeStr as _, Transaction};
+
+use super::{
+    Claim, ClockCursor, ClockFilter, ClockQuery, ClockRef, ClockRow, DerivedState, IdempotencyKey,
+    NewEvent, RecomputeJob, ResourceKind, ResourceVersion, StoreError, StoreResult, StoredEvent,
+    TicketCursor, TicketFilter, TicketRecord,
+};
+use crate::domain::names::{ExternalId, PlanName, PriorityLabel, RequestType, ResourceId};
+use crate::domain::ticket::{Actor, Event, EventKind, Ticket};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Postgres,
+    Sqlite,
+}
+
+#[derive(Debug, Clone)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+pub struct SqlTx {
+    tx: Transaction<'static, Any>,
+    backend: Backend,
+}
+
+fn migrations(backend: Backend) -> Migrator {
+    let (sql, description) = match backend {
+        Backend::Postgres => (
+            include_str!("../../migrations/postgres/0001_init.sql"),
+            "init",
+        ),
+        Backend::Sqlite => (
+            include_str!("../../migrations/sqlite/0001_init.sql"),
+            "init",
+        ),
+    };
+    Migrator::with_migrations(vec![Migration::new(
+        1,
+        description.into(),
+        MigrationType::Simple,
+        sql.into_sql_str(),
+        false,
+    )])
+}
+
+fn unavailable(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn db_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::RowNotFound => StoreError::NotFound("row".into()),
+        sqlx::Error::ColumnDecode { .. }
+        | sqlx::Error::Decode(_)
+        | sqlx::Error::ColumnNotFound(_) => StoreError::Corrupt(e.to_string()),
+        _ => unavailable(e),
+    }
+}
+
+/// A database error, with a unique violation turned into `AlreadyExists(what)`.
+fn unique_as(what: impl FnOnce() -> String) -> impl FnOnce(sqlx::Error) -> StoreError {
+    move |e| match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::AlreadyExists(what()),
+        _ => db_error(e),
+    }
+}
+
+fn us(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_us(v: i64) -> StoreResult<DateTime<Utc>> {
+    DateTime::from_timestamp_micros(v)
+        .ok_or_else(|| StoreError::Corrupt(format!("instant {v} out of range")))
+}
+
+fn opt_from_us(v: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
+    v.map(from_us).transpose()
+}
+
+fn parse<T, E: std::fmt::Display>(what: &str, r: Result<T, E>) -> StoreResult<T> {
+    r.map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn u32_of(what: &str, v: i64) -> StoreResult<u32> {
+    parse(what, u32::try_from(v))
+}
+
+/// `?` placeholders as the backend wants them: Postgres numbers them `$1, $2, ...`.
+fn placeholders(backend: Backend, q: &str) -> String {
+    match backend {
+        Backend::Sqlite => q.to_string(),
+        Backend::Postgres => {
+            let mut out = String::with_capacity(q.len() + 8);
+            let mut n = 0;
+            for c in q.chars() {
+                if c == '?' {
+                    n += 1;
+                    let _ = write!(out, "${n}");
+                } else {
+                    out.push(c);
+                }
+            }
+            out
+        }
+    }
+}
+
+/// A fixed query for the backend, converted once and kept.
+fn q(backend: Backend, text: &'static str) -> &'static str {
+    if backend == Backend::Sqlite {
+        return text;
+    }
+    static CACHE: OnceLock<Mutex<HashMap<&'static str, &'static str>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(|| Mutex::new(HashMap::new()));
+    let mut map = cache.lock().unwrap_or_else(PoisonError::into_inner);
+    map.entry(text)
+        .or_insert_with(|| Box::leak(placeholders(backend, text).into_boxed_str()))
+}
+
+const RESOURCE_COLUMNS: &str =
+    "v.kind, v.id, v.version, v.effective_us, v.display_name, v.body, v.create_us, r.archived";
+
+fn resource_row(kind: ResourceKind, row: &AnyRow) -> StoreResult<ResourceVersion> {
+    let id: String = row.try_get("id").map_err(db_error)?;
+    Ok(ResourceVersion {
+        kind,
+        id: parse("resource id", ResourceId::parse(&id))?,
+        version: u32_of("version", row.try_get("version").map_err(db_error)?)?,
+        effective_at: from_us(row.try_get("effective_us").map_err(db_error)?)?,
+        display_name: row.try_get("display_name").map_err(db_error)?,
+        body: row.try_get("body").map_err(db_error)?,
+        created_at: from_us(row.try_get("create_us").map_err(db_error)?)?,
+        archived: row.try_get::<i64, _>("archived").map_err(db_error)? != 0,
+    })
+}
+
+const TICKET_COLUMNS: &str = "id, organization, source_system, external_id, request_type, initial_priority, \
+     received_us, requested_by, initial_estimate_minutes, initial_scheduled_us, policy, policy_version, plan, \
+     status, cycle, priority, next_change_us, create_us, update_us";
+
+fn ticket_row(row: &AnyRow) -> StoreResult<TicketRecord> {
+    let s = |c: &str| -> StoreResult<String> { row.try_get::<String, _>(c).map_err(db_error) };
+    let os = |c: &str| -> StoreResult<Option<String>> {
+        row.try_get::<Option<String>, _>(c).map_err(db_error)
+    };
+    let i = |c: &str| -> StoreResult<i64> { row.try_get::<i64, _>(c).map_err(db_error) };
+    let oi = |c: &str| -> StoreResult<Option<i64>> {
+        row.try_get::<Option<i64>, _>(c).map_err(db_error)
+    };
+    let status_text = s("status")?;
+    let ticket = Ticket {
+        id: s("id")?,
+        organization: parse("organization", ResourceId::parse(&s("organization")?))?,
+        source_system: parse("source_system", ExternalId::parse(&s("source_system")?))?,
+        external_id: parse("external_id", ExternalId::parse(&s("external_id")?))?,
+        request_type: parse("request_type", RequestType::parse(&s("request_type")?))?,
+        priority: os("initial_priority")?
+            .map(|p| parse("priority", PriorityLabel::parse(&p)))
+            .transpose()?,
+        received_at: from_us(i("received_us")?)?,
+        requested_by: os("requested_by")?
+            .map(|p| parse("requested_by", ExternalId::parse(&p)))
+            .transpose()?,
+        estimate_minutes: oi("initial_estimate_minutes")?
+            .map(|m| u32_of("estimate", m))
+            .transpose()?,
+        scheduled_at: opt_from_us(oi("initial_scheduled_us")?)?,
+        policy: parse("policy", ResourceId::parse(&s("policy")?))?,
+        policy_version: u32_of("policy_version", i("policy_version")?)?,
+        plan: os("plan")?
+            .map(|p| parse("plan", PlanName::parse(&p)))
+            .transpose()?,
+    };
+    Ok(TicketRecord {
+        ticket,
+        status: status_text
+            .parse()
+            .map_err(|()| StoreError::Corrupt(format!("status {status_text}")))?,
+        cycle: u32_of("cycle", i("cycle")?)?,
+        priority: os("priority")?,
+        next_change_at: opt_from_us(oi("next_change_us")?)?,
+        created_at: from_us(i("create_us")?)?,
+        updated_at: from_us(i("update_us")?)?,
+    })
+}
+
+fn event_row(ticket_id: &str, row: &AnyRow) -> StoreResult<StoredEvent> {
+    let body: String = row.try_get("body").map_err(db_error)?;
+    let kind: EventKind = parse("event body", serde_json::from_str(&body))?;
+    let contact: Option<String> = row.try_get("contact").map_err(db_error)?;
+    Ok(StoredEvent {
+        event: Event {
+            seq: row.try_get("seq").map_err(db_error)?,
+            occurred_at: from_us(row.try_get("occurred_us").map_err(db_error)?)?,
+            kind,
+            actor: Actor {
+                client: row.try_get("client").map_err(db_error)?,
+                contact: contact
+                    .map(|c| parse("contact", ExternalId::parse(&c)))
+                    .transpose()?,
+            },
+            request_id: row.try_get("request_id").map_err(db_error)?,
+        },
+        recorded_at: from_us(row.try_get("record_us").map_err(db_error)?)
+            .map_err(|e| StoreError::Corrupt(format!("event of {ticket_id}: {e}")))?,
+    })
+}
+
+fn clock_row(row: &AnyRow) -> StoreResult<ClockRow> {
+    Ok(ClockRow {
+        metric: row.try_get("metric").map_err(db_error)?,
+        instance: u32_of("instance", row.try_get("instance").map_err(db_error)?)?,
+        kind: row.try_get("kind").map_err(db_error)?,
+        state: row.try_get("state").map_err(db_error)?,
+        active: row.try_get::<i64, _>("active").map_err(db_error)? != 0,
+        started_at: from_us(row.try_get("started_us").map_err(db_error)?)?,
+        deadline: opt_from_us(row.try_get("deadline_us").map_err(db_error)?)?,
+        warning: opt_from_us(row.try_get("warning_us").map_err(db_error)?)?,
+    })
+}
+
+fn clock_ref(row: &AnyRow) -> StoreResult<ClockRef> {
+    Ok(ClockRef {
+        ticket_id: row.try_get("ticket_id").map_err(db_error)?,
+        organization: row.try_get("organization").map_err(db_error)?,
+        metric: row.try_get("metric").map_err(db_error)?,
+        instance: u32_of("instance", row.try_get("instance").map_err(db_error)?)?,
+        priority: row.try_get("priority").map_err(db_error)?,
+        kind: row.try_get("kind").map_err(db_error)?,
+        started_at: from_us(row.try_get("started_us").map_err(db_error)?)?,
+        deadline: opt_from_us(row.try_get("deadline_us").map_err(db_error)?)?,
+        warning: opt_from_us(row.try_get("warning_us").map_err(db_error)?)?,
+    })
+}
+
+fn job_row(row: &AnyRow) -> StoreResult<RecomputeJob> {
+    let kind: String = row.try_get("kind").map_err(db_error)?;
+    let id: String = row.try_get("id").map_err(db_error)?;
+    Ok(RecomputeJob {
+        kind: match kind.as_str() {
+            "calendar" => ResourceKind::Calendar,
+            "policy" => ResourceKind::Policy,
+            _ => ResourceKind::Organization,
+        },
+        id: parse("job id", ResourceId::parse(&id))?,
+        version: u32_of("version", row.try_get("version").map_err(db_error)?)?,
+        tickets_total: parse(
+            "total",
+            u64::try_from(row.try_get::<i64, _>("tickets_total").map_err(db_error)?),
+        )?,
+        tickets_done: parse(
+            "done",
+            u64::try_from(row.try_get::<i64, _>("tickets_done").map_err(db_error)?),
+        )?,
+        started_at: from_us(row.try_get("start_us").map_err(db_error)?)?,
+        finished_at: opt_from_us(row.try_get("finish_us").map_err(db_error)?)?,
+    })
+}
+
+impl SqlStore {
+    /// Connects to `url` (`postgres://...` or `sqlite://...`).
+    pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            return Err(StoreError::Unavailable(format!(
+                "unsupported database URL {url:?}: expected postgres://... or sqlite://..."
+            )));
+        };
+        let mut options = AnyPoolOptions::new()
+            .max_connections(max_connections.max(1))
+            .acquire_timeout(Duration::from_secs(5));
+        if backend == Backend::Sqlite {
+            options = options.after_connect(|conn, _| {
+                Box::pin(async move {
+                    // WAL lets readers run beside the one writer; the busy timeout makes
+                    // writers queue for the lock instead of failing.
+                    conn.execute("PRAGMA journal_mode = WAL").await?;
+                    conn.execute("PRAGMA busy_timeout = 10000").await?;
+                    conn.execute("PRAGMA synchronous = NORMAL").await?;
+                    conn.execute("PRAGMA foreign_keys = ON").await?;
+                    Ok(())
+                })
+            });
+        }
+        let pool = options.connect(url).await.map_err(unavailable)?;
+        Ok(SqlStore { pool, backend })
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Runs administrative SQL (tests create and drop their schemas with it).
+    pub async fn execute_raw(&self, sql: &str) -> StoreResult<()> {
+        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    /// Applies the embedded migrations.
+    pub async fn migrate(&self) -> StoreResult<()> {
+        migrations(self.backend)
+            .run(&self.pool)
+            .await
+            .map_err(unavailable)
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Pool use, for metrics: (connections open, idle).
+    pub fn pool_use(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    fn q(&self, text: &'static str) -> &'static str {
+        q(self.backend, text)
+    }
+}
+
+impl SqlTx {
+    fn q(&self, text: &'static str) -> &'static str {
+        q(self.backend, text)
+    }
+
+    fn for_update(&self) -> &'static str {
+        match self.backend {
+            Backend::Postgres => " FOR UPDATE",
+            Backend::Sqlite => "",
+        }
+    }
+}
+
+/// Shared read queries, for the pool and for a transaction.
+macro_rules! reads {
+    () => {
+        async fn read_resource(
+            exec: impl sqlx::Executor<'_, Database = Any>,
+            backend: Backend,
+            kind: ResourceKind,
+            id: &ResourceId,
+            version: Option<u32>,
+        ) -> StoreResult<ResourceVersion> {
+            let text = format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resource_versions v JOIN resources r ON r.kind = v.kind AND r.id = v.id \
+                 WHERE v.kind = ? AND v.id = ? AND v.version = COALESCE(?, r.latest_version)"
+            );
+            let row = sqlx::query(AssertSqlSafe(placeholders(backend, &text)))
+                .bind(kind.as_str())
+                .bind(id.as_str())
+                .bind(version.map(i64::from))
+                .fetch_optional(exec)
+                .await
+                .map_err(db_error)?;
+            match row {
+                Some(r) => resource_row(kind, &r),
+                None => Err(StoreError::NotFound(match version {
+                    Some(v) => format!("{} {} version {v}", kind.as_str(), id),
+                    None => format!("{} {}", kind.as_str(), id),
+                })),
+            }
+        }
+
+        async fn read_versions(
+            exec: impl sqlx::Executor<'_, Database = Any>,
+            backend: Backend,
+            kind: ResourceKind,
+            id: &ResourceId,
+        ) -> StoreResult<Vec<ResourceVersion>> {
+            let text = format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resource_versions v JOIN resources r ON r.kind = v.kind AND r.id = v.id \
+                 WHERE v.kind = ? AND v.id = ? ORDER BY v.version"
+            );
+            let rows = sqlx::query(AssertSqlSafe(placeholders(backend, &text)))
+                .bind(kind.as_str())
+                .bind(id.as_str())
+                .fetch_all(exec)
+                .await
+                .map_err(db_error)?;
+            if rows.is_empty() {
+                return Err(StoreError::NotFound(format!("{} {}", kind.as_str(), id)));
+            }
+            rows.iter().map(|r| resource_row(kind, r)).collect()
+        }
+
+        async fn read_events(
+            exec: impl sqlx::Executor<'_, Database = Any>,
+            backend: Backend,
+            id: &str,
+        ) -> StoreResult<Vec<StoredEvent>> {
+            let rows = sqlx::query(q(
+                backend,
+                "SELECT seq, occurred_us, body, client, contact, request_id, record_us FROM ticket_events \
+                 WHERE ticket_id = ? ORDER BY seq",
+            ))
+            .bind(id)
+            .fetch_all(exec)
+            .await
+            .map_err(db_error)?;
+            rows.iter().map(|r| event_row(id, r)).collect()
+        }
+
+        async fn read_ticket_by_key(
+            exec: impl sqlx::Executor<'_, Database = Any>,
+            backend: Backend,
+            source_system: &str,
+            external_id: &str,
+        ) -> StoreResult<Option<TicketRecord>> {
+            let text = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE source_system = ? AND external_id = ?");
+            let row = sqlx::query(AssertSqlSafe(placeholders(backend, &text)))
+                .bind(source_system)
+                .bind(external_id)
+                .fetch_optional(exec)
+                .await
+                .map_err(db_error)?;
+            row.as_ref().map(ticket_row).transpose()
+        }
+    };
+}
+
+reads!();
+
+impl super::Store for SqlStore {
+    type Tx = SqlTx;
+
+    async fn begin(&self) -> StoreResult<SqlTx> {
+        let tx = match self.backend {
+            Backend::Postgres => self.pool.begin().await,
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+        }
+        .map_err(db_error)?;
+        Ok(SqlTx {
+            tx,
+            backend: self.backend,
+        })
+    }
+
+    async fn ping(&self) -> StoreResult<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .map(|_| ())
+            .map_err(db_error)
+    }
+
+    async fn get_resource(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        version: Option<u32>,
+    ) -> StoreResult<ResourceVersion> {
+        read_resource(&self.pool, self.backend, kind, id, version).await
+    }
+
+    async fn resource_versions(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+    ) -> StoreResult<Vec<ResourceVersion>> {
+        read_versions(&self.pool, self.backend, kind, id).await
+    }
+
+    async fn list_resources(
+        &self,
+        kind: ResourceKind,
+        after: Option<&str>,
+        limit: u32,
+        show_archived: bool,
+    ) -> StoreResult<Vec<ResourceVersion>> {
+        let text = format!(
+            "SELECT {RESOURCE_COLUMNS} FROM resources r JOIN resource_versions v \
+             ON v.kind = r.kind AND v.id = r.id AND v.version = r.latest_version \
+             WHERE r.kind = ? AND r.id > ? AND (r.archived = 0 OR ? = 1) ORDER BY r.id LIMIT ?"
+        );
+        let rows = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(kind.as_str())
+            .bind(after.unwrap_or(""))
+            .bind(i64::from(show_archived))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(|r| resource_row(kind, r)).collect()
+    }
+
+    async fn get_ticket(&self, id: &str) -> StoreResult<TicketRecord> {
+        let text = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?");
+        let row = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::NotFound(format!("ticket {id}")))?;
+        ticket_row(&row)
+    }
+
+    async fn find_ticket(
+        &self,
+        source_system: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<TicketRecord>> {
+        read_ticket_by_key(&self.pool, self.backend, source_system, external_id).await
+    }
+
+    async fn ticket_events(&self, id: &str) -> StoreResult<Vec<StoredEvent>> {
+        read_events(&self.pool, self.backend, id).await
+    }
+
+    async fn list_tickets(
+        &self,
+        filter: &TicketFilter,
+        after: Option<&TicketCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<TicketRecord>> {
+        let mut text = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE 1 = 1");
+        if filter.organization.is_some() {
+            text.push_str(" AND organization = ?");
+        }
+        if filter.status.is_some() {
+            text.push_str(" AND status = ?");
+        }
+        if filter.source_system.is_some() {
+            text.push_str(" AND source_system = ?");
+        }
+        if filter.external_id.is_some() {
+            text.push_str(" AND external_id = ?");
+        }
+        if after.is_some() {
+            text.push_str(" AND (received_us < ? OR (received_us = ? AND id < ?))");
+        }
+        text.push_str(" ORDER BY received_us DESC, id DESC LIMIT ?");
+        let sql = placeholders(self.backend, &text);
+        let mut query = sqlx::query(AssertSqlSafe(sql));
+        if let Some(o) = &filter.organization {
+            query = query.bind(o.clone());
+        }
+        if let Some(s) = filter.status {
+            query = query.bind(s.as_str());
+        }
+        for v in [&filter.source_system, &filter.external_id]
+            .into_iter()
+            .flatten()
+        {
+            query = query.bind(v.clone());
+        }
+        if let Some(c) = after {
+            query = query
+                .bind(c.received_us)
+                .bind(c.received_us)
+                .bind(c.id.clone());
+        }
+        let rows = query
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(ticket_row).collect()
+    }
+
+    async fn query_clocks(
+        &self,
+        query: &ClockQuery,
+        filter: &ClockFilter,
+        after: Option<&ClockCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<ClockRef>> {
+        let mut text = String::from(
+            "SELECT c.ticket_id, c.organization, c.metric, c.instance, c.priority, c.kind, c.started_us, \
+             c.deadline_us, c.warning_us FROM clocks c WHERE c.active = 1",
+        );
+        match query {
+            ClockQuery::Due { .. } => {
+                text.push_str(" AND c.deadline_us >= ? AND c.deadline_us < ?")
+            }
+            ClockQuery::Breached { .. } => {
+                text.push_str(" AND c.kind = 'promise' AND c.deadline_us < ?")
+            }
+            ClockQuery::AtRisk { .. } => {
+                text.push_str(" AND c.warning_us <= ? AND c.deadline_us >= ?")
+            }
+        }
+        if filter.organization.is_some() {
+            text.push_str(" AND c.organization = ?");
+        }
+        if filter.metric.is_some() {
+            text.push_str(" AND c.metric = ?");
+        }
+        if filter.priority.is_some() {
+            text.push_str(" AND c.priority = ?");
+        }
+        if after.is_some() {
+            text.push_str(
+                " AND (c.deadline_us > ? OR (c.deadline_us = ? AND (c.ticket_id > ? OR (c.ticket_id = ? \
+                 AND (c.metric > ? OR (c.metric = ? AND c.instance > ?))))))",
+            );
+        }
+        text.push_str(" ORDER BY c.deadline_us, c.ticket_id, c.metric, c.instance LIMIT ?");
+        let mut sql = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        match query {
+            ClockQuery::Due { from, to } => sql = sql.bind(us(*from)).bind(us(*to)),
+            ClockQuery::Breached { now } => sql = sql.bind(us(*now)),
+            ClockQuery::AtRisk { now } => sql = sql.bind(us(*now)).bind(us(*now)),
+        }
+        for v in [&filter.organization, &filter.metric, &filter.priority]
+            .into_iter()
+            .flatten()
+        {
+            sql = sql.bind(v.clone());
+        }
+        if let Some(c) = after {
+            sql = sql
+                .bind(c.deadline_us)
+                .bind(c.deadline_us)
+                .bind(c.ticket_id.clone())
+                .bind(c.ticket_id.clone())
+                .bind(c.metric.clone())
+                .bind(c.metric.clone())
+                .bind(i64::from(c.instance));
+        }
+        let rows = sql
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(clock_ref).collect()
+    }
+
+    async fn ticket_clocks(&self, id: &str) -> StoreResult<Vec<ClockRow>> {
+        let rows = sqlx::query(self.q(
+            "SELECT metric, instance, kind, state, active, started_us, deadline_us, warning_us FROM clocks \
+             WHERE ticket_id = ? ORDER BY metric, instance",
+        ))
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(clock_row).collect()
+    }
+
+    async fn start_job(&self, j: &RecomputeJob) -> StoreResult<()> {
+        sqlx::query(self.q(
+            "INSERT INTO recompute_jobs (kind, id, version, tickets_total, tickets_done, start_us, finish_us) \
+             VALUES (?, ?, ?, ?, 0, ?, NULL) ON CONFLICT (kind, id, version) DO UPDATE SET \
+             tickets_total = excluded.tickets_total, tickets_done = 0, start_us = excluded.start_us, finish_us = NULL",
+        ))
+        .bind(j.kind.as_str())
+        .bind(j.id.as_str())
+        .bind(i64::from(j.version))
+        .bind(j.tickets_total as i64)
+        .bind(us(j.started_at))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn update_job(&self, j: &RecomputeJob) -> StoreResult<()> {
+        sqlx::query(self.q(
+            "UPDATE recompute_jobs SET tickets_done = ?, finish_us = ? WHERE kind = ? AND id = ? AND version = ?",
+        ))
+        .bind(j.tickets_done as i64)
+        .bind(j.finished_at.map(us))
+        .bind(j.kind.as_str())
+        .bind(j.id.as_str())
+        .bind(i64::from(j.version))
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn job(
+        &self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        version: u32,
+    ) -> StoreResult<Option<RecomputeJob>> {
+        let row = sqlx::query(self.q(
+            "SELECT kind, id, version, tickets_total, tickets_done, start_us, finish_us FROM recompute_jobs \
+             WHERE kind = ? AND id = ? AND version = ?",
+        ))
+        .bind(kind.as_str())
+        .bind(id.as_str())
+        .bind(i64::from(version))
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(job_row).transpose()
+    }
+
+    async fn unfinished_jobs(&self) -> StoreResult<Vec<RecomputeJob>> {
+        let rows = sqlx::query(
+            "SELECT kind, id, version, tickets_total, tickets_done, start_us, finish_us FROM recompute_jobs \
+             WHERE finish_us IS NULL ORDER BY start_us",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter().map(job_row).collect()
+    }
+
+    async fn open_ticket_ids(&self, organization: &ResourceId) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(self.q(
+            "SELECT id FROM tickets WHERE organization = ? AND status NOT IN ('RESOLVED', 'CLOSED', 'CANCELLED') \
+             ORDER BY id",
+        ))
+        .bind(organization.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(db_error))
+            .collect()
+    }
+
+    async fn tickets_changing_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(self.q(
+            "SELECT id FROM tickets WHERE next_change_us IS NOT NULL AND next_change_us < ? \
+             ORDER BY next_change_us LIMIT ?",
+        ))
+        .bind(us(before))
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(db_error))
+            .collect()
+    }
+}
+
+impl super::StoreTx for SqlTx {
+    async fn commit(self) -> StoreResult<()> {
+        self.tx.commit().await.map_err(db_error)
+    }
+
+    async fn claim(&mut self, key: &IdempotencyKey, fingerprint: &str) -> StoreResult<Claim> {
+        let inserted = sqlx::query(self.q(
+            "INSERT INTO idempotency (client, method, request_id, fingerprint, response, create_us) \
+             VALUES (?, ?, ?, ?, NULL, ?) ON CONFLICT DO NOTHING",
+        ))
+        .bind(key.client.as_str())
+        .bind(key.method)
+        .bind(key.request_id.as_str())
+        .bind(fingerprint)
+        .bind(us(Utc::now()))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_error)?
+        .rows_affected();
+        if inserted == 1 {
+            return Ok(Claim::Fresh);
+        }
+        let row = sqlx::query(self.q(
+            "SELECT fingerprint, response FROM idempotency WHERE client = ? AND method = ? AND request_id = ?",
+        ))
+        .bind(key.client.as_str())
+        .bind(key.method)
+        .bind(key.request_id.as_str())
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(db_error)?;
+        Ok(Claim::Seen {
+            fingerprint: row.try_get("fingerprint").map_err(db_error)?,
+            response: row
+                .try_get::<Option<Vec<u8>>, _>("response")
+                .map_err(db_error)?
+                .unwrap_or_default(),
+        })
+    }
+
+    async fn complete(&mut self, key: &IdempotencyKey, response: &[u8]) -> StoreResult<()> {
+        sqlx::query(self.q(
+            "UPDATE idempotency SET response = ? WHERE client = ? AND method = ? AND request_id = ?",
+        ))
+        .bind(response.to_vec())
+        .bind(key.client.as_str())
+        .bind(key.method)
+        .bind(key.request_id.as_str())
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn create_resource(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        display_name: &str,
+        body: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResourceVersion> {
+        sqlx::query(self.q(
+            "INSERT INTO resources (kind, id, latest_version, archived, create_us) VALUES (?, ?, 1, 0, ?)",
+        ))
+        .bind(kind.as_str())
+        .bind(id.as_str())
+        .bind(us(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(unique_as(|| format!("{} {}", kind.as_str(), id)))?;
+        sqlx::query(self.q(
+            "INSERT INTO resource_versions (kind, id, version, effective_us, display_name, body, create_us) \
+             VALUES (?, ?, 1, ?, ?, ?, ?)",
+        ))
+        .bind(kind.as_str())
+        .bind(id.as_str())
+        .bind(us(now))
+        .bind(display_name)
+        .bind(body)
+        .bind(us(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_error)?;
+        read_resource(&mut *self.tx, self.backend, kind, id, Some(1)).await
+    }
+
+    async fn add_version(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        display_name: &str,
+        body: &str,
+        effective: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<ResourceVersion> {
+        let text = format!(
+            "SELECT latest_version FROM resources WHERE kind = ? AND id = ?{}",
+            self.for_update()
+        );
+        let latest: i64 = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::NotFound(format!("{} {}", kind.as_str(), id)))?
+            .try_get("latest_version")
+            .map_err(db_error)?;
+        let version = latest + 1;
+        sqlx::query(self.q("UPDATE resources SET latest_version = ? WHERE kind = ? AND id = ?"))
+            .bind(version)
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query(self.q(
+            "INSERT INTO resource_versions (kind, id, version, effective_us, display_name, body, create_us) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(kind.as_str())
+        .bind(id.as_str())
+        .bind(version)
+        .bind(us(effective.max(now)))
+        .bind(display_name)
+        .bind(body)
+        .bind(us(now))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_error)?;
+        read_resource(
+            &mut *self.tx,
+            self.backend,
+            kind,
+            id,
+            Some(u32_of("version", version)?),
+        )
+        .await
+    }
+
+    async fn archive_resource(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+    ) -> StoreResult<ResourceVersion> {
+        sqlx::query(self.q("UPDATE resources SET archived = 1 WHERE kind = ? AND id = ?"))
+            .bind(kind.as_str())
+            .bind(id.as_str())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        read_resource(&mut *self.tx, self.backend, kind, id, None).await
+    }
+
+    async fn resource_versions(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+    ) -> StoreResult<Vec<ResourceVersion>> {
+        read_versions(&mut *self.tx, self.backend, kind, id).await
+    }
+
+    async fn get_resource(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+        version: Option<u32>,
+    ) -> StoreResult<ResourceVersion> {
+        read_resource(&mut *self.tx, self.backend, kind, id, version).await
+    }
+
+    async fn insert_ticket(&mut self, r: &TicketRecord) -> StoreResult<()> {
+        let t = &r.ticket;
+        sqlx::query(self.q(
+            "INSERT INTO tickets (id, organization, source_system, external_id, request_type, initial_priority, \
+             received_us, requested_by, initial_estimate_minutes, initial_scheduled_us, policy, policy_version, \
+             plan, status, cycle, priority, next_change_us, create_us, update_us) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(t.id.as_str())
+        .bind(t.organization.as_str())
+        .bind(t.source_system.as_str())
+        .bind(t.external_id.as_str())
+        .bind(t.request_type.as_str())
+        .bind(t.priority.as_ref().map(|p| p.as_str().to_string()))
+        .bind(us(t.received_at))
+        .bind(t.requested_by.as_ref().map(|p| p.as_str().to_string()))
+        .bind(t.estimate_minutes.map(i64::from))
+        .bind(t.scheduled_at.map(us))
+        .bind(t.policy.as_str())
+        .bind(i64::from(t.policy_version))
+        .bind(t.plan.as_ref().map(|p| p.as_str().to_string()))
+        .bind(r.status.as_str())
+        .bind(i64::from(r.cycle))
+        .bind(r.priority.clone())
+        .bind(r.next_change_at.map(us))
+        .bind(us(r.created_at))
+        .bind(us(r.updated_at))
+        .execute(&mut *self.tx)
+        .await
+        .map_err(unique_as(|| {
+            format!("ticket {}/{}", t.source_system, t.external_id)
+        }))?;
+        Ok(())
+    }
+
+    async fn lock_ticket(&mut self, id: &str) -> StoreResult<TicketRecord> {
+        let text = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?{}",
+            self.for_update()
+        );
+        let row = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::NotFound(format!("ticket {id}")))?;
+        ticket_row(&row)
+    }
+
+    async fn find_ticket(
+        &mut self,
+        source_system: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<TicketRecord>> {
+        read_ticket_by_key(&mut *self.tx, self.backend, source_system, external_id).await
+    }
+
+    async fn ticket_events(&mut self, id: &str) -> StoreResult<Vec<StoredEvent>> {
+        read_events(&mut *self.tx, self.backend, id).await
+    }
+
+    async fn append_event(
+        &mut self,
+        ticket_id: &str,
+        e: &NewEvent,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Event> {
+        let body =
+            serde_json::to_string(&e.kind).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+        // The ticket row is locked by this transaction, so the next number is ours.
+        let seq: i64 = sqlx::query(self.q(
+            "INSERT INTO ticket_events (ticket_id, seq, occurred_us, body, client, contact, request_id, record_us) \
+             SELECT ?, COALESCE(MAX(seq), 0) + 1, ?, ?, ?, ?, ?, ? FROM ticket_events WHERE ticket_id = ? \
+             RETURNING seq",
+        ))
+        .bind(ticket_id)
+        .bind(us(e.occurred_at))
+        .bind(body)
+        .bind(e.actor.client.as_str())
+        .bind(e.actor.contact.as_ref().map(|c| c.as_str().to_string()))
+        .bind(e.request_id.as_str())
+        .bind(us(now))
+        .bind(ticket_id)
+        .fetch_one(&mut *self.tx)
+        .await
+        .map_err(unique_as(|| format!("event {} on ticket {ticket_id}", e.request_id)))?
+        .try_get("seq")
+        .map_err(db_error)?;
+        Ok(Event {
+            seq,
+            occurred_at: e.occurred_at,
+            kind: e.kind.clone(),
+            actor: e.actor.clone(),
+            request_id: e.request_id.clone(),
+        })
+    }
+
+    async fn save_derived(
+        &mut self,
+        r: &TicketRecord,
+        d: &DerivedState,
+        now: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        let id = r.ticket.id.as_str();
+        sqlx::query(self.q(
+            "UPDATE tickets SET status = ?, cycle = ?, priority = ?, next_change_us = ?, update_us = ? WHERE id = ?",
+        ))
+        .bind(d.status.as_str())
+        .bind(i64::from(d.cycle))
+        .bind(d.priority.clone())
+        .bind(d.next_change_at.map(us))
+        .bind(us(now))
+        .bind(id)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_error)?;
+        sqlx::query(self.q("DELETE FROM clocks WHERE ticket_id = ?"))
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        if d.clocks.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::from(
+            "INSERT INTO clocks (ticket_id, metric, instance, organization, priority, kind, state, active, \
+             started_us, deadline_us, warning_us) VALUES ",
+        );
+        for i in 0..d.clocks.len() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        }
+        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        for c in &d.clocks {
+            query = query
+                .bind(id)
+                .bind(c.metric.clone())
+                .bind(i64::from(c.instance))
+                .bind(r.ticket.organization.as_str())
+                .bind(d.priority.clone())
+                .bind(c.kind.clone())
+                .bind(c.state.clone())
+                .bind(i64::from(c.active))
+                .bind(us(c.started_at))
+                .bind(c.deadline.map(us))
+                .bind(c.warning.map(us));
+        }
+        query.execute(&mut *self.tx).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn set_ticket_policy(
+        &mut self,
+        id: &str,
+        policy: &ResourceId,
+        version: u32,
+    ) -> StoreResult<()> {
+        sqlx::query(self.q("UPDATE tickets SET policy = ?, policy_version = ? WHERE id = ?"))
+            .bind(policy.as_str())
+            .bind(i64::from(version))
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,243 @@
+//! Starts the real server on a free port, on a fresh SQLite file or a fresh Postgres
+//! schema, with a clock the test moves, and connects real tonic clients to it.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use servicelevel::api::pb;
+use servicelevel::store::SqlStore;
+use servicelevel::time::ManualClock;
+use tokio::sync::oneshot;
+use tonic::transport::Channel;
+
+pub use pb::calendar_service_client::CalendarServiceClient;
+pub use pb::deadline_service_client::DeadlineServiceClient;
+pub use pb::organization_service_client::OrganizationServiceClient;
+pub use pb::policy_service_client::PolicyServiceClient;
+pub use pb::ticket_service_client::TicketServiceClient;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// The Postgres the suite runs against; `SERVICELEVEL_TEST_POSTGRES_URL` overrides it.
+pub fn postgres_url() -> String {
+    std::env::var("SERVICELEVEL_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
+}
+
+pub struct TestServer {
+    pub addr: std::net::SocketAddr,
+    pub clock: Arc<ManualClock>,
+    pub store: SqlStore,
+    pub calendars: CalendarServiceClient<Channel>,
+    pub organizations: OrganizationServiceClient<Channel>,
+    pub policies: PolicyServiceClient<Channel>,
+    pub tickets: TicketServiceClient<Channel>,
+    pub deadlines: DeadlineServiceClient<Channel>,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<tokio::task::JoinHandle<()>>,
+    cleanup: Option<(String, String)>,
+    _dir: Option<TempDir>,
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+pub fn utc(y: i32, m: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(y, m, d, h, mi, 0)
+        .single()
+        .expect("valid instant")
+}
+
+impl TestServer {
+    /// A server on `db`, with its clock at `now`.
+    pub async fn start(db: Db, now: DateTime<Utc>) -> TestServer {
+        let unique = uuid::Uuid::now_v7().simple().to_string();
+        let (store, cleanup, dir) = match db {
+            Db::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("servicelevel-test-{unique}"));
+                std::fs::create_dir_all(&dir).expect("temp dir");
+                let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+                let store = SqlStore::connect(&url, 8).await.expect("sqlite opens");
+                (store, None, Some(TempDir(dir)))
+            }
+            Db::Postgres => {
+                let schema = format!("t_{unique}");
+                let admin = postgres_url();
+                let store = SqlStore::connect(&admin, 1).await.unwrap_or_else(|e| {
+                    panic!(
+                        "Postgres at {admin} is required for the Postgres suite ({e}); scripts/test.sh starts it, \
+                         SERVICELEVEL_TEST_POSTGRES_URL points elsewhere"
+                    )
+                });
+                store
+                    .execute_raw(&format!("CREATE SCHEMA \"{schema}\""))
+                    .await
+                    .expect("schema created");
+                store.close().await;
+                let sep = if admin.contains('?') { '&' } else { '?' };
+                let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+                let store = SqlStore::connect(&url, 8).await.expect("postgres opens");
+                (store, Some((admin, schema)), None)
+            }
+        };
+        store.migrate().await.expect("migrations apply");
+        let clock = Arc::new(ManualClock::new(now));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("free port");
+        let addr = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server_store = store.clone();
+        let server_clock: Arc<dyn servicelevel::time::Clock> = clock.clone();
+        let server = tokio::spawn(async move {
+            let options = servicelevel::server::ServeOptions {
+                drain_timeout: std::time::Duration::from_secs(1),
+            };
+            servicelevel::server::serve(
+                server_store,
+                server_clock,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+                options,
+            )
+            .await
+            .expect("server runs");
+        });
+        let channel = connect(addr).await;
+        TestServer {
+            addr,
+            clock,
+            store,
+            calendars: CalendarServiceClient::new(channel.clone()),
+            organizations: OrganizationServiceClient::new(channel.clone()),
+            policies: PolicyServiceClient::new(channel.clone()),
+            tickets: TicketServiceClient::new(channel.clone()),
+            deadlines: DeadlineServiceClient::new(channel),
+            stop: Some(stop),
+            server: Some(server),
+            cleanup,
+            _dir: dir,
+        }
+    }
+
+    pub fn set_now(&self, t: DateTime<Utc>) {
+        self.clock.set(t);
+    }
+
+    pub fn advance(&self, by: TimeDelta) {
+        self.clock.advance(by);
+    }
+
+    /// Stops the server (health NOT_SERVING, RPCs finish) and removes the Postgres schema.
+    pub async fn stop(mut self) {
+        self.shutdown().await;
+    }
+
+    async fn shutdown(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.store.close().await;
+        if let Some((admin, schema)) = self.cleanup.take()
+            && let Ok(store) = SqlStore::connect(&admin, 1).await
+        {
+            let _ = store
+                .execute_raw(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .await;
+            store.close().await;
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        // A test that panics leaves its schema; a name per test keeps others unaffected.
+    }
+}
+
+pub async fn connect(addr: std::net::SocketAddr) -> Channel {
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(format!("http://{addr}")).expect("endpoint");
+    for _ in 0..50 {
+        if let Ok(ch) = endpoint.connect().await {
+            return ch;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    panic!("server at {addr} does not accept connections")
+}
+
+/// Runs a suite test on SQLite and on Postgres.
+#[macro_export]
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Db::Sqlite).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::harness::Db::Postgres).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Asserts a call failed with `code`, and returns the status.
+pub fn expect_code<T: std::fmt::Debug>(
+    r: Result<tonic::Response<T>, tonic::Status>,
+    code: tonic::Code,
+) -> tonic::Status {
+    match r {
+        Ok(resp) => panic!("expected {code:?}, got OK: {:?}", resp.into_inner()),
+        Err(s) => {
+            assert_eq!(s.code(), code, "unexpected status: {s:?}");
+            s
+        }
+    }
+}
+
+/// The field violations of an INVALID_ARGUMENT status.
+pub fn violations(s: &tonic::Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    s.get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+pub fn ts(t: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    })
+}
+
+pub fn from_ts(t: &Option<prost_types::Timestamp>) -> Option<DateTime<Utc>> {
+    t.as_ref()
+        .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos as u32))
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real server on a free port, real tonic clients, on SQLite and on
+//! Postgres (each test in its own database file or schema).
+
+mod catalog;
+mod contracts;
+mod deadlines;
+mod fixtures;
+mod harness;
+mod server;
+mod tickets;
