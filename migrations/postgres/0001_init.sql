@@ -107,3 +107,12 @@ CREATE TABLE recompute_jobs (
     finish_us BIGINT,
     PRIMARY KEY (kind, id, version)
 );
+
+-- Bumped by every write to organisations, calendars or policies, in the same transaction.
+-- Writers of ticket events read it (one row) instead of every version of the catalogue
+-- their fold needs, and reuse what they assembled while it stays the same.
+CREATE TABLE catalog_epoch (
+    id BIGINT PRIMARY KEY CHECK (id = 1),
+    epoch BIGINT NOT NULL
+);
+INSERT INTO catalog_epoch (id, epoch) VALUES (1, 0);

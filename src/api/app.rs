@@ -30,7 +30,16 @@ pub struct App<S: Store> {
     pub calendars: CalendarCache,
     /// Policy versions never change once written, so each is parsed once.
     policies: Mutex<HashMap<(ResourceId, u32), Arc<Policy>>>,
+    /// Assembled organisation contexts, valid while the catalogue epoch they were read at
+    /// is current.
+    contexts: Mutex<HashMap<ResourceId, (i64, Arc<OrgContext>)>>,
 }
+
+/// An organisation (latest version) and its clock calendars over all versions.
+pub type OrgContext = (Organization, ClockCalendars);
+
+/// Most organisation contexts kept; beyond it the cache starts over.
+const MAX_CONTEXTS: usize = 4096;
 
 /// Reads either from the pool or inside a transaction (after a ticket's lock, so they
 /// see every version committed before it).
@@ -51,6 +60,13 @@ impl<S: Store> Reader<'_, S> {
         }
     }
 
+    async fn epoch(&mut self) -> StoreResult<i64> {
+        match self {
+            Reader::Pool(s) => s.catalog_epoch().await,
+            Reader::Tx(tx) => tx.catalog_epoch().await,
+        }
+    }
+
     async fn resource(
         &mut self,
         kind: ResourceKind,
@@ -67,8 +83,17 @@ impl<S: Store> Reader<'_, S> {
 /// Everything besides events a ticket's fold depends on.
 pub struct Loaded {
     pub policy: Arc<Policy>,
-    pub organization: Organization,
-    pub calendars: ClockCalendars,
+    pub context: Arc<OrgContext>,
+}
+
+impl Loaded {
+    pub fn organization(&self) -> &Organization {
+        &self.context.0
+    }
+
+    pub fn calendars(&self) -> &ClockCalendars {
+        &self.context.1
+    }
 }
 
 fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
@@ -132,6 +157,7 @@ impl<S: Store> App<S> {
             clock,
             calendars: CalendarCache::new(1024),
             policies: Mutex::new(HashMap::new()),
+            contexts: Mutex::new(HashMap::new()),
         }
     }
 
@@ -165,12 +191,37 @@ impl<S: Store> App<S> {
         Ok(p)
     }
 
-    /// The organisation (latest version) and its clock calendars over all versions.
+    /// The organisation (latest version) and its clock calendars over all versions: from
+    /// the cache while the catalogue has not changed since it was assembled.
     pub async fn organization_context(
         &self,
         reader: &mut Reader<'_, S>,
         id: &ResourceId,
-    ) -> ApiResult<(Organization, ClockCalendars)> {
+    ) -> ApiResult<Arc<OrgContext>> {
+        let epoch = reader.epoch().await?;
+        if let Some((at, ctx)) = self
+            .contexts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            && *at == epoch
+        {
+            return Ok(Arc::clone(ctx));
+        }
+        let ctx = Arc::new(self.assemble_context(reader, id).await?);
+        let mut cache = self.contexts.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CONTEXTS {
+            cache.clear();
+        }
+        cache.insert(id.clone(), (epoch, Arc::clone(&ctx)));
+        Ok(ctx)
+    }
+
+    async fn assemble_context(
+        &self,
+        reader: &mut Reader<'_, S>,
+        id: &ResourceId,
+    ) -> ApiResult<OrgContext> {
         let versions = reader.versions(ResourceKind::Organization, id).await?;
         let mut orgs: Vec<Dated<Organization>> = versions
             .iter()
@@ -215,12 +266,8 @@ impl<S: Store> App<S> {
     ) -> ApiResult<Loaded> {
         let t = &record.ticket;
         let policy = self.policy(reader, &t.policy, t.policy_version).await?;
-        let (organization, calendars) = self.organization_context(reader, &t.organization).await?;
-        Ok(Loaded {
-            policy,
-            organization,
-            calendars,
-        })
+        let context = self.organization_context(reader, &t.organization).await?;
+        Ok(Loaded { policy, context })
     }
 
     pub fn fold(
@@ -234,8 +281,8 @@ impl<S: Store> App<S> {
             FoldContext {
                 ticket: &record.ticket,
                 policy: &loaded.policy,
-                organization: &loaded.organization,
-                calendars: &loaded.calendars,
+                organization: loaded.organization(),
+                calendars: loaded.calendars(),
             },
             events,
             as_of,

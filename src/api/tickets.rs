@@ -590,7 +590,7 @@ impl<S: Store> Api<S> {
         record.ticket.policy_version = target.version;
         let stored = tx.ticket_events(&id).await?;
         let loaded = app.load(&mut Reader::Tx(&mut tx), &record).await?;
-        let missing = missing_slots(&loaded.policy, &loaded.organization);
+        let missing = missing_slots(&loaded.policy, loaded.organization());
         if !missing.is_empty() {
             return Err(ApiError::FailedPrecondition(format!(
                 "the organisation binds no calendar to the slots that policy counts on: {}",

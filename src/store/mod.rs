@@ -228,6 +228,10 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// The catalogue's change counter: it moves with every write to an organisation,
+    /// calendar or policy.
+    fn catalog_epoch(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+
     fn get_resource(
         &self,
         kind: ResourceKind,
@@ -370,6 +374,9 @@ pub trait StoreTx: Send {
         id: &ResourceId,
         version: Option<u32>,
     ) -> impl Future<Output = StoreResult<ResourceVersion>> + Send;
+
+    /// The catalogue's change counter, as this transaction sees it.
+    fn catalog_epoch(&mut self) -> impl Future<Output = StoreResult<i64>> + Send;
 
     fn insert_ticket(
         &mut self,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
-use std::sync::{Mutex, OnceLock, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -30,11 +30,17 @@ pub enum Backend {
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite has one writer. Writers queue here, in order, instead of in SQLite's busy
+    /// handler, which sleeps and retries and gives some writers seconds-long waits.
+    writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 pub struct SqlTx {
+    // Declared before the guard: the transaction ends (rolls back if not committed)
+    // before the next writer may start.
     tx: Transaction<'static, Any>,
     backend: Backend,
+    _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 fn migrations(backend: Backend) -> Migrator {
@@ -302,7 +308,12 @@ impl SqlStore {
             });
         }
         let pool = options.connect(url).await.map_err(unavailable)?;
-        Ok(SqlStore { pool, backend })
+        let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
+        Ok(SqlStore {
+            pool,
+            backend,
+            writer,
+        })
     }
 
     pub fn backend(&self) -> Backend {
@@ -343,6 +354,14 @@ impl SqlStore {
 impl SqlTx {
     fn q(&self, text: &'static str) -> &'static str {
         q(self.backend, text)
+    }
+
+    async fn bump_epoch(&mut self) -> StoreResult<()> {
+        sqlx::query("UPDATE catalog_epoch SET epoch = epoch + 1 WHERE id = 1")
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        Ok(())
     }
 
     fn for_update(&self) -> &'static str {
@@ -446,6 +465,10 @@ impl super::Store for SqlStore {
     type Tx = SqlTx;
 
     async fn begin(&self) -> StoreResult<SqlTx> {
+        let writer = match &self.writer {
+            Some(lock) => Some(Arc::clone(lock).lock_owned().await),
+            None => None,
+        };
         let tx = match self.backend {
             Backend::Postgres => self.pool.begin().await,
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
@@ -454,7 +477,17 @@ impl super::Store for SqlStore {
         Ok(SqlTx {
             tx,
             backend: self.backend,
+            _writer: writer,
         })
+    }
+
+    async fn catalog_epoch(&self) -> StoreResult<i64> {
+        sqlx::query("SELECT epoch FROM catalog_epoch WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?
+            .try_get("epoch")
+            .map_err(db_error)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -826,6 +859,7 @@ impl super::StoreTx for SqlTx {
         .execute(&mut *self.tx)
         .await
         .map_err(unique_as(|| format!("{} {}", kind.as_str(), id)))?;
+        self.bump_epoch().await?;
         sqlx::query(self.q(
             "INSERT INTO resource_versions (kind, id, version, effective_us, display_name, body, create_us) \
              VALUES (?, ?, 1, ?, ?, ?, ?)",
@@ -865,6 +899,7 @@ impl super::StoreTx for SqlTx {
             .try_get("latest_version")
             .map_err(db_error)?;
         let version = latest + 1;
+        self.bump_epoch().await?;
         sqlx::query(self.q("UPDATE resources SET latest_version = ? WHERE kind = ? AND id = ?"))
             .bind(version)
             .bind(kind.as_str())
@@ -901,6 +936,7 @@ impl super::StoreTx for SqlTx {
         kind: ResourceKind,
         id: &ResourceId,
     ) -> StoreResult<ResourceVersion> {
+        self.bump_epoch().await?;
         sqlx::query(self.q("UPDATE resources SET archived = 1 WHERE kind = ? AND id = ?"))
             .bind(kind.as_str())
             .bind(id.as_str())
@@ -925,6 +961,15 @@ impl super::StoreTx for SqlTx {
         version: Option<u32>,
     ) -> StoreResult<ResourceVersion> {
         read_resource(&mut *self.tx, self.backend, kind, id, version).await
+    }
+
+    async fn catalog_epoch(&mut self) -> StoreResult<i64> {
+        sqlx::query("SELECT epoch FROM catalog_epoch WHERE id = 1")
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(db_error)?
+            .try_get("epoch")
+            .map_err(db_error)
     }
 
     async fn insert_ticket(&mut self, r: &TicketRecord) -> StoreResult<()> {

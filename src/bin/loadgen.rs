@@ -1,0 +1,594 @@
+//! Load generator: drives create, record-event and deadline-query traffic against a
+//! servicelevel server with N concurrent clients and prints throughput and latency
+//! percentiles. `cargo run --release --bin loadgen -- --help`.
+//!
+//! With `--serve-db URL` it starts the server in-process on a free port first (the
+//! database is migrated); otherwise it talks to `--target`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, TimeDelta, Utc};
+use clap::{Parser, ValueEnum};
+use servicelevel::api::pb;
+use servicelevel::api::pb::calendar_service_client::CalendarServiceClient;
+use servicelevel::api::pb::deadline_service_client::DeadlineServiceClient;
+use servicelevel::api::pb::organization_service_client::OrganizationServiceClient;
+use servicelevel::api::pb::policy_service_client::PolicyServiceClient;
+use servicelevel::api::pb::ticket_service_client::TicketServiceClient;
+use servicelevel::store::SqlStore;
+use tonic::transport::Channel;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Scenario {
+    /// RecordEvent on pre-created tickets (the hot write path).
+    RecordEvent,
+    /// CreateTicket.
+    Create,
+    /// ListDueClocks for the next hour.
+    DueQuery,
+    /// 10 % create, 80 % record-event, 10 % due-query.
+    Mixed,
+    /// Bulk-insert tickets with running clocks straight into the database (setup for
+    /// due-query at scale), then exit.
+    SeedClocks,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "loadgen", about = "Load generator for servicelevel")]
+struct Args {
+    /// Server to drive.
+    #[arg(long, default_value = "http://127.0.0.1:50051")]
+    target: String,
+    /// Start the server in-process on this database instead (migrated first).
+    #[arg(long)]
+    serve_db: Option<String>,
+    /// Database for `seed-clocks` (defaults to --serve-db).
+    #[arg(long)]
+    db: Option<String>,
+    #[arg(long, value_enum, default_value = "record-event")]
+    scenario: Scenario,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Seconds of measured traffic.
+    #[arg(long, default_value_t = 20)]
+    duration: u64,
+    /// Seconds of unmeasured warm-up.
+    #[arg(long, default_value_t = 3)]
+    warmup: u64,
+    /// Total request rate (per second) across clients, open loop; 0 = as fast as possible
+    /// (closed loop). With a rate, latency counts from each request's intended start, so
+    /// a stall is not hidden (no coordinated omission).
+    #[arg(long, default_value_t = 0.0)]
+    rate: f64,
+    /// Tickets each client creates before a record-event run.
+    #[arg(long, default_value_t = 100)]
+    tickets_per_client: usize,
+    /// Tickets for `seed-clocks`.
+    #[arg(long, default_value_t = 1_000_000)]
+    seed_tickets: u64,
+    /// Pool size of the in-process server.
+    #[arg(long, default_value_t = 16)]
+    max_connections: u32,
+}
+
+#[derive(Clone)]
+struct Clients {
+    tickets: TicketServiceClient<Channel>,
+    deadlines: DeadlineServiceClient<Channel>,
+}
+
+fn ts(t: DateTime<Utc>) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    })
+}
+
+fn rid(prefix: &str, run: &str, n: u64) -> String {
+    format!("{prefix}-{run}-{n}")
+}
+
+/// The catalogue every run uses: a support calendar, a policy with three clocks, ten
+/// organisations. Creating them again is a no-op (fixed request ids).
+async fn setup(channel: Channel) -> Result<(), String> {
+    let mut cal = CalendarServiceClient::new(channel.clone());
+    let mut pol = PolicyServiceClient::new(channel.clone());
+    let mut org = OrganizationServiceClient::new(channel);
+    let day = |d: i32| pb::DayHours {
+        day: d,
+        windows: vec![pb::OpeningWindow {
+            open: "08:00".into(),
+            close: "18:30".into(),
+        }],
+    };
+    let ok_or_exists = |r: Result<(), tonic::Status>| match r {
+        Ok(()) => Ok(()),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(s) => Err(s.to_string()),
+    };
+    ok_or_exists(
+        cal.create_calendar(pb::CreateCalendarRequest {
+            calendar_id: "lg-support".into(),
+            calendar: Some(pb::Calendar {
+                display_name: "Load support".into(),
+                definition: Some(pb::CalendarDefinition {
+                    time_zone: "America/Toronto".into(),
+                    weekly_hours: (1..=5).map(day).collect(),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: "lg-setup-cal".into(),
+        })
+        .await
+        .map(|_| ()),
+    )?;
+    let trig = |k: pb::trigger::Kind| pb::Trigger { kind: Some(k) };
+    let target = |p: &str, d: pb::duration::Kind, warn: Vec<i32>| pb::Target {
+        applies: Some(pb::Applicability {
+            priorities: if p.is_empty() { vec![] } else { vec![p.into()] },
+            ..Default::default()
+        }),
+        duration: Some(pb::Duration { kind: Some(d) }),
+        warning_percentages: warn,
+        ..Default::default()
+    };
+    let minutes = |m| {
+        pb::duration::Kind::BusinessMinutes(pb::BusinessMinutesDuration {
+            calendar: "support".into(),
+            minutes: m,
+        })
+    };
+    let days = |d| {
+        pb::duration::Kind::BusinessDays(pb::BusinessDaysDuration {
+            calendar: "support".into(),
+            days: d,
+            mode: pb::BusinessDayMode::SameTime as i32,
+        })
+    };
+    ok_or_exists(
+        pol.create_policy(pb::CreatePolicyRequest {
+            policy_id: "lg-desk".into(),
+            policy: Some(pb::Policy {
+                display_name: "Load desk".into(),
+                definition: Some(pb::PolicyDefinition {
+                    priorities: vec!["sev-1".into(), "sev-2".into()],
+                    clocks: vec![
+                        pb::ClockDefinition {
+                            metric: "first_response".into(),
+                            kind: pb::ClockKind::Promise as i32,
+                            start: vec![trig(pb::trigger::Kind::Received(()))],
+                            stop: vec![trig(pb::trigger::Kind::Event(
+                                pb::EventSignal::AgentResponded as i32,
+                            ))],
+                            targets: vec![
+                                target("sev-1", minutes(60), vec![50]),
+                                target("sev-2", minutes(240), vec![75]),
+                            ],
+                            ..Default::default()
+                        },
+                        pb::ClockDefinition {
+                            metric: "resolution".into(),
+                            kind: pb::ClockKind::Promise as i32,
+                            start: vec![trig(pb::trigger::Kind::CycleStarted(()))],
+                            stop: vec![trig(pb::trigger::Kind::EnteredStatus(
+                                pb::TicketStatus::Resolved as i32,
+                            ))],
+                            targets: vec![target("", days(2), vec![50, 90])],
+                            ..Default::default()
+                        },
+                        pb::ClockDefinition {
+                            metric: "escalation".into(),
+                            kind: pb::ClockKind::Timer as i32,
+                            start: vec![trig(pb::trigger::Kind::Received(()))],
+                            stop: vec![trig(pb::trigger::Kind::EnteredStatus(
+                                pb::TicketStatus::Resolved as i32,
+                            ))],
+                            targets: vec![pb::Target {
+                                on_due: Some(pb::DueAction {
+                                    kind: Some(pb::due_action::Kind::EscalateToLevel(1)),
+                                }),
+                                ..target("", minutes(480), vec![])
+                            }],
+                            ..Default::default()
+                        },
+                    ],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: "lg-setup-pol".into(),
+        })
+        .await
+        .map(|_| ()),
+    )?;
+    for i in 0..10 {
+        ok_or_exists(
+            org.create_organization(pb::CreateOrganizationRequest {
+                organization_id: format!("lg-org-{i}"),
+                organization: Some(pb::Organization {
+                    display_name: format!("Load org {i}"),
+                    time_zone: "America/Toronto".into(),
+                    policy: "policies/lg-desk".into(),
+                    calendars: vec![pb::CalendarBinding {
+                        slot: "support".into(),
+                        calendar: "calendars/lg-support".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                request_id: format!("lg-setup-org-{i}"),
+            })
+            .await
+            .map(|_| ()),
+        )?;
+    }
+    Ok(())
+}
+
+async fn create_ticket(
+    c: &mut Clients,
+    run: &str,
+    n: u64,
+    received: DateTime<Utc>,
+) -> Result<String, tonic::Status> {
+    let t = c
+        .tickets
+        .create_ticket(pb::CreateTicketRequest {
+            ticket: Some(pb::Ticket {
+                organization: format!("organizations/lg-org-{}", n % 10),
+                source_system: "loadgen".into(),
+                external_id: format!("{run}-{n}"),
+                request_type: "incident".into(),
+                priority: if n.is_multiple_of(2) {
+                    "sev-1"
+                } else {
+                    "sev-2"
+                }
+                .into(),
+                received_time: ts(received),
+                ..Default::default()
+            }),
+            request_id: rid("t", run, n),
+        })
+        .await?;
+    Ok(t.into_inner().name)
+}
+
+/// A legal, endless cycle of events: every transition is allowed from the one before.
+fn next_event(step: u64) -> pb::ticket_event::Kind {
+    use pb::ticket_event::Kind;
+    let status = |s: pb::TicketStatus| {
+        Kind::StatusChange(pb::StatusChange {
+            status: s as i32,
+            reason: String::new(),
+        })
+    };
+    match step % 4 {
+        0 => status(pb::TicketStatus::Processing),
+        1 => Kind::CustomerReply(()),
+        2 => status(pb::TicketStatus::RequiresDeliverables),
+        _ => Kind::AgentResponse(()),
+    }
+}
+
+struct Recorder {
+    latencies: Vec<u64>,
+    errors: u64,
+}
+
+#[derive(Clone, Copy)]
+enum Op {
+    Create,
+    Record,
+    Due,
+}
+
+/// When a client's traffic starts, when its measurements start, when it stops.
+#[derive(Clone, Copy)]
+struct Window {
+    start: Instant,
+    measure_from: Instant,
+    until: Instant,
+}
+
+async fn client_loop(
+    id: usize,
+    mut c: Clients,
+    args: Arc<Args>,
+    run: Arc<String>,
+    window: Window,
+    counter: Arc<AtomicU64>,
+) -> Recorder {
+    let base = Utc::now() - TimeDelta::days(1);
+    let mut tickets = Vec::new();
+    if matches!(args.scenario, Scenario::RecordEvent | Scenario::Mixed) {
+        for k in 0..args.tickets_per_client {
+            let n = (id * 1_000_000 + k) as u64;
+            match create_ticket(&mut c, &run, n, base).await {
+                Ok(name) => tickets.push((name, 0u64)),
+                Err(e) => eprintln!("setup ticket failed: {e}"),
+            }
+        }
+    }
+    let mut rec = Recorder {
+        latencies: Vec::new(),
+        errors: 0,
+    };
+    let per_client_rate = if args.rate > 0.0 {
+        args.rate / args.clients as f64
+    } else {
+        0.0
+    };
+    let mut i: u64 = 0;
+    let mut rng = (id as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    // Each client starts its paced schedule when the warm-up begins.
+    let Window {
+        start,
+        measure_from,
+        until,
+    } = window;
+    let paced_start = Instant::now().max(start);
+    loop {
+        let intended = if per_client_rate > 0.0 {
+            let at = paced_start + Duration::from_secs_f64(i as f64 / per_client_rate);
+            let now = Instant::now();
+            if at > now {
+                tokio::time::sleep(at - now).await;
+            }
+            at
+        } else {
+            Instant::now()
+        };
+        if intended >= until {
+            break;
+        }
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        let op = match args.scenario {
+            Scenario::RecordEvent => Op::Record,
+            Scenario::Create => Op::Create,
+            Scenario::DueQuery => Op::Due,
+            Scenario::Mixed => match rng % 10 {
+                0 => Op::Create,
+                1 => Op::Due,
+                _ => Op::Record,
+            },
+            Scenario::SeedClocks => break,
+        };
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let result = match op {
+            Op::Create => create_ticket(&mut c, &run, 500_000_000 + n, base)
+                .await
+                .map(|_| ()),
+            Op::Record if !tickets.is_empty() => {
+                let k = (i as usize) % tickets.len();
+                let (name, step) = &mut tickets[k];
+                *step += 1;
+                let at = base + TimeDelta::seconds(*step as i64);
+                c.tickets
+                    .record_event(pb::RecordEventRequest {
+                        ticket: name.clone(),
+                        event: Some(pb::TicketEvent {
+                            occurred_time: ts(at),
+                            kind: Some(next_event(*step - 1)),
+                            request_id: rid("e", &run, n),
+                            ..Default::default()
+                        }),
+                    })
+                    .await
+                    .map(|_| ())
+            }
+            Op::Record => Ok(()),
+            Op::Due => {
+                let now = Utc::now();
+                c.deadlines
+                    .list_due_clocks(pb::ListDueClocksRequest {
+                        from_time: ts(now),
+                        to_time: ts(now + TimeDelta::hours(1)),
+                        page_size: 50,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+            }
+        };
+        let done = Instant::now();
+        if intended >= measure_from {
+            match result {
+                Ok(()) => rec.latencies.push((done - intended).as_micros() as u64),
+                Err(e) => {
+                    rec.errors += 1;
+                    if rec.errors <= 3 {
+                        eprintln!("client {id}: {e}");
+                    }
+                }
+            }
+        }
+        i += 1;
+    }
+    rec
+}
+
+fn percentile(sorted: &[u64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+async fn seed_clocks(url: &str, n: u64) -> Result<(), String> {
+    let store = SqlStore::connect(url, 2).await.map_err(|e| e.to_string())?;
+    store.migrate().await.map_err(|e| e.to_string())?;
+    let now_us = Utc::now().timestamp_micros();
+    let postgres = url.starts_with("postgres");
+    let series = if postgres {
+        format!("SELECT g FROM generate_series(1, {n}) g")
+    } else {
+        format!(
+            "WITH RECURSIVE s(g) AS (SELECT 1 UNION ALL SELECT g + 1 FROM s WHERE g < {n}) SELECT g FROM s"
+        )
+    };
+    let concat = |a: &str, b: &str| format!("{a} || CAST({b} AS TEXT)");
+    // Deadlines spread one per second over the next 30 days: about 1,400 in any hour.
+    let tickets = format!(
+        "INSERT INTO tickets (id, organization, source_system, external_id, request_type, initial_priority, \
+         received_us, requested_by, initial_estimate_minutes, initial_scheduled_us, policy, policy_version, plan, \
+         status, cycle, priority, next_change_us, create_us, update_us) \
+         SELECT {id}, {org}, 'bulk', {ext}, 'incident', 'sev-2', {now_us}, NULL, NULL, NULL, 'lg-desk', 1, NULL, \
+         'PROCESSING', 0, 'sev-2', NULL, {now_us}, {now_us} FROM ({series}) q",
+        id = concat("'bulk-'", "g"),
+        org = concat("'lg-org-'", "g % 10"),
+        ext = concat("'b'", "g"),
+    );
+    let clocks = format!(
+        "INSERT INTO clocks (ticket_id, metric, instance, organization, priority, kind, state, active, started_us, \
+         deadline_us, warning_us) SELECT {id}, 'first_response', 0, {org}, 'sev-2', 'promise', 'running', 1, \
+         {now_us}, {now_us} + (g % 2592000) * 1000000, NULL FROM ({series}) q",
+        id = concat("'bulk-'", "g"),
+        org = concat("'lg-org-'", "g % 10"),
+    );
+    let t = Instant::now();
+    store
+        .execute_raw(&tickets)
+        .await
+        .map_err(|e| e.to_string())?;
+    store
+        .execute_raw(&clocks)
+        .await
+        .map_err(|e| e.to_string())?;
+    if postgres {
+        store
+            .execute_raw("ANALYZE tickets; ANALYZE clocks")
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    println!(
+        "seeded {n} tickets with running clocks in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> Result<(), String> {
+    let args = Arc::new(Args::parse());
+    if args.scenario == Scenario::SeedClocks {
+        let url = args
+            .db
+            .clone()
+            .or_else(|| args.serve_db.clone())
+            .ok_or("seed-clocks needs --db URL")?;
+        return seed_clocks(&url, args.seed_tickets).await;
+    }
+    let target = match &args.serve_db {
+        Some(url) => {
+            let store = SqlStore::connect(url, args.max_connections)
+                .await
+                .map_err(|e| e.to_string())?;
+            store.migrate().await.map_err(|e| e.to_string())?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .map_err(|e| e.to_string())?;
+            let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            tokio::spawn(async move {
+                let _ = servicelevel::server::serve(
+                    store,
+                    Arc::new(servicelevel::time::SystemClock),
+                    listener,
+                    std::future::pending(),
+                    servicelevel::server::ServeOptions::default(),
+                )
+                .await;
+            });
+            format!("http://{addr}")
+        }
+        None => args.target.clone(),
+    };
+    let endpoint =
+        tonic::transport::Endpoint::from_shared(target.clone()).map_err(|e| e.to_string())?;
+    let mut channel = None;
+    for _ in 0..100 {
+        if let Ok(ch) = endpoint.connect().await {
+            channel = Some(ch);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let channel = channel.ok_or_else(|| format!("cannot connect to {target}"))?;
+    setup(channel.clone()).await?;
+    let run = Arc::new(uuid::Uuid::now_v7().simple().to_string()[..12].to_string());
+    let counter = Arc::new(AtomicU64::new(0));
+    // One HTTP/2 connection per client, as separate services would have.
+    let mut channels = Vec::new();
+    for _ in 0..args.clients {
+        channels.push(endpoint.connect().await.map_err(|e| e.to_string())?);
+    }
+    let start = Instant::now() + Duration::from_millis(200);
+    let prep = Duration::from_secs(
+        if matches!(args.scenario, Scenario::RecordEvent | Scenario::Mixed) {
+            // Ticket creation before the timed run.
+            5 + (args.tickets_per_client as u64 * args.clients as u64) / 300
+        } else {
+            0
+        },
+    );
+    let measure_from = start + prep + Duration::from_secs(args.warmup);
+    let until = measure_from + Duration::from_secs(args.duration);
+    let mut handles = Vec::new();
+    for (id, ch) in channels.into_iter().enumerate() {
+        let c = Clients {
+            tickets: TicketServiceClient::new(ch.clone()),
+            deadlines: DeadlineServiceClient::new(ch),
+        };
+        handles.push(tokio::spawn(client_loop(
+            id,
+            c,
+            Arc::clone(&args),
+            Arc::clone(&run),
+            Window {
+                start: start + prep,
+                measure_from,
+                until,
+            },
+            Arc::clone(&counter),
+        )));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        let r = h.await.map_err(|e| e.to_string())?;
+        all.extend(r.latencies);
+        errors += r.errors;
+    }
+    all.sort_unstable();
+    let secs = args.duration as f64;
+    println!(
+        "scenario={:?} clients={} rate={} duration={}s target={}",
+        args.scenario,
+        args.clients,
+        if args.rate > 0.0 {
+            format!("{}/s", args.rate)
+        } else {
+            "max".into()
+        },
+        args.duration,
+        target
+    );
+    println!(
+        "ok={} errors={} throughput={:.0}/s p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
+        all.len(),
+        errors,
+        all.len() as f64 / secs,
+        percentile(&all, 0.50),
+        percentile(&all, 0.90),
+        percentile(&all, 0.99),
+        percentile(&all, 1.0),
+    );
+    Ok(())
+}
