@@ -449,7 +449,7 @@ async fn seed_clocks(url: &str, n: u64) -> Result<(), String> {
     let clocks = format!(
         "INSERT INTO clocks (ticket_id, metric, instance, organization, priority, kind, state, active, started_us, \
          deadline_us, warning_us) SELECT {id}, 'first_response', 0, {org}, 'sev-2', 'promise', 'running', 1, \
-         {now_us}, {now_us} + (g % 2592000) * 1000000, NULL FROM ({series}) q",
+         {now_us}, {now_us} + (g % 2592000) * CAST(1000000 AS BIGINT), NULL FROM ({series}) q",
         id = concat("'bulk-'", "g"),
         org = concat("'lg-org-'", "g % 10"),
     );
