@@ -6,6 +6,7 @@ pub mod calendar_cache;
 pub mod catalog;
 pub mod clock;
 pub mod clock_calendar;
+pub mod ledger;
 pub mod ics;
 pub mod names;
 pub mod organization;
