@@ -19,6 +19,7 @@ use tracing::Instrument;
 
 use crate::api::pb::calendar_service_server::CalendarServiceServer;
 use crate::api::pb::deadline_service_server::DeadlineServiceServer;
+use crate::api::pb::hours_service_server::HoursServiceServer;
 use crate::api::pb::organization_service_server::OrganizationServiceServer;
 use crate::api::pb::policy_service_server::PolicyServiceServer;
 use crate::api::pb::ticket_service_server::TicketServiceServer;
@@ -34,8 +35,9 @@ pub const LIVENESS: &str = "liveness";
 const HEALTH_PROBE: Duration = Duration::from_secs(2);
 
 /// The names health reports on: the empty name (the whole server) and each service.
-fn service_names() -> [&'static str; 5] {
+fn service_names() -> [&'static str; 6] {
     [
+        <HoursServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <CalendarServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <OrganizationServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <PolicyServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
@@ -159,6 +161,9 @@ pub async fn serve<S: Store>(
         )
         .add_service(
             TicketServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            HoursServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(DeadlineServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
     // Tonic sets TCP_NODELAY only on sockets it accepts itself. Without it a response

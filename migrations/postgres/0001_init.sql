@@ -116,3 +116,27 @@ CREATE TABLE catalog_epoch (
     epoch BIGINT NOT NULL
 );
 INSERT INTO catalog_epoch (id, epoch) VALUES (1, 0);
+
+-- Prepaid-hours ledgers: one account per organisation and bucket. The account row is the
+-- lock writers take (FOR UPDATE on Postgres), so two writers of one account queue and
+-- neither can overdraw; next_seq numbers its entries.
+CREATE TABLE hour_accounts (
+    organization TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    next_seq BIGINT NOT NULL,
+    PRIMARY KEY (organization, bucket)
+);
+
+-- Append-only: entries are never updated or deleted; corrections are reversals.
+CREATE TABLE ledger_entries (
+    organization TEXT NOT NULL,
+    bucket TEXT NOT NULL,
+    seq BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    period TEXT NOT NULL,
+    record_us BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (organization, bucket, seq),
+    FOREIGN KEY (organization, bucket) REFERENCES hour_accounts (organization, bucket)
+);
+CREATE INDEX ledger_entries_by_period ON ledger_entries (organization, bucket, period, seq);

@@ -30,6 +30,8 @@ pub struct App<S: Store> {
     pub calendars: CalendarCache,
     /// Policy versions never change once written, so each is parsed once.
     policies: Mutex<HashMap<(ResourceId, u32), Arc<Policy>>>,
+    /// The hours side's caches.
+    pub(super) hours: super::hours::HoursCache,
     /// Assembled organisation contexts, valid while the catalogue epoch they were read at
     /// is current.
     contexts: Mutex<HashMap<ResourceId, (i64, Arc<OrgContext>)>>,
@@ -49,7 +51,36 @@ pub enum Reader<'a, S: Store> {
 }
 
 impl<S: Store> Reader<'_, S> {
-    async fn versions(
+    pub(super) async fn catalog_epoch(&mut self) -> StoreResult<i64> {
+        self.epoch().await
+    }
+
+    /// A resource's latest version, or `None` when it does not exist.
+    pub(super) async fn resource_opt(
+        &mut self,
+        kind: ResourceKind,
+        id: &ResourceId,
+    ) -> StoreResult<Option<ResourceVersion>> {
+        match self.resource(kind, id, None).await {
+            Ok(v) => Ok(Some(v)),
+            Err(crate::store::StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    pub(super) async fn account_entries(
+        &mut self,
+        org: &ResourceId,
+        bucket: &str,
+        from_seq: u64,
+    ) -> StoreResult<Vec<crate::domain::ledger::Entry>> {
+        match self {
+            Reader::Pool(s) => s.account_entries(org, bucket, from_seq).await,
+            Reader::Tx(tx) => tx.account_entries(org, bucket, from_seq).await,
+        }
+    }
+
+    pub(super) async fn versions(
         &mut self,
         kind: ResourceKind,
         id: &ResourceId,
@@ -158,6 +189,7 @@ impl<S: Store> App<S> {
             calendars: CalendarCache::new(1024),
             policies: Mutex::new(HashMap::new()),
             contexts: Mutex::new(HashMap::new()),
+            hours: super::hours::HoursCache::default(),
         }
     }
 

@@ -22,13 +22,13 @@ use crate::store::{IdempotencyKey, ResourceKind, ResourceVersion, Store, StoreTx
 /// Largest iCalendar text accepted.
 const MAX_ICS_BYTES: usize = 1 << 20;
 
-type Render<M> = fn(&ResourceVersion) -> ApiResult<M>;
+pub(super) type Render<M> = fn(&ResourceVersion) -> ApiResult<M>;
 
 /// A mutation's idempotency key and what the request was.
-type Idempotent = (IdempotencyKey, Fingerprint);
+pub(super) type Idempotent = (IdempotencyKey, Fingerprint);
 
 impl<S: Store> App<S> {
-    async fn create_resource<M: Message + Default>(
+    pub(super) async fn create_resource<M: Message + Default>(
         &self,
         (key, fingerprint): Idempotent,
         kind: ResourceKind,
@@ -49,7 +49,7 @@ impl<S: Store> App<S> {
         Ok(answer)
     }
 
-    async fn update_resource<M: Message + Default>(
+    pub(super) async fn update_resource<M: Message + Default>(
         &self,
         (key, fingerprint): Idempotent,
         (kind, id): (ResourceKind, &ResourceId),
@@ -106,7 +106,7 @@ impl<S: Store> App<S> {
         Ok(answer)
     }
 
-    async fn list<M>(
+    pub(super) async fn list<M>(
         &self,
         kind: ResourceKind,
         page_size: i32,
@@ -140,7 +140,7 @@ impl<S: Store> App<S> {
     }
 
     /// A referenced resource must exist and not be archived.
-    async fn require_live(
+    pub(super) async fn require_live(
         &self,
         kind: ResourceKind,
         id: &ResourceId,
@@ -198,7 +198,7 @@ impl<S: Store> App<S> {
     }
 }
 
-fn key(client: &str, method: &'static str, request_id: String) -> IdempotencyKey {
+pub(super) fn key(client: &str, method: &'static str, request_id: String) -> IdempotencyKey {
     IdempotencyKey {
         client: client.to_string(),
         method,
@@ -206,7 +206,7 @@ fn key(client: &str, method: &'static str, request_id: String) -> IdempotencyKey
     }
 }
 
-fn json<T: serde::Serialize>(v: &T) -> ApiResult<String> {
+pub(super) fn json<T: serde::Serialize>(v: &T) -> ApiResult<String> {
     serde_json::to_string(v).map_err(|e| ApiError::Internal(e.to_string()))
 }
 

@@ -5,6 +5,7 @@ mod catalog;
 pub mod convert;
 pub mod error;
 mod fingerprint;
+mod hours;
 mod page;
 pub mod recompute;
 mod tickets;

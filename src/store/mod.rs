@@ -11,6 +11,7 @@ use std::future::Future;
 
 use chrono::{DateTime, Utc};
 
+use crate::domain::ledger::Entry;
 use crate::domain::names::ResourceId;
 use crate::domain::status::Status;
 use crate::domain::ticket::{Actor, Event, EventKind, Ticket};
@@ -23,6 +24,10 @@ pub enum ResourceKind {
     Organization,
     Calendar,
     Policy,
+    /// A named bundle of hour terms.
+    Plan,
+    /// An organisation's hours contract (keyed by the organisation's id).
+    HoursContract,
 }
 
 impl ResourceKind {
@@ -31,6 +36,8 @@ impl ResourceKind {
             ResourceKind::Organization => "organization",
             ResourceKind::Calendar => "calendar",
             ResourceKind::Policy => "policy",
+            ResourceKind::Plan => "plan",
+            ResourceKind::HoursContract => "hours_contract",
         }
     }
 
@@ -40,6 +47,8 @@ impl ResourceKind {
             ResourceKind::Organization => "organizations",
             ResourceKind::Calendar => "calendars",
             ResourceKind::Policy => "policies",
+            ResourceKind::Plan => "plans",
+            ResourceKind::HoursContract => "organizations",
         }
     }
 }
@@ -283,6 +292,31 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     fn ticket_clocks(&self, id: &str) -> impl Future<Output = StoreResult<Vec<ClockRow>>> + Send;
 
+    /// An hour account's entries from `from_seq` on (1 for all), in order.
+    fn account_entries(
+        &self,
+        organization: &ResourceId,
+        bucket: &str,
+        from_seq: u64,
+    ) -> impl Future<Output = StoreResult<Vec<Entry>>> + Send;
+
+    /// The next entry number of an hour account; `None` when it has no entries yet.
+    fn account_next_seq(
+        &self,
+        organization: &ResourceId,
+        bucket: &str,
+    ) -> impl Future<Output = StoreResult<Option<u64>>> + Send;
+
+    /// A page of an account's entries after `after_seq`, optionally of one period.
+    fn entries_page(
+        &self,
+        organization: &ResourceId,
+        bucket: &str,
+        period: Option<&str>,
+        after_seq: u64,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<Entry>>> + Send;
+
     /// Starts (or restarts) the job for a resource version with its ticket count.
     fn start_job(&self, job: &RecomputeJob) -> impl Future<Output = StoreResult<()>> + Send;
 
@@ -411,6 +445,29 @@ pub trait StoreTx: Send {
         ticket: &TicketRecord,
         derived: &DerivedState,
         now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Locks an hour account for the rest of the transaction (creating it when new) and
+    /// returns its next entry number.
+    fn lock_account(
+        &mut self,
+        organization: &ResourceId,
+        bucket: &str,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    fn account_entries(
+        &mut self,
+        organization: &ResourceId,
+        bucket: &str,
+        from_seq: u64,
+    ) -> impl Future<Output = StoreResult<Vec<Entry>>> + Send;
+
+    /// Appends entries (numbered from the account's next number on) and advances it.
+    fn append_entries(
+        &mut self,
+        organization: &ResourceId,
+        bucket: &str,
+        entries: &[Entry],
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Moves a ticket to another policy version.

@@ -17,6 +17,7 @@ use super::{
     NewEvent, RecomputeJob, ResourceKind, ResourceVersion, StoreError, StoreResult, StoredEvent,
     TicketCursor, TicketFilter, TicketRecord,
 };
+use crate::domain::ledger::Entry;
 use crate::domain::names::{ExternalId, PlanName, PriorityLabel, RequestType, ResourceId};
 use crate::domain::ticket::{Actor, Event, EventKind, Ticket};
 
@@ -254,6 +255,15 @@ fn clock_ref(row: &AnyRow) -> StoreResult<ClockRef> {
     })
 }
 
+fn entry_rows(rows: &[AnyRow]) -> StoreResult<Vec<Entry>> {
+    rows.iter()
+        .map(|r| {
+            let body: String = r.try_get("body").map_err(db_error)?;
+            parse("ledger entry", serde_json::from_str::<Entry>(&body))
+        })
+        .collect()
+}
+
 fn job_row(row: &AnyRow) -> StoreResult<RecomputeJob> {
     let kind: String = row.try_get("kind").map_err(db_error)?;
     let id: String = row.try_get("id").map_err(db_error)?;
@@ -261,6 +271,8 @@ fn job_row(row: &AnyRow) -> StoreResult<RecomputeJob> {
         kind: match kind.as_str() {
             "calendar" => ResourceKind::Calendar,
             "policy" => ResourceKind::Policy,
+            "plan" => ResourceKind::Plan,
+            "hours_contract" => ResourceKind::HoursContract,
             _ => ResourceKind::Organization,
         },
         id: parse("job id", ResourceId::parse(&id))?,
@@ -690,6 +702,79 @@ impl super::Store for SqlStore {
         .await
         .map_err(db_error)?;
         rows.iter().map(clock_row).collect()
+    }
+
+    async fn account_entries(
+        &self,
+        organization: &ResourceId,
+        bucket: &str,
+        from_seq: u64,
+    ) -> StoreResult<Vec<Entry>> {
+        let rows = sqlx::query(self.q(
+            "SELECT body FROM ledger_entries WHERE organization = ? AND bucket = ? AND seq >= ? ORDER BY seq",
+        ))
+        .bind(organization.as_str())
+        .bind(bucket)
+        .bind(from_seq as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        entry_rows(&rows)
+    }
+
+    async fn account_next_seq(
+        &self,
+        organization: &ResourceId,
+        bucket: &str,
+    ) -> StoreResult<Option<u64>> {
+        let row = sqlx::query(
+            self.q("SELECT next_seq FROM hour_accounts WHERE organization = ? AND bucket = ?"),
+        )
+        .bind(organization.as_str())
+        .bind(bucket)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|r| {
+            r.try_get::<i64, _>("next_seq")
+                .map_err(db_error)
+                .and_then(|v| parse("next_seq", u64::try_from(v)))
+        })
+        .transpose()
+    }
+
+    async fn entries_page(
+        &self,
+        organization: &ResourceId,
+        bucket: &str,
+        period: Option<&str>,
+        after_seq: u64,
+        limit: u32,
+    ) -> StoreResult<Vec<Entry>> {
+        let rows = match period {
+            Some(p) => sqlx::query(self.q(
+                "SELECT body FROM ledger_entries WHERE organization = ? AND bucket = ? AND period = ? AND seq > ? \
+                 ORDER BY seq LIMIT ?",
+            ))
+            .bind(organization.as_str())
+            .bind(bucket)
+            .bind(p)
+            .bind(after_seq as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+            None => sqlx::query(self.q(
+                "SELECT body FROM ledger_entries WHERE organization = ? AND bucket = ? AND seq > ? ORDER BY seq LIMIT ?",
+            ))
+            .bind(organization.as_str())
+            .bind(bucket)
+            .bind(after_seq as i64)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await,
+        }
+        .map_err(db_error)?;
+        entry_rows(&rows)
     }
 
     async fn start_job(&self, j: &RecomputeJob) -> StoreResult<()> {
@@ -1122,6 +1207,98 @@ impl super::StoreTx for SqlTx {
                 .bind(c.warning.map(us));
         }
         query.execute(&mut *self.tx).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    async fn lock_account(&mut self, organization: &ResourceId, bucket: &str) -> StoreResult<u64> {
+        sqlx::query(self.q(
+            "INSERT INTO hour_accounts (organization, bucket, next_seq) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
+        ))
+        .bind(organization.as_str())
+        .bind(bucket)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_error)?;
+        let text = format!(
+            "SELECT next_seq FROM hour_accounts WHERE organization = ? AND bucket = ?{}",
+            self.for_update()
+        );
+        let next: i64 = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(organization.as_str())
+            .bind(bucket)
+            .fetch_one(&mut *self.tx)
+            .await
+            .map_err(db_error)?
+            .try_get("next_seq")
+            .map_err(db_error)?;
+        parse("next_seq", u64::try_from(next))
+    }
+
+    async fn account_entries(
+        &mut self,
+        organization: &ResourceId,
+        bucket: &str,
+        from_seq: u64,
+    ) -> StoreResult<Vec<Entry>> {
+        let rows = sqlx::query(self.q(
+            "SELECT body FROM ledger_entries WHERE organization = ? AND bucket = ? AND seq >= ? ORDER BY seq",
+        ))
+        .bind(organization.as_str())
+        .bind(bucket)
+        .bind(from_seq as i64)
+        .fetch_all(&mut *self.tx)
+        .await
+        .map_err(db_error)?;
+        entry_rows(&rows)
+    }
+
+    async fn append_entries(
+        &mut self,
+        organization: &ResourceId,
+        bucket: &str,
+        entries: &[Entry],
+    ) -> StoreResult<()> {
+        let Some(last) = entries.last() else {
+            return Ok(());
+        };
+        let mut text = String::from(
+            "INSERT INTO ledger_entries (organization, bucket, seq, kind, period, record_us, body) VALUES ",
+        );
+        for i in 0..entries.len() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str("(?, ?, ?, ?, ?, ?, ?)");
+        }
+        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        for e in entries {
+            let body =
+                serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
+            let kind = serde_json::to_value(e.kind)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_default();
+            query = query
+                .bind(organization.as_str())
+                .bind(bucket.to_string())
+                .bind(e.seq as i64)
+                .bind(kind)
+                .bind(e.period.to_string())
+                .bind(us(e.recorded_at))
+                .bind(body);
+        }
+        query.execute(&mut *self.tx).await.map_err(unique_as(|| {
+            format!("entry {} of {organization}/{bucket}", last.seq)
+        }))?;
+        sqlx::query(
+            self.q("UPDATE hour_accounts SET next_seq = ? WHERE organization = ? AND bucket = ?"),
+        )
+        .bind(last.seq as i64 + 1)
+        .bind(organization.as_str())
+        .bind(bucket)
+        .execute(&mut *self.tx)
+        .await
+        .map_err(db_error)?;
         Ok(())
     }
 

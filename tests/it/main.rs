@@ -6,5 +6,6 @@ mod contracts;
 mod deadlines;
 mod fixtures;
 mod harness;
+mod hours;
 mod server;
 mod tickets;
