@@ -4,13 +4,14 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 
 use super::LedgerError;
+use super::cow::CowMap;
 use super::entry::{Entry, EntryKind, Lot, UsageLine};
 use super::names::{ActivityKind, BucketName, Currency};
 use super::period::{PeriodClock, PeriodKey, PeriodRule};
-use super::terms::{BucketTerms, BucketTimeline, Contract, DEFAULT_GRACE_HOURS};
+use super::terms::{BucketTerms, BucketTimeline, Contract, DEFAULT_GRACE_HOURS, Frequency};
 use crate::domain::names::ExternalId;
 
 /// A statement's lines, as sums of the period's entries.
@@ -70,7 +71,6 @@ pub(super) struct PeriodState {
     pub held: i64,
     pub rolled_out: i64,
     pub closed: bool,
-    pub entries: Vec<u64>,
 }
 
 impl PeriodState {
@@ -152,6 +152,21 @@ pub(super) struct Record {
     pub reversed_by: Option<u64>,
 }
 
+impl Record {
+    /// The activity and service instant of the free occurrence this entry is under a
+    /// frequency cap: usage that took free minutes, while not reversed.
+    fn free_occurrence(&self) -> Option<(&ActivityKind, DateTime<Utc>)> {
+        let took_free = self
+            .usage
+            .as_ref()
+            .is_some_and(|u| u.non_deducted_minutes > 0);
+        if self.reversed_by.is_some() || !took_free {
+            return None;
+        }
+        Some((self.activity.as_ref()?, self.service_at?))
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HoldStatus {
     Open,
@@ -174,13 +189,135 @@ pub(super) struct HoldState {
     pub status: HoldStatus,
 }
 
-/// The fold of one account's entries.
+impl HoldState {
+    /// The activity and service instant of the free occurrence this booking is under a
+    /// frequency cap: one planned with free minutes, while still open.
+    fn free_occurrence(&self) -> Option<(&ActivityKind, DateTime<Utc>)> {
+        if self.status != HoldStatus::Open || self.free <= 0 {
+            return None;
+        }
+        Some((self.activity.as_ref()?, self.service_at))
+    }
+}
+
+/// The local-time window a frequency cap counts in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) enum Window {
+    IsoWeek(i32, u32),
+    Month(i32, u32),
+    Quarter(i32, u32),
+    Period(PeriodKey),
+}
+
+/// The window of `t` under each frequency, or `None` if one of them has none.
+fn windows(clock: &PeriodClock, t: DateTime<Utc>) -> Option<[Window; 4]> {
+    Some([
+        window(clock, Frequency::PerIsoWeek, t).ok()?,
+        window(clock, Frequency::PerMonth, t).ok()?,
+        window(clock, Frequency::PerCalendarQuarter, t).ok()?,
+        window(clock, Frequency::PerPeriod, t).ok()?,
+    ])
+}
+
+fn window(clock: &PeriodClock, f: Frequency, t: DateTime<Utc>) -> Result<Window, LedgerError> {
+    let d = t.with_timezone(&clock.zone).date_naive();
+    Ok(match f {
+        Frequency::PerIsoWeek => Window::IsoWeek(d.iso_week().year(), d.iso_week().week()),
+        Frequency::PerMonth => Window::Month(d.year(), d.month()),
+        Frequency::PerCalendarQuarter => Window::Quarter(d.year(), d.month0() / 3),
+        Frequency::PerPeriod => Window::Period(clock.key_at(t)?),
+    })
+}
+
+/// What the indexes hold of an open hold: its place among the open holds, and its free
+/// occurrence if it is one.
+struct OpenHold {
+    key: (PeriodKey, u64),
+    occurrence: Option<(ActivityKind, DateTime<Utc>)>,
+}
+
+impl OpenHold {
+    fn of(h: &HoldState) -> OpenHold {
+        OpenHold {
+            key: (h.period, h.seq),
+            occurrence: h.free_occurrence().map(|(k, t)| (k.clone(), t)),
+        }
+    }
+}
+
+/// An entry or booking that counts as a free occurrence.
+#[derive(Clone, Copy)]
+enum Occurrence<'a> {
+    Record(u64),
+    Hold(&'a ExternalId),
+}
+
+/// The free occurrences of each activity kind, counted per window under every frequency,
+/// as entries are folded in: what a frequency cap asks, without a pass over the entries.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct FreeOccurrences {
+    counts: CowMap<(ActivityKind, Window), u32>,
+    /// Occurrences at an instant with no window (only stored entries the ledger would not
+    /// have decided have one): counted one by one, as they are asked about.
+    odd_records: CowMap<u64, ()>,
+    odd_holds: CowMap<ExternalId, ()>,
+}
+
+impl FreeOccurrences {
+    /// Counts an occurrence in (`up`) or out.
+    fn count(
+        &mut self,
+        clock: &PeriodClock,
+        o: Occurrence<'_>,
+        kind: &ActivityKind,
+        t: DateTime<Utc>,
+        up: bool,
+    ) {
+        let Some(ws) = windows(clock, t) else {
+            match (o, up) {
+                (Occurrence::Record(seq), true) => self.odd_records.insert(seq, ()),
+                (Occurrence::Record(seq), false) => self.odd_records.remove(&seq),
+                (Occurrence::Hold(id), true) => self.odd_holds.insert(id.clone(), ()),
+                (Occurrence::Hold(id), false) => self.odd_holds.remove(id),
+            }
+            return;
+        };
+        for w in ws {
+            let key = (kind.clone(), w);
+            if up {
+                *self.counts.get_or_insert_default(key) += 1;
+            } else if let Some(n) = self.counts.get_mut(&key) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.counts.remove(&key);
+                }
+            }
+        }
+    }
+
+    fn compact(&mut self) {
+        self.counts.compact(MAX_OVERLAY);
+        self.odd_records.compact(MAX_OVERLAY);
+        self.odd_holds.compact(MAX_OVERLAY);
+    }
+}
+
+/// How many changes a map of the fold keeps apart from its shared base while that base has
+/// another owner (a copy of the ledger): see [`CowMap::compact`].
+const MAX_OVERLAY: usize = 64;
+
+/// The fold of one account's entries. `decide` works on a copy, so everything that grows
+/// with the entries is in copy-on-write maps: a copy costs what changed since the last
+/// [`State::compact`], not the account's history.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) struct State {
     pub clock: PeriodClock,
-    pub periods: BTreeMap<PeriodKey, PeriodState>,
-    pub records: BTreeMap<u64, Record>,
-    pub holds: BTreeMap<ExternalId, HoldState>,
+    pub periods: CowMap<PeriodKey, PeriodState>,
+    pub records: CowMap<u64, Record>,
+    pub holds: CowMap<ExternalId, HoldState>,
+    /// The holds still open, by period and booking (the hold's entry number).
+    pub open_holds: CowMap<(PeriodKey, u64), ExternalId>,
+    pub free: FreeOccurrences,
     pub closed_through: Option<PeriodKey>,
     pub next_seq: u64,
 }
@@ -189,11 +326,102 @@ impl State {
     fn new(clock: PeriodClock) -> State {
         State {
             clock,
-            periods: BTreeMap::new(),
-            records: BTreeMap::new(),
-            holds: BTreeMap::new(),
+            periods: CowMap::new(),
+            records: CowMap::new(),
+            holds: CowMap::new(),
+            open_holds: CowMap::new(),
+            free: FreeOccurrences::default(),
             closed_through: None,
             next_seq: 1,
+        }
+    }
+
+    /// Folds the maps' recent changes into their shared bases: see [`CowMap::compact`].
+    fn compact(&mut self) {
+        self.periods.compact(MAX_OVERLAY);
+        self.records.compact(MAX_OVERLAY);
+        self.holds.compact(MAX_OVERLAY);
+        self.open_holds.compact(MAX_OVERLAY);
+        self.free.compact();
+    }
+
+    /// The window a frequency cap counts `t` in.
+    pub fn window(&self, f: Frequency, t: DateTime<Utc>) -> Result<Window, LedgerError> {
+        window(&self.clock, f, t)
+    }
+
+    /// How many occurrences of `kind` already took free minutes in the window of
+    /// `service_at`: usage not reversed, and bookings still held (other than `except`).
+    pub fn occurrences(
+        &self,
+        kind: &ActivityKind,
+        f: Frequency,
+        service_at: DateTime<Utc>,
+        except: Option<&ExternalId>,
+    ) -> Result<u32, LedgerError> {
+        let w = self.window(f, service_at)?;
+        let mut n = self
+            .free
+            .counts
+            .get(&(kind.clone(), w))
+            .copied()
+            .unwrap_or(0);
+        // The ones with no window in some frequency, as a pass over all would find them:
+        // entries in order, then bookings in order of their ids.
+        for seq in self.free.odd_records.keys() {
+            if let Some((k, t)) = self.records.get(seq).and_then(Record::free_occurrence)
+                && k == kind
+                && self.window(f, t)? == w
+            {
+                n += 1;
+            }
+        }
+        for id in self.free.odd_holds.keys() {
+            if Some(id) != except
+                && let Some((k, t)) = self.holds.get(id).and_then(HoldState::free_occurrence)
+                && k == kind
+                && self.window(f, t)? == w
+            {
+                n += 1;
+            }
+        }
+        if let Some(id) = except
+            && !self.free.odd_holds.contains_key(id)
+            && let Some((k, t)) = self.holds.get(id).and_then(HoldState::free_occurrence)
+            && k == kind
+            && self.window(f, t)? == w
+        {
+            n = n.saturating_sub(1);
+        }
+        Ok(n)
+    }
+
+    fn insert_record(&mut self, seq: u64, r: Record) {
+        if let Some((kind, t)) = r.free_occurrence() {
+            self.free
+                .count(&self.clock, Occurrence::Record(seq), kind, t, true);
+        }
+        self.records.insert(seq, r);
+    }
+
+    fn insert_hold(&mut self, id: ExternalId, h: HoldState) {
+        if let Some((kind, t)) = h.free_occurrence() {
+            self.free
+                .count(&self.clock, Occurrence::Hold(&id), kind, t, true);
+        }
+        if h.status == HoldStatus::Open {
+            self.open_holds.insert((h.period, h.seq), id.clone());
+        }
+        self.holds.insert(id, h);
+    }
+
+    /// Takes out of the indexes a hold that was open (as `before` found it) and is not
+    /// any more.
+    fn close_hold(&mut self, id: &ExternalId, before: OpenHold) {
+        self.open_holds.remove(&before.key);
+        if let Some((kind, t)) = before.occurrence {
+            self.free
+                .count(&self.clock, Occurrence::Hold(id), &kind, t, false);
         }
     }
 
@@ -240,7 +468,7 @@ impl State {
         };
         match e.kind {
             EntryKind::Grant => {
-                let p = self.periods.entry(e.period).or_default();
+                let p = self.periods.get_or_insert_default(e.period);
                 if p.own + e.minutes < 0 {
                     return Err(corrupt("a grant takes back more than is left"));
                 }
@@ -268,17 +496,19 @@ impl State {
                     if e.held_minutes > 0 || -e.held_minutes > hold.remaining {
                         return Err(corrupt("captures more than is held"));
                     }
+                    let before = OpenHold::of(hold);
                     hold.remaining += e.held_minutes;
                     hold.status = HoldStatus::Captured;
+                    self.close_hold(h, before);
                 }
-                let p = self.periods.entry(e.period).or_default();
+                let p = self.periods.get_or_insert_default(e.period);
                 let draws = p
                     .draw(u.from_allowance)
                     .ok_or_else(|| corrupt("draws more than is left"))?;
                 p.held += e.held_minutes;
                 p.lines.consumed_from_allowance += u.from_allowance;
                 p.lines.add_usage(u, e.activity.as_ref());
-                self.records.insert(e.seq, record(draws));
+                self.insert_record(e.seq, record(draws));
             }
             EntryKind::Hold => {
                 let h = e
@@ -291,8 +521,8 @@ impl State {
                 if self.holds.contains_key(h) || e.held_minutes < 0 || e.minutes != 0 {
                     return Err(corrupt("a hold id used twice, or a negative hold"));
                 }
-                self.periods.entry(e.period).or_default().held += e.held_minutes;
-                self.holds.insert(
+                self.periods.get_or_insert_default(e.period).held += e.held_minutes;
+                self.insert_hold(
                     h.clone(),
                     HoldState {
                         seq: e.seq,
@@ -319,11 +549,15 @@ impl State {
                 if e.held_minutes > 0 || -e.held_minutes > hold.remaining || e.minutes != 0 {
                     return Err(corrupt("releases more than is held"));
                 }
+                let before = (hold.status == HoldStatus::Open).then(|| OpenHold::of(hold));
                 hold.remaining += e.held_minutes;
                 if hold.status == HoldStatus::Open {
                     hold.status = HoldStatus::Released;
                 }
-                self.periods.entry(e.period).or_default().held += e.held_minutes;
+                if let Some(before) = before {
+                    self.close_hold(h, before);
+                }
+                self.periods.get_or_insert_default(e.period).held += e.held_minutes;
             }
             EntryKind::Rollover => {
                 let closes = e
@@ -336,8 +570,8 @@ impl State {
                         "a rollover must carry minutes into the next period",
                     ));
                 }
-                self.periods.entry(closes).or_default().rolled_out += e.minutes;
-                let p = self.periods.entry(e.period).or_default();
+                self.periods.get_or_insert_default(closes).rolled_out += e.minutes;
+                let p = self.periods.get_or_insert_default(e.period);
                 p.carried.push(LotState {
                     lot,
                     minutes: e.minutes,
@@ -353,7 +587,7 @@ impl State {
                 {
                     return Err(corrupt("periods close in order"));
                 }
-                let p = self.periods.entry(e.period).or_default();
+                let p = self.periods.get_or_insert_default(e.period);
                 if p.held != 0 {
                     return Err(corrupt("a period closes with minutes still held"));
                 }
@@ -369,7 +603,7 @@ impl State {
                 self.closed_through = Some(e.period);
             }
             EntryKind::Adjust => {
-                let p = self.periods.entry(e.period).or_default();
+                let p = self.periods.get_or_insert_default(e.period);
                 let draws = match &e.usage {
                     Some(u) => {
                         if e.minutes != -u.from_allowance {
@@ -386,7 +620,7 @@ impl State {
                 }
                 .ok_or_else(|| corrupt("draws more than is left"))?;
                 p.lines.adjustments += e.minutes;
-                self.records.insert(e.seq, record(draws));
+                self.insert_record(e.seq, record(draws));
             }
             EntryKind::Reversal => {
                 let target = e
@@ -400,11 +634,16 @@ impl State {
                 if e.minutes != -r.minutes || e.usage != r.usage.as_ref().map(UsageLine::negated) {
                     return Err(corrupt("does not mirror the entry it reverses"));
                 }
+                let occurrence = r.free_occurrence().map(|(k, t)| (k.clone(), t));
                 r.reversed_by = Some(e.seq);
                 let same_period = r.period == e.period;
                 let consumed = matches!(r.kind, EntryKind::Consume | EntryKind::Capture);
                 let draws = r.draws.clone();
-                let p = self.periods.entry(e.period).or_default();
+                if let Some((kind, t)) = occurrence {
+                    self.free
+                        .count(&self.clock, Occurrence::Record(target), &kind, t, false);
+                }
+                let p = self.periods.get_or_insert_default(e.period);
                 let ok = if same_period && !draws.is_empty() {
                     p.restore(&draws)
                 } else if e.minutes >= 0 {
@@ -427,11 +666,6 @@ impl State {
                 }
             }
         }
-        self.periods
-            .entry(e.period)
-            .or_default()
-            .entries
-            .push(e.seq);
         self.next_seq += 1;
         Ok(())
     }
@@ -447,6 +681,9 @@ pub struct Ledger {
     pub(super) first: PeriodKey,
     pub(super) state: State,
     pub(super) entries: Vec<Entry>,
+    /// The numbers of each period's entries, in order: what its statement lists. Kept
+    /// apart from `state`, which `decide` copies and never reads them from.
+    pub(super) period_entries: BTreeMap<PeriodKey, Vec<u64>>,
 }
 
 impl Ledger {
@@ -475,6 +712,7 @@ impl Ledger {
             first,
             state: State::new(clock),
             entries: Vec::new(),
+            period_entries: BTreeMap::new(),
         };
         ledger.apply(entries)?;
         Ok(ledger)
@@ -484,8 +722,10 @@ impl Ledger {
     pub fn apply(&mut self, entries: Vec<Entry>) -> Result<(), LedgerError> {
         for e in entries {
             self.state.apply(&e)?;
+            self.period_entries.entry(e.period).or_default().push(e.seq);
             self.entries.push(e);
         }
+        self.state.compact();
         Ok(())
     }
 
@@ -495,6 +735,11 @@ impl Ledger {
 
     pub fn entries(&self) -> &[Entry] {
         &self.entries
+    }
+
+    /// The numbers of a period's entries, in order.
+    pub(super) fn period_entries(&self, key: PeriodKey) -> &[u64] {
+        self.period_entries.get(&key).map_or(&[], Vec::as_slice)
     }
 
     pub fn entry(&self, seq: u64) -> Option<&Entry> {

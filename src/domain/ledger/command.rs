@@ -7,7 +7,7 @@
 //! the closing entries of each period that has closed. Those are keyed by period and
 //! derived from the entries, so deciding again after they are stored never repeats them.
 
-use chrono::{DateTime, Datelike, Utc};
+use chrono::{DateTime, Utc};
 
 use super::LedgerError;
 use super::account::{HoldState, HoldStatus, Ledger, State};
@@ -100,15 +100,6 @@ pub enum Command {
         period: PeriodKey,
         actor: ExternalId,
     },
-}
-
-/// The local-time window a frequency cap counts in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Window {
-    IsoWeek(i32, u32),
-    Month(i32, u32),
-    Quarter(i32, u32),
-    Period(PeriodKey),
 }
 
 fn round_up(minutes: i64, increment: i64) -> i64 {
@@ -326,16 +317,14 @@ impl Writer<'_> {
     /// each lot that carries over, and the one expiry that marks the period closed.
     fn close(&mut self, p: PeriodKey, locked_by: Option<&ExternalId>) -> Result<(), LedgerError> {
         let clock = self.state.clock;
-        let mut open_holds: Vec<(u64, ExternalId, i64)> = self
-            .state
-            .holds
-            .iter()
-            .filter(|(_, h)| h.period == p && h.status == HoldStatus::Open)
-            .map(|(id, h)| (h.seq, id.clone(), h.remaining))
-            .collect();
         // In booking order, so the entries do not depend on how hold ids sort.
-        open_holds.sort();
-        for (_, id, m) in open_holds {
+        let open_holds: Vec<(ExternalId, i64)> = self
+            .state
+            .open_holds
+            .range((p, 0)..=(p, u64::MAX))
+            .filter_map(|(_, id)| Some((id.clone(), self.state.holds.get(id)?.remaining)))
+            .collect();
+        for (id, m) in open_holds {
             let mut e = self.entry(EntryKind::Release, p);
             e.held_minutes = -m;
             e.hold = Some(id);
@@ -448,16 +437,6 @@ impl Writer<'_> {
         Ok(())
     }
 
-    fn window(&self, f: Frequency, t: DateTime<Utc>) -> Result<Window, LedgerError> {
-        let d = t.with_timezone(&self.state.clock.zone).date_naive();
-        Ok(match f {
-            Frequency::PerIsoWeek => Window::IsoWeek(d.iso_week().year(), d.iso_week().week()),
-            Frequency::PerMonth => Window::Month(d.year(), d.month()),
-            Frequency::PerCalendarQuarter => Window::Quarter(d.year(), d.month0() / 3),
-            Frequency::PerPeriod => Window::Period(self.state.clock.key_at(t)?),
-        })
-    }
-
     /// How many occurrences of `kind` already took free minutes in the window of
     /// `service_at`: usage not reversed, and bookings still held (other than `except`).
     fn occurrences(
@@ -467,29 +446,7 @@ impl Writer<'_> {
         service_at: DateTime<Utc>,
         except: Option<&ExternalId>,
     ) -> Result<u32, LedgerError> {
-        let w = self.window(f, service_at)?;
-        let mut n = 0u32;
-        for r in self.state.records.values() {
-            if r.reversed_by.is_none()
-                && r.activity.as_ref() == Some(kind)
-                && r.usage.as_ref().is_some_and(|u| u.non_deducted_minutes > 0)
-                && let Some(t) = r.service_at
-                && self.window(f, t)? == w
-            {
-                n += 1;
-            }
-        }
-        for (id, h) in &self.state.holds {
-            if h.status == HoldStatus::Open
-                && Some(id) != except
-                && h.activity.as_ref() == Some(kind)
-                && h.free > 0
-                && self.window(f, h.service_at)? == w
-            {
-                n += 1;
-            }
-        }
-        Ok(n)
+        self.state.occurrences(kind, f, service_at, except)
     }
 
     /// Splits `raw` minutes: the free part (within a free activity's caps), the rest

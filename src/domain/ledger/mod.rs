@@ -10,12 +10,15 @@
 
 mod account;
 mod command;
+mod cow;
 mod entry;
 mod names;
 mod period;
 mod statement;
 mod terms;
 
+#[cfg(test)]
+mod index_tests;
 #[cfg(test)]
 mod model_tests;
 #[cfg(test)]

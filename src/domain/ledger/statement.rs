@@ -53,6 +53,20 @@ impl Ledger {
     /// The statement of a period as posted. Run `ClosePeriods` first so that what has
     /// fallen due is in it.
     pub fn statement(&self, period: PeriodKey) -> Result<Statement, LedgerError> {
+        self.statement_with(period, true)
+    }
+
+    /// The statement's lines without its entries: what a balance needs, in time that does
+    /// not grow with the period's entries.
+    pub fn summary(&self, period: PeriodKey) -> Result<Statement, LedgerError> {
+        self.statement_with(period, false)
+    }
+
+    fn statement_with(
+        &self,
+        period: PeriodKey,
+        with_entries: bool,
+    ) -> Result<Statement, LedgerError> {
         let period = self.period_starting(period.start())?;
         let clock = self.clock();
         let empty = super::account::PeriodState::default();
@@ -81,11 +95,14 @@ impl Ledger {
                 reason: format!("the lines close at {closing} but the lots hold {lots}"),
             });
         }
-        let entries = s
-            .entries
-            .iter()
-            .filter_map(|&seq| self.entry(seq).cloned())
-            .collect();
+        let entries = if with_entries {
+            self.period_entries(period)
+                .iter()
+                .filter_map(|&seq| self.entry(seq).cloned())
+                .collect()
+        } else {
+            Vec::new()
+        };
         Ok(Statement {
             bucket: self.bucket().clone(),
             period,
