@@ -4,7 +4,8 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
+    "proto/servicelevel/v1/alerts.proto",
     "proto/servicelevel/v1/hours.proto",
     "proto/servicelevel/v1/calendars.proto",
     "proto/servicelevel/v1/organizations.proto",

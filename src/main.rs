@@ -61,6 +61,7 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     tracing::info!(listen = %args.listen, backend = ?store.backend(), "servicelevel serving");
     let options = ServeOptions {
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
+        ..ServeOptions::default()
     };
     servicelevel::server::serve(
         store.clone(),

@@ -17,6 +17,7 @@ use tonic_health::server::HealthReporter;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::api::pb::alert_service_server::AlertServiceServer;
 use crate::api::pb::calendar_service_server::CalendarServiceServer;
 use crate::api::pb::deadline_service_server::DeadlineServiceServer;
 use crate::api::pb::hours_service_server::HoursServiceServer;
@@ -35,8 +36,9 @@ pub const LIVENESS: &str = "liveness";
 const HEALTH_PROBE: Duration = Duration::from_secs(2);
 
 /// The names health reports on: the empty name (the whole server) and each service.
-fn service_names() -> [&'static str; 6] {
+fn service_names() -> [&'static str; 7] {
     [
+        <AlertServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <HoursServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <CalendarServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <OrganizationServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
@@ -64,12 +66,16 @@ pub struct ServeOptions {
     /// After a shutdown signal, how long RPCs in flight (and open streams) may take
     /// before the server stops anyway.
     pub drain_timeout: Duration,
+    /// The due-time runner's longest sleep: how late it notices a due instant another
+    /// replica wrote, or a moved test clock.
+    pub runner_poll: Duration,
 }
 
 impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             drain_timeout: Duration::from_secs(25),
+            runner_poll: Duration::from_secs(1),
         }
     }
 }
@@ -85,6 +91,7 @@ pub async fn serve<S: Store>(
 ) -> Result<(), tonic::transport::Error> {
     let app = Arc::new(App::new(store, clock));
     let (recompute, worker) = recompute::spawn(Arc::clone(&app));
+    let runner = crate::api::runner::spawn(Arc::clone(&app), options.runner_poll);
     let api = Api::new(Arc::clone(&app), recompute);
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -165,6 +172,9 @@ pub async fn serve<S: Store>(
         .add_service(
             HoursServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
+        .add_service(
+            AlertServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(DeadlineServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
     // Tonic sets TCP_NODELAY only on sockets it accepts itself. Without it a response
     // written as several HTTP/2 frames waits for the client's delayed ACK: ~40 ms a call.
@@ -185,6 +195,7 @@ pub async fn serve<S: Store>(
     };
     probe.abort();
     worker.abort();
+    runner.abort();
     result
 }
 

@@ -140,3 +140,23 @@ CREATE TABLE ledger_entries (
     FOREIGN KEY (organization, bucket) REFERENCES hour_accounts (organization, bucket)
 );
 CREATE INDEX ledger_entries_by_period ON ledger_entries (organization, bucket, period, seq);
+
+-- The alerts outbox: every warning, breach, action and retraction servicelevel records,
+-- written in the same transaction as its event. Readers page by (tx, id): on Postgres
+-- tx is the writing transaction's id, and rows are handed out only once every older
+-- transaction has finished, so a reader resuming from its cursor misses nothing even
+-- when transactions commit out of order. SQLite has one writer: tx is 0 and ids commit
+-- in order.
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    tx INTEGER NOT NULL,
+    organization TEXT NOT NULL,
+    ticket_id TEXT NOT NULL,
+    metric TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    event_seq INTEGER NOT NULL,
+    occurred_us INTEGER NOT NULL,
+    record_us INTEGER NOT NULL,
+    body TEXT NOT NULL
+);
+CREATE INDEX alerts_by_cursor ON alerts (tx, id);

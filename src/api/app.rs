@@ -32,6 +32,9 @@ pub struct App<S: Store> {
     policies: Mutex<HashMap<(ResourceId, u32), Arc<Policy>>>,
     /// The hours side's caches.
     pub(super) hours: super::hours::HoursCache,
+    /// Signalled after a commit that wrote alerts or moved a ticket's next change: wakes
+    /// alert streams and the due-time runner in this process.
+    pub alerts_written: Arc<tokio::sync::Notify>,
     /// Assembled organisation contexts, valid while the catalogue epoch they were read at
     /// is current.
     contexts: Mutex<HashMap<ResourceId, (i64, Arc<OrgContext>)>>,
@@ -190,6 +193,7 @@ impl<S: Store> App<S> {
             policies: Mutex::new(HashMap::new()),
             contexts: Mutex::new(HashMap::new()),
             hours: super::hours::HoursCache::default(),
+            alerts_written: Arc::new(tokio::sync::Notify::new()),
         }
     }
 
@@ -362,6 +366,7 @@ impl<S: Store> App<S> {
     ) -> ApiResult<()> {
         tx.complete(key, &answer.encode_to_vec()).await?;
         tx.commit().await?;
+        self.alerts_written.notify_waiters();
         Ok(())
     }
 

@@ -1181,6 +1181,18 @@ pub fn event(
                 CustomEventName::parse(&n.name),
             )
             .map(|name| EventKind::Custom { name }),
+        Some(
+            Kind::ClockWarning(_)
+            | Kind::ClockBreach(_)
+            | Kind::ActionTaken(_)
+            | Kind::Retraction(_),
+        ) => {
+            c.fail(
+                field,
+                "clock warnings, breaches, actions and retractions are recorded by servicelevel only",
+            );
+            None
+        }
     };
     Some(NewEvent {
         occurred_at: occurred?,
@@ -1217,6 +1229,43 @@ pub fn event_kind_to_pb(k: &EventKind) -> pb::ticket_event::Kind {
         EventKind::Reopened => Kind::Reopen(()),
         EventKind::Custom { name } => Kind::Custom(pb::CustomEvent {
             name: name.to_string(),
+        }),
+        EventKind::ClockWarning {
+            metric,
+            instance,
+            level,
+        } => Kind::ClockWarning(pb::ClockWarningEvent {
+            metric: metric.to_string(),
+            instance: *instance as i32,
+            level: i32::from(*level),
+        }),
+        EventKind::ClockBreached { metric, instance } => Kind::ClockBreach(pb::ClockBreachEvent {
+            metric: metric.to_string(),
+            instance: *instance as i32,
+        }),
+        EventKind::ActionTaken {
+            metric,
+            instance,
+            action,
+        } => Kind::ActionTaken(pb::ActionTakenEvent {
+            metric: metric.to_string(),
+            instance: *instance as i32,
+            action: match action {
+                DueAction::Escalate { level } => Some(
+                    pb::action_taken_event::Action::EscalatedToLevel(*level as i32),
+                ),
+                DueAction::MoveTo { status, reason } => {
+                    Some(pb::action_taken_event::Action::MovedTo(pb::StatusChange {
+                        status: status_to_pb(*status) as i32,
+                        reason: reason.to_string(),
+                    }))
+                }
+                DueAction::None => None,
+            },
+        }),
+        EventKind::Retracted { seq, reason } => Kind::Retraction(pb::RetractionEvent {
+            sequence: *seq,
+            reason: reason.to_string(),
         }),
     }
 }

@@ -1,5 +1,6 @@
 //! The gRPC edge: proto <-> domain mapping and errors -> `tonic::Status`, in one place.
 
+mod alerts;
 mod app;
 mod catalog;
 pub mod convert;
@@ -8,6 +9,7 @@ mod fingerprint;
 mod hours;
 mod page;
 pub mod recompute;
+pub mod runner;
 mod tickets;
 
 use std::sync::Arc;

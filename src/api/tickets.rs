@@ -4,24 +4,28 @@ use chrono::{DateTime, Utc};
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::app::{App, Reader, derived, parse_body, rejected};
+use super::app::{App, Loaded, Reader, derived, parse_body, rejected};
 use super::convert::{self as cv};
 use super::error::{ApiError, ApiResult, Check};
 use super::fingerprint::Fingerprint;
 use super::page;
 use super::pb;
 use super::{Api, client_of};
+use crate::domain::clock::TicketState;
 use crate::domain::names::{
-    ExternalId, MetricName, PlanName, PriorityLabel, RequestType, ResourceId,
+    ExternalId, MetricName, PlanName, PriorityLabel, RequestType, ResourceId, ShortText,
 };
 use crate::domain::organization::Organization;
 use crate::domain::policy::Policy;
 use crate::domain::status::Status as TicketStatus;
-use crate::domain::ticket::{Event, EventKind, Ticket};
+use crate::domain::ticket::{ActionKind, Actor, Event, EventKind, SystemAction, Ticket};
 use crate::store::{
-    ClockCursor, ClockFilter, ClockQuery, IdempotencyKey, NewEvent, ResourceKind, Store,
+    AlertRow, ClockCursor, ClockFilter, ClockQuery, IdempotencyKey, NewEvent, ResourceKind, Store,
     StoreError, StoreTx, TicketCursor, TicketFilter, TicketRecord,
 };
+
+/// The client name on events servicelevel records itself.
+pub const SYSTEM_ACTOR: &str = "servicelevel";
 
 /// Most items in one batch.
 const MAX_BATCH: usize = 500;
@@ -250,10 +254,10 @@ impl<S: Store> App<S> {
             updated_at: now,
         };
         let loaded = self.load(&mut Reader::Tx(&mut tx), &record).await?;
-        let state = self
-            .fold(&loaded, &record, &[], now)
-            .map_err(|r| rejected(r, None))?;
         tx.insert_ticket(&record).await?;
+        let state = self
+            .settle(&mut tx, &record, &loaded, &mut Vec::new(), now, None)
+            .await?;
         tx.save_derived(&record, &derived(&state), now).await?;
         let answer = cv::ticket_to_pb(&record, &state, &loaded.policy, None, now);
         self.finish(tx, &key, &answer).await?;
@@ -287,8 +291,8 @@ impl<S: Store> App<S> {
         let mut events: Vec<Event> = App::<S>::events(&stored);
         events.push(new.clone());
         let state = self
-            .fold(&loaded, &record, &events, now)
-            .map_err(|r| rejected(r, Some(new.seq)))?;
+            .settle(&mut tx, &record, &loaded, &mut events, now, Some(new.seq))
+            .await?;
         tx.save_derived(&record, &derived(&state), now).await?;
         let answer = cv::ticket_to_pb(&record, &state, &loaded.policy, None, now);
         self.finish(tx, &key, &answer).await?;
@@ -301,14 +305,160 @@ impl<S: Store> App<S> {
     pub async fn refresh_ticket(&self, ticket_id: &str) -> ApiResult<()> {
         let mut tx = self.store.begin().await?;
         let record = tx.lock_ticket(ticket_id).await?;
-        let stored = tx.ticket_events(ticket_id).await?;
+        self.refresh_locked(tx, record).await
+    }
+
+    /// What the due-time runner does to a ticket whose clocks reached something: unless
+    /// another replica holds it right now (then it is that replica's work), settle it.
+    pub async fn run_due(&self, ticket_id: &str) -> ApiResult<bool> {
+        let mut tx = self.store.begin().await?;
+        match tx.lock_ticket_skip(ticket_id).await? {
+            Some(record) => self.refresh_locked(tx, record).await.map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    async fn refresh_locked(&self, mut tx: S::Tx, record: TicketRecord) -> ApiResult<()> {
+        let ticket_id = record.ticket.id.clone();
+        let stored = tx.ticket_events(&ticket_id).await?;
         let loaded = self.load(&mut Reader::Tx(&mut tx), &record).await?;
         let now = self.now();
+        let mut events = App::<S>::events(&stored);
         let state = self
-            .fold(&loaded, &record, &App::<S>::events(&stored), now)
-            .map_err(|r| rejected(r, None))?;
+            .settle(&mut tx, &record, &loaded, &mut events, now, None)
+            .await?;
         tx.save_derived(&record, &derived(&state), now).await?;
         tx.commit().await?;
+        self.alerts_written.notify_waiters();
+        Ok(())
+    }
+
+    /// Brings a locked ticket's own events in line with its fold as of `now`: records what
+    /// its clocks reached (each stamped with the instant it was reached), in time order
+    /// up to the first move (a move changes what follows), and retracts what a
+    /// later-arriving event showed wrong. Each with an alert in the outbox, in this
+    /// transaction. Returns the settled state.
+    pub(super) async fn settle(
+        &self,
+        tx: &mut S::Tx,
+        record: &TicketRecord,
+        loaded: &Loaded,
+        events: &mut Vec<Event>,
+        now: DateTime<Utc>,
+        new_seq: Option<i64>,
+    ) -> ApiResult<TicketState> {
+        let id = record.ticket.id.clone();
+        let system = Actor {
+            client: SYSTEM_ACTOR.to_string(),
+            contact: None,
+        };
+        // Each round records or retracts at least one event; a handful always suffices.
+        for _ in 0..16 {
+            let state = self
+                .fold(loaded, record, events, now)
+                .map_err(|r| rejected(r, new_seq))?;
+            let mut missing: Vec<SystemAction> = state
+                .reached
+                .iter()
+                .filter(|a| !state.recorded.contains(a))
+                .cloned()
+                .collect();
+            if state.wrong.is_empty() && missing.is_empty() {
+                return Ok(state);
+            }
+            for seq in &state.wrong {
+                let metric = events
+                    .iter()
+                    .find(|e| e.seq == *seq)
+                    .and_then(|e| SystemAction::of_event(e.occurred_at, &e.kind))
+                    .map(|a| a.metric.to_string())
+                    .unwrap_or_default();
+                let reason = ShortText::parse("a later-arriving event showed it wrong")
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                let e = tx
+                    .append_event(
+                        &id,
+                        &NewEvent {
+                            occurred_at: now,
+                            kind: EventKind::Retracted { seq: *seq, reason },
+                            actor: system.clone(),
+                            request_id: format!("sl:retract:{seq}"),
+                        },
+                        now,
+                    )
+                    .await?;
+                self.alert(tx, record, &e, &metric, "retraction", now)
+                    .await?;
+                events.push(e);
+            }
+            if !state.wrong.is_empty() {
+                // A retraction can change what the clocks reach: fold again first.
+                continue;
+            }
+            missing.sort();
+            if let Some(i) = missing
+                .iter()
+                .position(|a| matches!(a.what, ActionKind::MoveTo { .. }))
+            {
+                missing.truncate(i + 1);
+            }
+            for a in missing {
+                let kind = match &a.what {
+                    ActionKind::Warning { .. } => "warning",
+                    ActionKind::Breach => "breach",
+                    ActionKind::Escalate { .. } => "escalation",
+                    ActionKind::MoveTo { .. } => "move",
+                };
+                let e = tx
+                    .append_event(
+                        &id,
+                        &NewEvent {
+                            occurred_at: a.at,
+                            kind: a.event_kind(),
+                            actor: system.clone(),
+                            request_id: format!(
+                                "sl:{}:{}:{kind}:{}",
+                                a.metric,
+                                a.instance,
+                                a.at.timestamp_micros()
+                            ),
+                        },
+                        now,
+                    )
+                    .await?;
+                self.alert(tx, record, &e, a.metric.as_str(), kind, now)
+                    .await?;
+                events.push(e);
+            }
+        }
+        Err(ApiError::Internal(format!(
+            "the clocks of tickets/{id} do not settle"
+        )))
+    }
+
+    async fn alert(
+        &self,
+        tx: &mut S::Tx,
+        record: &TicketRecord,
+        e: &Event,
+        metric: &str,
+        kind: &str,
+        now: DateTime<Utc>,
+    ) -> ApiResult<()> {
+        let body =
+            serde_json::to_string(&e.kind).map_err(|err| ApiError::Internal(err.to_string()))?;
+        tx.append_alert(&AlertRow {
+            cursor: (0, 0),
+            organization: record.ticket.organization.to_string(),
+            ticket_id: record.ticket.id.clone(),
+            metric: metric.to_string(),
+            kind: kind.to_string(),
+            event_seq: e.seq,
+            occurred_at: e.occurred_at,
+            recorded_at: now,
+            body,
+        })
+        .await?;
         Ok(())
     }
 
@@ -598,10 +748,11 @@ impl<S: Store> Api<S> {
             )));
         }
         let now = app.now();
-        let state = app
-            .fold(&loaded, &record, &App::<S>::events(&stored), now)
-            .map_err(|r| rejected(r, None))?;
         tx.set_ticket_policy(&id, &policy_id, target.version)
+            .await?;
+        let mut events = App::<S>::events(&stored);
+        let state = app
+            .settle(&mut tx, &record, &loaded, &mut events, now, None)
             .await?;
         tx.save_derived(&record, &derived(&state), now).await?;
         let answer = cv::ticket_to_pb(&record, &state, &loaded.policy, None, now);

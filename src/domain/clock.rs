@@ -16,7 +16,7 @@
 //! at the previous close already, and the deadline is the next opening after the budget is
 //! used up, not that close. Without pauses that is exactly the nominal deadline.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Days, TimeDelta, Utc};
@@ -26,10 +26,10 @@ use super::clock_calendar::{ClockCalendar, VersionedCalendar};
 use super::names::{ExternalId, MetricName, PriorityLabel, RoleName, SlotName};
 use super::organization::Organization;
 use super::policy::{
-    ClockDefinition, ClockKind, DurationRule, EventSignal, Policy, Target, Trigger,
+    ClockDefinition, ClockKind, DueAction, DurationRule, EventSignal, Policy, Target, Trigger,
 };
 use super::status::{Status, TransitionError};
-use super::ticket::{Event, EventKind, Ticket};
+use super::ticket::{ActionKind, Event, EventKind, SystemAction, Ticket, sort_events};
 
 /// The calendars a ticket's clocks may count on.
 #[derive(Debug, Clone)]
@@ -201,6 +201,14 @@ pub struct TicketState {
     /// The next instant after `as_of` at which the clocks change without any new event
     /// (a deadline or warning is reached): when the due-time runner must look again.
     pub next_change_at: Option<DateTime<Utc>>,
+    /// What the clocks reached by themselves up to `as_of` (warnings crossed, promises
+    /// breached, timers fired with an action): what servicelevel records as events.
+    pub reached: Vec<SystemAction>,
+    /// The recorded system events that stand at their place in the log.
+    pub recorded: Vec<SystemAction>,
+    /// Recorded system events that a later-arriving event showed to be wrong, by
+    /// sequence number: they must be retracted.
+    pub wrong: Vec<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -271,6 +279,8 @@ struct Fold<'a> {
     approvals: Vec<(u32, Option<ExternalId>, DateTime<Utc>)>,
     instances: Vec<Instance>,
     relevant: Vec<bool>,
+    recorded: Vec<SystemAction>,
+    wrong: Vec<i64>,
 }
 
 /// Folds `events` (in any order: they are sorted here) into the ticket's state as of
@@ -280,8 +290,18 @@ pub fn fold(
     events: &[Event],
     as_of: DateTime<Utc>,
 ) -> Result<TicketState, Rejected> {
-    let mut sorted: Vec<&Event> = events.iter().collect();
-    sorted.sort_by_key(|e| (e.occurred_at, e.seq));
+    let retracted: BTreeSet<i64> = events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            EventKind::Retracted { seq, .. } => Some(*seq),
+            _ => None,
+        })
+        .collect();
+    let mut sorted: Vec<&Event> = events
+        .iter()
+        .filter(|e| !retracted.contains(&e.seq) && !matches!(e.kind, EventKind::Retracted { .. }))
+        .collect();
+    sort_events(&mut sorted);
     let t = ctx.ticket;
     let mut f = Fold {
         ctx,
@@ -292,6 +312,8 @@ pub fn fold(
         scheduled_at: t.scheduled_at,
         approvals: Vec::new(),
         instances: Vec::new(),
+        recorded: Vec::new(),
+        wrong: Vec::new(),
         relevant: ctx
             .policy
             .clocks
@@ -307,6 +329,13 @@ pub fn fold(
     for e in sorted {
         if e.occurred_at < t.received_at {
             return Err(f.reject(e, Violation::BeforeReceived));
+        }
+        if e.kind.is_system() {
+            // Servicelevel's own events come after what happened at their instant, and
+            // stand only if the clocks reached them there.
+            f.advance_through(e.occurred_at);
+            f.system(e);
+            continue;
         }
         f.advance(e.occurred_at);
         f.apply(e).map_err(|v| f.reject(e, v))?;
@@ -334,6 +363,15 @@ impl<'a> Fold<'a> {
     /// chained to them start. Events at the deadline instant itself come first, so a clock
     /// stopped exactly at its deadline is met.
     fn advance(&mut self, t: DateTime<Utc>) {
+        self.advance_until(t, false);
+    }
+
+    /// Like [`Self::advance`], with the deadlines at `t` itself too.
+    fn advance_through(&mut self, t: DateTime<Utc>) {
+        self.advance_until(t, true);
+    }
+
+    fn advance_until(&mut self, t: DateTime<Utc>, inclusive: bool) {
         loop {
             let next = self
                 .instances
@@ -341,7 +379,7 @@ impl<'a> Fold<'a> {
                 .enumerate()
                 .filter(|(_, i)| i.active() && i.due_at.is_none() && !i.paused())
                 .filter_map(|(k, i)| self.deadline(i).map(|d| (d, k)))
-                .filter(|(d, _)| *d < t)
+                .filter(|(d, _)| *d < t || (inclusive && *d == t))
                 .min();
             let Some((due, k)) = next else { return };
             let inst = &mut self.instances[k];
@@ -353,6 +391,128 @@ impl<'a> Fold<'a> {
             let metric = def.metric.clone();
             self.signal(due, &[Trigger::TargetDue(metric)], None);
         }
+    }
+
+    /// A system event: it stands if the clocks reached what it records at its instant
+    /// (and, for a move, if the move is legal there); otherwise it is wrong.
+    fn system(&mut self, e: &Event) {
+        let Some(action) = SystemAction::of_event(e.occurred_at, &e.kind) else {
+            return;
+        };
+        if !self.reaches(&action) {
+            self.wrong.push(e.seq);
+            return;
+        }
+        if let ActionKind::MoveTo { status, .. } = &action.what {
+            let from = self.status;
+            if from.check_transition(*status).is_err() {
+                self.wrong.push(e.seq);
+                return;
+            }
+            self.status = *status;
+            self.signal(
+                e.occurred_at,
+                &[Trigger::LeftStatus(from), Trigger::EnteredStatus(*status)],
+                Some((from, *status)),
+            );
+        }
+        self.recorded.push(action);
+    }
+
+    /// Whether the clock an action names reached it at its instant.
+    fn reaches(&self, a: &SystemAction) -> bool {
+        let Some(inst) = self
+            .instances
+            .iter()
+            .find(|i| self.def(i).metric == a.metric && i.seq == a.instance)
+        else {
+            return false;
+        };
+        let def = self.def(inst);
+        match &a.what {
+            ActionKind::Breach => def.kind == ClockKind::Promise && inst.due_at == Some(a.at),
+            ActionKind::Warning { level } => self.warning_at(inst, *level) == Some(a.at),
+            ActionKind::Escalate { .. } | ActionKind::MoveTo { .. } => {
+                matches!(inst.end, Some((at, EndReason::Fired)) if at == a.at)
+                    && self.due_action(inst).as_ref() == Some(&a.what)
+            }
+        }
+    }
+
+    /// The instant a clock crosses a warning threshold of its target, with the pauses
+    /// known so far.
+    fn warning_at(&self, inst: &Instance, percent: u8) -> Option<DateTime<Utc>> {
+        let r = self.resolve(inst).ok()?;
+        let target = &self.def(inst).targets[r.target];
+        if !target.warnings.contains(&percent) {
+            return None;
+        }
+        let share = r.budget * i32::from(percent) / 100;
+        match r.fixed {
+            Some(_) => r.calendar.add(inst.start, share).ok(),
+            None => after_running(&r.calendar, inst.start, &inst.pauses, share)
+                .ok()
+                .flatten(),
+        }
+    }
+
+    /// What a fired timer does, by its target.
+    fn due_action(&self, inst: &Instance) -> Option<ActionKind> {
+        let r = self.resolve(inst).ok()?;
+        match &self.def(inst).targets[r.target].on_due {
+            DueAction::None => None,
+            DueAction::Escalate { level } => Some(ActionKind::Escalate { level: *level }),
+            DueAction::MoveTo { status, reason } => Some(ActionKind::MoveTo {
+                status: *status,
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    /// Everything the clocks reached by themselves before `as_of`.
+    fn reached(&self, as_of: DateTime<Utc>) -> Vec<SystemAction> {
+        let mut out = Vec::new();
+        for inst in &self.instances {
+            let def = self.def(inst);
+            let metric = def.metric.clone();
+            let Ok(r) = self.resolve(inst) else { continue };
+            let until = inst.end.as_ref().map_or(as_of, |(t, _)| *t);
+            for p in &def.targets[r.target].warnings {
+                if let Some(at) = self.warning_at(inst, *p)
+                    && at < as_of
+                    && at <= until
+                    && inst.due_at.is_none_or(|d| at <= d)
+                {
+                    out.push(SystemAction {
+                        at,
+                        metric: metric.clone(),
+                        instance: inst.seq,
+                        what: ActionKind::Warning { level: *p },
+                    });
+                }
+            }
+            match (def.kind, inst.due_at, &inst.end) {
+                (ClockKind::Promise, Some(at), _) => out.push(SystemAction {
+                    at,
+                    metric: metric.clone(),
+                    instance: inst.seq,
+                    what: ActionKind::Breach,
+                }),
+                (ClockKind::Timer, _, Some((at, EndReason::Fired))) => {
+                    if let Some(what) = self.due_action(inst) {
+                        out.push(SystemAction {
+                            at: *at,
+                            metric: metric.clone(),
+                            instance: inst.seq,
+                            what,
+                        });
+                    }
+                }
+                _ => {}
+            }
+        }
+        out.sort();
+        out
     }
 
     fn apply(&mut self, e: &Event) -> Result<(), Violation> {
@@ -436,6 +596,11 @@ impl<'a> Fold<'a> {
                 self.estimate = Some(*minutes);
             }
             EventKind::ScheduledTimeSet { at } => self.scheduled_at = Some(*at),
+            // Handled by `system` before they get here.
+            EventKind::ClockWarning { .. }
+            | EventKind::ClockBreached { .. }
+            | EventKind::ActionTaken { .. }
+            | EventKind::Retracted { .. } => {}
         }
         Ok(())
     }
@@ -726,6 +891,9 @@ impl<'a> Fold<'a> {
             scheduled_at: self.scheduled_at,
             clocks,
             next_change_at: next_change,
+            reached: self.reached(as_of),
+            recorded: self.recorded.clone(),
+            wrong: self.wrong.clone(),
         }
     }
 

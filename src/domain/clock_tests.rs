@@ -954,3 +954,111 @@ fn a_deadline_at_an_opening_stays_at_the_opening() {
         Some(at(TO, 3, 17, 9, 0))
     );
 }
+
+fn system(seq: i64, t: DateTime<Utc>, action: &SystemAction) -> Event {
+    Event {
+        seq,
+        occurred_at: t,
+        kind: action.event_kind(),
+        actor: Actor {
+            client: "servicelevel".into(),
+            contact: None,
+        },
+        request_id: format!("system-{seq}"),
+    }
+}
+
+#[test]
+fn a_fired_timer_moves_the_ticket_once_recorded() {
+    // Submitted Thursday 2026-03-26 11:00; auto-close due Thursday 04-02 17:00 (Good
+    // Friday is a holiday in this office).
+    let w = concinnity_world("tier-3", at(NY, 3, 20, 9, 0));
+    let submitted = ev(1, at(NY, 3, 26, 11, 0), status(Status::SubmittedForReview));
+    let due = at(NY, 4, 2, 17, 0);
+    let state = w
+        .fold(std::slice::from_ref(&submitted), at(NY, 4, 2, 17, 1))
+        .expect("legal");
+    let close = state
+        .reached
+        .iter()
+        .find(|a| matches!(a.what, ActionKind::MoveTo { .. }))
+        .cloned()
+        .expect("the auto-close is due");
+    assert_eq!(close.at, due);
+    assert_eq!(
+        state.status,
+        Status::SubmittedForReview,
+        "not moved until recorded"
+    );
+    // Recorded (stamped with the due instant, whenever the runner got to it): CLOSED.
+    let events = [submitted.clone(), system(2, due, &close)];
+    let state = w.fold(&events, at(NY, 4, 3, 9, 0)).expect("legal");
+    assert_eq!(state.status, Status::Closed);
+    assert_eq!(state.recorded, vec![close.clone()]);
+    assert!(state.wrong.is_empty());
+    // A reply the CRM sends late: the customer answered Wednesday, moving the ticket back
+    // to PROCESSING before the timer was due. The recorded auto-close is now wrong, and
+    // the ticket is not closed.
+    let late = ev(3, at(NY, 4, 1, 10, 0), status(Status::Processing));
+    let events = [submitted, system(2, due, &close), late];
+    let state = w.fold(&events, at(NY, 4, 3, 9, 0)).expect("legal");
+    assert_eq!(state.wrong, vec![2]);
+    assert_eq!(state.status, Status::Processing);
+    assert!(
+        state
+            .reached
+            .iter()
+            .all(|a| !matches!(a.what, ActionKind::MoveTo { .. }))
+    );
+    // Once retracted, it no longer counts and is no longer wrong.
+    let mut with_retraction = events.to_vec();
+    with_retraction.push(ev(
+        4,
+        at(NY, 4, 3, 9, 0),
+        EventKind::Retracted {
+            seq: 2,
+            reason: ShortText::parse("a late event showed it wrong").expect("valid"),
+        },
+    ));
+    let state = w.fold(&with_retraction, at(NY, 4, 3, 9, 0)).expect("legal");
+    assert!(state.wrong.is_empty());
+    assert_eq!(state.status, Status::Processing);
+}
+
+#[test]
+fn breaches_and_warnings_are_reached_and_checked_at_their_place() {
+    // Tier III receipt confirmation: 24 h from Monday 10:00, warnings at 50 % (22:00) and
+    // 75 % (Tuesday 04:00), due Tuesday 10:00.
+    let w = concinnity_world("tier-3", at(NY, 3, 9, 10, 0));
+    let state = w.fold(&[], at(NY, 3, 10, 10, 30)).expect("legal");
+    let kinds: Vec<(ActionKind, DateTime<Utc>)> = state
+        .reached
+        .iter()
+        .map(|a| (a.what.clone(), a.at))
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            (ActionKind::Warning { level: 50 }, at(NY, 3, 9, 22, 0)),
+            (ActionKind::Warning { level: 75 }, at(NY, 3, 10, 4, 0)),
+            (ActionKind::Breach, at(NY, 3, 10, 10, 0)),
+        ]
+    );
+    let breach = state.reached[2].clone();
+    // The confirmation, recorded late, happened exactly at the deadline: the promise is
+    // met and the breach recorded before it arrived is wrong.
+    let events = [
+        system(1, breach.at, &breach),
+        ev(2, at(NY, 3, 10, 10, 0), status(Status::Confirmed)),
+    ];
+    let state = w.fold(&events, at(NY, 3, 10, 11, 0)).expect("legal");
+    assert_eq!(state.wrong, vec![1]);
+    assert_eq!(state.clocks[0].state, ClockState::Met);
+    // A warning stamped at the wrong instant is wrong too.
+    let mut off = state.reached.first().cloned().expect("a warning");
+    off.at += TimeDelta::minutes(1);
+    let state = w
+        .fold(&[system(1, off.at, &off)], at(NY, 3, 10, 11, 0))
+        .expect("legal");
+    assert_eq!(state.wrong, vec![1]);
+}

@@ -214,6 +214,30 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// One row of the alerts outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AlertRow {
+    /// Where a reader resumes: (writing transaction, id).
+    pub cursor: (i64, i64),
+    pub organization: String,
+    pub ticket_id: String,
+    pub metric: String,
+    /// warning, breach, escalation, move, retraction.
+    pub kind: String,
+    pub event_seq: i64,
+    pub occurred_at: DateTime<Utc>,
+    pub recorded_at: DateTime<Utc>,
+    /// The event, as JSON.
+    pub body: String,
+}
+
+/// Which alerts a reader wants; `None` matches all.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AlertFilter {
+    pub organization: Option<String>,
+    pub metric: Option<String>,
+}
+
 /// Progress of a background recomputation after a calendar or organisation change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecomputeJob {
@@ -317,6 +341,18 @@ pub trait Store: Clone + Send + Sync + 'static {
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<Entry>>> + Send;
 
+    /// Alerts after a cursor, oldest first, only from transactions no older running
+    /// transaction can precede (see the `alerts` table).
+    fn alerts_after(
+        &self,
+        cursor: (i64, i64),
+        filter: &AlertFilter,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<AlertRow>>> + Send;
+
+    /// The earliest instant at which some ticket's clocks change by themselves.
+    fn next_change(&self) -> impl Future<Output = StoreResult<Option<DateTime<Utc>>>> + Send;
+
     /// Starts (or restarts) the job for a resource version with its ticket count.
     fn start_job(&self, job: &RecomputeJob) -> impl Future<Output = StoreResult<()>> + Send;
 
@@ -416,6 +452,16 @@ pub trait StoreTx: Send {
         &mut self,
         record: &TicketRecord,
     ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Locks a ticket unless another transaction holds it (then `None`): how replicas
+    /// share due work without waiting on each other.
+    fn lock_ticket_skip(
+        &mut self,
+        id: &str,
+    ) -> impl Future<Output = StoreResult<Option<TicketRecord>>> + Send;
+
+    /// Writes an alert to the outbox (its cursor is assigned by the store).
+    fn append_alert(&mut self, alert: &AlertRow) -> impl Future<Output = StoreResult<()>> + Send;
 
     /// Locks a ticket for the rest of the transaction and reads it.
     fn lock_ticket(&mut self, id: &str) -> impl Future<Output = StoreResult<TicketRecord>> + Send;

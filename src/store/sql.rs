@@ -13,9 +13,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Row, SqlSafeStr as _, Transaction};
 
 use super::{
-    Claim, ClockCursor, ClockFilter, ClockQuery, ClockRef, ClockRow, DerivedState, IdempotencyKey,
-    NewEvent, RecomputeJob, ResourceKind, ResourceVersion, StoreError, StoreResult, StoredEvent,
-    TicketCursor, TicketFilter, TicketRecord,
+    AlertFilter, AlertRow, Claim, ClockCursor, ClockFilter, ClockQuery, ClockRef, ClockRow,
+    DerivedState, IdempotencyKey, NewEvent, RecomputeJob, ResourceKind, ResourceVersion,
+    StoreError, StoreResult, StoredEvent, TicketCursor, TicketFilter, TicketRecord,
 };
 use crate::domain::ledger::Entry;
 use crate::domain::names::{ExternalId, PlanName, PriorityLabel, RequestType, ResourceId};
@@ -252,6 +252,23 @@ fn clock_ref(row: &AnyRow) -> StoreResult<ClockRef> {
         started_at: from_us(row.try_get("started_us").map_err(db_error)?)?,
         deadline: opt_from_us(row.try_get("deadline_us").map_err(db_error)?)?,
         warning: opt_from_us(row.try_get("warning_us").map_err(db_error)?)?,
+    })
+}
+
+fn alert_row(r: &AnyRow) -> StoreResult<AlertRow> {
+    Ok(AlertRow {
+        cursor: (
+            r.try_get("tx").map_err(db_error)?,
+            r.try_get("id").map_err(db_error)?,
+        ),
+        organization: r.try_get("organization").map_err(db_error)?,
+        ticket_id: r.try_get("ticket_id").map_err(db_error)?,
+        metric: r.try_get("metric").map_err(db_error)?,
+        kind: r.try_get("kind").map_err(db_error)?,
+        event_seq: r.try_get("event_seq").map_err(db_error)?,
+        occurred_at: from_us(r.try_get("occurred_us").map_err(db_error)?)?,
+        recorded_at: from_us(r.try_get("record_us").map_err(db_error)?)?,
+        body: r.try_get("body").map_err(db_error)?,
     })
 }
 
@@ -777,6 +794,55 @@ impl super::Store for SqlStore {
         entry_rows(&rows)
     }
 
+    async fn alerts_after(
+        &self,
+        cursor: (i64, i64),
+        filter: &AlertFilter,
+        limit: u32,
+    ) -> StoreResult<Vec<AlertRow>> {
+        let mut text = String::from(
+            "SELECT id, tx, organization, ticket_id, metric, kind, event_seq, occurred_us, record_us, body \
+             FROM alerts WHERE (tx > ? OR (tx = ? AND id > ?))",
+        );
+        if self.backend == Backend::Postgres {
+            // Held back while an older transaction runs: it may still commit alerts that
+            // sort before these.
+            text.push_str(
+                " AND tx < CAST(CAST(pg_snapshot_xmin(pg_current_snapshot()) AS TEXT) AS BIGINT)",
+            );
+        }
+        if filter.organization.is_some() {
+            text.push_str(" AND organization = ?");
+        }
+        if filter.metric.is_some() {
+            text.push_str(" AND metric = ?");
+        }
+        text.push_str(" ORDER BY tx, id LIMIT ?");
+        let mut q = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(cursor.0)
+            .bind(cursor.0)
+            .bind(cursor.1);
+        for v in [&filter.organization, &filter.metric].into_iter().flatten() {
+            q = q.bind(v.clone());
+        }
+        let rows = q
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(alert_row).collect()
+    }
+
+    async fn next_change(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let row = sqlx::query(
+            "SELECT MIN(next_change_us) AS next FROM tickets WHERE next_change_us IS NOT NULL",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        opt_from_us(row.try_get("next").map_err(db_error)?)
+    }
+
     async fn start_job(&self, j: &RecomputeJob) -> StoreResult<()> {
         sqlx::query(self.q(
             "INSERT INTO recompute_jobs (kind, id, version, tickets_total, tickets_done, start_us, finish_us) \
@@ -1089,6 +1155,44 @@ impl super::StoreTx for SqlTx {
         .map_err(unique_as(|| {
             format!("ticket {}/{}", t.source_system, t.external_id)
         }))?;
+        Ok(())
+    }
+
+    async fn lock_ticket_skip(&mut self, id: &str) -> StoreResult<Option<TicketRecord>> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let text = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?{lock}");
+        let row = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(id)
+            .fetch_optional(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        row.as_ref().map(ticket_row).transpose()
+    }
+
+    async fn append_alert(&mut self, a: &AlertRow) -> StoreResult<()> {
+        let tx = match self.backend {
+            Backend::Postgres => "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)",
+            Backend::Sqlite => "0",
+        };
+        let text = format!(
+            "INSERT INTO alerts (tx, organization, ticket_id, metric, kind, event_seq, occurred_us, record_us, body) \
+             VALUES ({tx}, ?, ?, ?, ?, ?, ?, ?, ?)"
+        );
+        sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(a.organization.as_str())
+            .bind(a.ticket_id.as_str())
+            .bind(a.metric.as_str())
+            .bind(a.kind.as_str())
+            .bind(a.event_seq)
+            .bind(us(a.occurred_at))
+            .bind(us(a.recorded_at))
+            .bind(a.body.as_str())
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
         Ok(())
     }
 

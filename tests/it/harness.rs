@@ -32,6 +32,8 @@ pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub clock: Arc<ManualClock>,
     pub store: SqlStore,
+    /// The database URL, for a restart.
+    pub url: String,
     pub calendars: CalendarServiceClient<Channel>,
     pub organizations: OrganizationServiceClient<Channel>,
     pub policies: PolicyServiceClient<Channel>,
@@ -91,35 +93,15 @@ impl TestServer {
             }
         };
         store.migrate().await.expect("migrations apply");
+        let url = store_url(&store, &cleanup, &dir);
         let clock = Arc::new(ManualClock::new(now));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("free port");
-        let addr = listener.local_addr().expect("bound");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let server_store = store.clone();
-        let server_clock: Arc<dyn servicelevel::time::Clock> = clock.clone();
-        let server = tokio::spawn(async move {
-            let options = servicelevel::server::ServeOptions {
-                drain_timeout: std::time::Duration::from_secs(1),
-            };
-            servicelevel::server::serve(
-                server_store,
-                server_clock,
-                listener,
-                async {
-                    let _ = stopped.await;
-                },
-                options,
-            )
-            .await
-            .expect("server runs");
-        });
+        let (addr, stop, server) = spawn_server(store.clone(), clock.clone()).await;
         let channel = connect(addr).await;
         TestServer {
             addr,
             clock,
             store,
+            url,
             calendars: CalendarServiceClient::new(channel.clone()),
             organizations: OrganizationServiceClient::new(channel.clone()),
             policies: PolicyServiceClient::new(channel.clone()),
@@ -129,6 +111,41 @@ impl TestServer {
             server: Some(server),
             cleanup,
             _dir: dir,
+        }
+    }
+
+    /// Stops the server and starts a new one on the same database (a restart, or a
+    /// deployment), with the same clock.
+    pub async fn restart(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
+        }
+        self.store.close().await;
+        self.store = SqlStore::connect(&self.url, 8)
+            .await
+            .expect("database reopens");
+        let (addr, stop, server) = spawn_server(self.store.clone(), self.clock.clone()).await;
+        let channel = connect(addr).await;
+        self.addr = addr;
+        self.calendars = CalendarServiceClient::new(channel.clone());
+        self.organizations = OrganizationServiceClient::new(channel.clone());
+        self.policies = PolicyServiceClient::new(channel.clone());
+        self.tickets = TicketServiceClient::new(channel.clone());
+        self.deadlines = DeadlineServiceClient::new(channel);
+        self.stop = Some(stop);
+        self.server = Some(server);
+    }
+
+    /// Stops the server only: the database stays, for `restart`.
+    pub async fn pause(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            let _ = server.await;
         }
     }
 
@@ -170,6 +187,57 @@ impl Drop for TestServer {
             let _ = stop.send(());
         }
         // A test that panics leaves its schema; a name per test keeps others unaffected.
+    }
+}
+
+type Spawned = (
+    std::net::SocketAddr,
+    oneshot::Sender<()>,
+    tokio::task::JoinHandle<()>,
+);
+
+async fn spawn_server(store: SqlStore, clock: Arc<ManualClock>) -> Spawned {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("free port");
+    let addr = listener.local_addr().expect("bound");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server_clock: Arc<dyn servicelevel::time::Clock> = clock;
+    let server = tokio::spawn(async move {
+        let options = servicelevel::server::ServeOptions {
+            drain_timeout: std::time::Duration::from_secs(1),
+            runner_poll: std::time::Duration::from_millis(20),
+        };
+        servicelevel::server::serve(
+            store,
+            server_clock,
+            listener,
+            async {
+                let _ = stopped.await;
+            },
+            options,
+        )
+        .await
+        .expect("server runs");
+    });
+    (addr, stop, server)
+}
+
+fn store_url(
+    store: &SqlStore,
+    cleanup: &Option<(String, String)>,
+    dir: &Option<TempDir>,
+) -> String {
+    match (cleanup, dir) {
+        (Some((admin, schema)), _) => {
+            let sep = if admin.contains('?') { '&' } else { '?' };
+            format!("{admin}{sep}options=-c%20search_path%3D{schema}")
+        }
+        (None, Some(d)) => format!("sqlite://{}?mode=rwc", d.0.join("test.db").display()),
+        _ => {
+            let _ = store;
+            String::new()
+        }
     }
 }
 

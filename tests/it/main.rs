@@ -7,5 +7,7 @@ mod deadlines;
 mod fixtures;
 mod harness;
 mod hours;
+mod replicas;
+mod runner;
 mod server;
 mod tickets;

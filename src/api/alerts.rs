@@ -1,0 +1,181 @@
+//! Live alerts from the outbox, resumable from a cursor.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+use super::Api;
+use super::convert::{self as cv};
+use super::error::{ApiError, Check};
+use super::pb;
+use super::tickets::SYSTEM_ACTOR;
+use crate::domain::names::MetricName;
+use crate::domain::ticket::EventKind;
+use crate::store::{AlertFilter, AlertRow, ResourceKind, Store};
+
+/// Alerts fetched per read of the outbox.
+const PAGE: u32 = 500;
+/// How often a stream looks at the outbox when nothing in this process woke it: how
+/// late alerts written by another replica arrive at most.
+const POLL: Duration = Duration::from_millis(200);
+
+fn encode(cursor: (i64, i64)) -> String {
+    format!("v1.{}.{}", cursor.0, cursor.1)
+}
+
+fn decode(s: &str) -> Option<(i64, i64)> {
+    let mut parts = s.strip_prefix("v1.")?.split('.');
+    let tx = parts.next()?.parse().ok()?;
+    let id = parts.next()?.parse().ok()?;
+    parts.next().is_none().then_some((tx, id))
+}
+
+fn alert_kind(kind: &str) -> pb::AlertKind {
+    match kind {
+        "warning" => pb::AlertKind::Warning,
+        "breach" => pb::AlertKind::Breach,
+        "escalation" => pb::AlertKind::Escalation,
+        "move" => pb::AlertKind::Move,
+        "retraction" => pb::AlertKind::Retraction,
+        _ => pb::AlertKind::Unspecified,
+    }
+}
+
+fn to_pb(a: &AlertRow) -> Result<pb::Alert, Status> {
+    let kind: EventKind = serde_json::from_str(&a.body)
+        .map_err(|e| Status::from(ApiError::Internal(format!("alert {}: {e}", a.cursor.1))))?;
+    Ok(pb::Alert {
+        cursor: encode(a.cursor),
+        organization: format!("organizations/{}", a.organization),
+        ticket: format!("tickets/{}", a.ticket_id),
+        metric: a.metric.clone(),
+        kind: alert_kind(&a.kind) as i32,
+        event: Some(pb::TicketEvent {
+            occurred_time: Some(cv::timestamp(a.occurred_at)),
+            kind: Some(cv::event_kind_to_pb(&kind)),
+            sequence: a.event_seq,
+            recorded_by: SYSTEM_ACTOR.to_string(),
+            record_time: Some(cv::timestamp(a.recorded_at)),
+            ..Default::default()
+        }),
+        record_time: Some(cv::timestamp(a.recorded_at)),
+    })
+}
+
+type AlertStream = Pin<Box<dyn Stream<Item = Result<pb::Alert, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl<S: Store> pb::alert_service_server::AlertService for Api<S> {
+    type WatchAlertsStream = AlertStream;
+
+    async fn watch_alerts(
+        &self,
+        req: Request<pb::WatchAlertsRequest>,
+    ) -> Result<Response<AlertStream>, Status> {
+        let r = req.into_inner();
+        let mut c = Check::new();
+        let organization = if r.organization.is_empty() {
+            Some(None)
+        } else {
+            cv::resource_name(
+                &mut c,
+                "organization",
+                &r.organization,
+                ResourceKind::Organization,
+            )
+            .map(|o| Some(o.to_string()))
+        };
+        let metric = if r.metric.is_empty() {
+            Some(None)
+        } else {
+            c.ok("metric", MetricName::parse(&r.metric))
+                .map(|m| Some(m.to_string()))
+        };
+        let cursor = if r.cursor.is_empty() {
+            Some(None)
+        } else {
+            match decode(&r.cursor) {
+                Some(cur) => Some(Some(cur)),
+                None => {
+                    c.fail("cursor", "is not a cursor an alert carried");
+                    None
+                }
+            }
+        };
+        if r.from_now && !r.cursor.is_empty() {
+            c.fail("from_now", "cannot be combined with a cursor");
+        }
+        let ((organization, metric), cursor) = c.finish(organization.zip(metric).zip(cursor))?;
+        let filter = AlertFilter {
+            organization,
+            metric,
+        };
+        let app = Arc::clone(&self.app);
+        let mut cursor = cursor.unwrap_or((i64::MIN, i64::MIN));
+        if r.from_now {
+            // Skip to the end of what is readable now.
+            loop {
+                let page = app
+                    .store
+                    .alerts_after(cursor, &AlertFilter::default(), PAGE)
+                    .await
+                    .map_err(ApiError::from)?;
+                match page.last() {
+                    Some(last) => cursor = last.cursor,
+                    None => break,
+                }
+            }
+        }
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::Alert, Status>>(256);
+        tokio::spawn(async move {
+            loop {
+                // Register for the wake-up before reading, so a commit in between is not
+                // missed.
+                let woken = app.alerts_written.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                let page = match app.store.alerts_after(cursor, &filter, PAGE).await {
+                    Ok(p) => p,
+                    Err(e) => {
+                        let _ = tx.send(Err(ApiError::from(e).into())).await;
+                        return;
+                    }
+                };
+                for a in &page {
+                    cursor = a.cursor;
+                    if tx.send(to_pb(a)).await.is_err() {
+                        // The client went away.
+                        return;
+                    }
+                }
+                if page.len() < PAGE as usize {
+                    tokio::select! {
+                        () = &mut woken => {}
+                        () = tokio::time::sleep(POLL) => {}
+                        () = tx.closed() => return,
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        assert_eq!(decode(&encode((7, 42))), Some((7, 42)));
+        assert_eq!(decode(&encode((-1, 0))), Some((-1, 0)));
+        assert_eq!(decode("v2.1.2"), None);
+        assert_eq!(decode("v1.1"), None);
+        assert_eq!(decode("v1.1.2.3"), None);
+    }
+}

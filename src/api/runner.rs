@@ -1,0 +1,66 @@
+//! The due-time runner: acts at the instant a clock reaches a warning, a deadline or a
+//! timer's action, by settling the ticket (recording what was reached, stamped with the
+//! instant it was reached). It sleeps until the next instant the index says something is
+//! due, and wakes early when a write in this process may have brought that forward.
+//!
+//! Several replicas may run it on one database: each ticket is settled under its row lock
+//! (taken with SKIP LOCKED, so replicas share work instead of queueing), and settling reads
+//! what is recorded before adding anything, so every action is recorded once. After
+//! downtime it catches up, still stamping each action with its due instant.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::TimeDelta;
+
+use super::App;
+use crate::store::Store;
+
+/// Tickets settled per round before looking at the clock again.
+const BATCH: u32 = 200;
+
+/// Starts the runner. `poll` bounds every sleep: how late a due instant written by
+/// another replica can be noticed, and how often a moved test clock is looked at.
+pub fn spawn<S: Store>(app: Arc<App<S>>, poll: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            let now = app.now();
+            let mut progressed = false;
+            match app.store.tickets_changing_before(now, BATCH).await {
+                Ok(ids) => {
+                    for id in &ids {
+                        match app.run_due(id).await {
+                            Ok(done) => progressed |= done,
+                            Err(e) => {
+                                tracing::warn!(ticket = %id, error = %e, "due actions not recorded; retrying")
+                            }
+                        }
+                    }
+                    if progressed && ids.len() == BATCH as usize {
+                        continue;
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "due-time runner cannot read the index"),
+            }
+            let wait = match app.store.next_change().await {
+                // Just past the instant: a deadline is passed, not reached, at its instant.
+                Ok(Some(next)) => (next - app.now() + TimeDelta::milliseconds(1))
+                    .to_std()
+                    .unwrap_or(Duration::ZERO)
+                    .min(poll),
+                _ => poll,
+            };
+            // Work that could not be taken (held by another replica, or failing) must not
+            // spin the loop.
+            let wait = if progressed || wait > Duration::ZERO {
+                wait
+            } else {
+                poll.min(Duration::from_millis(50))
+            };
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = app.alerts_written.notified() => {}
+            }
+        }
+    })
+}
