@@ -567,13 +567,16 @@ impl<S: Store> App<S> {
             Some(e) => e.period,
             None => ledger.period_at(now)?,
         };
-        let statement = ledger.statement(period)?;
+        let statement = ledger.summary(period)?;
         let answer = pb::LedgerWriteResponse {
             entries: entries.iter().map(entry_to_pb).collect(),
             balance: Some(balance_of(org, &statement, now, ctx.organization.zone)),
         };
-        self.finish(tx, &key, &answer).await?;
+        // Back into the cache before the commit releases the account's lock, so the next
+        // writer finds it. Should the commit fail, the cached fold is ahead of the stored
+        // entries, and the next writer sees that from the account's number and refolds.
         self.keep_ledger(org, epoch, ledger);
+        self.finish(tx, &key, &answer).await?;
         Ok(answer)
     }
 
@@ -618,10 +621,10 @@ impl<S: Store> App<S> {
             .await?;
         let entries = ledger.decide(&Command::ClosePeriods, now)?;
         tx.append_entries(org, bucket.as_str(), &entries).await?;
-        tx.commit().await?;
         ledger.apply(entries)?;
         let copy = ledger.clone();
         self.keep_ledger(org, epoch, ledger);
+        tx.commit().await?;
         Ok((ctx, copy))
     }
 
@@ -643,7 +646,11 @@ impl<S: Store> App<S> {
             if period < ledger.first_period() {
                 continue;
             }
-            let s = ledger.statement(period)?;
+            let s = if with_entries {
+                ledger.statement(period)?
+            } else {
+                ledger.summary(period)?
+            };
             buckets.push(bucket_statement(&s, with_entries, ctx.organization.zone));
         }
         Ok(pb::Statement {
@@ -1394,7 +1401,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                 let (ctx, ledger) = self.app.settled_ledger(&org, &bucket).await?;
                 let at = as_of.unwrap_or_else(|| self.app.now());
                 let period = ledger.period_at(at)?;
-                let s = ledger.statement(period)?;
+                let s = ledger.summary(period)?;
                 Ok(balance_of(&org, &s, at, ctx.organization.zone))
             }
             .await,

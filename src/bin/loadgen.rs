@@ -14,6 +14,7 @@ use clap::{Parser, ValueEnum};
 use servicelevel::api::pb;
 use servicelevel::api::pb::calendar_service_client::CalendarServiceClient;
 use servicelevel::api::pb::deadline_service_client::DeadlineServiceClient;
+use servicelevel::api::pb::hours_service_client::HoursServiceClient;
 use servicelevel::api::pb::organization_service_client::OrganizationServiceClient;
 use servicelevel::api::pb::policy_service_client::PolicyServiceClient;
 use servicelevel::api::pb::ticket_service_client::TicketServiceClient;
@@ -33,6 +34,15 @@ enum Scenario {
     /// Bulk-insert tickets with running clocks straight into the database (setup for
     /// due-query at scale), then exit.
     SeedClocks,
+    /// RecordUsage, every client on the same hour account.
+    UsageHot,
+    /// RecordUsage spread over `--accounts` hour accounts.
+    UsageSpread,
+    /// Write `--seed-orgs` organisations with hours contracts and `--entries-per-org`
+    /// ledger entries each straight into the database, then exit.
+    SeedHours,
+    /// One ExportStatements call over everything in the database, timed.
+    Export,
 }
 
 #[derive(Debug, Parser)]
@@ -69,6 +79,15 @@ struct Args {
     /// Tickets for `seed-clocks`.
     #[arg(long, default_value_t = 1_000_000)]
     seed_tickets: u64,
+    /// Hour accounts for `usage-spread`.
+    #[arg(long, default_value_t = 1000)]
+    accounts: usize,
+    /// Organisations for `seed-hours`.
+    #[arg(long, default_value_t = 10_000)]
+    seed_orgs: usize,
+    /// Ledger entries per organisation for `seed-hours`.
+    #[arg(long, default_value_t = 50)]
+    entries_per_org: usize,
     /// Pool size of the in-process server.
     #[arg(long, default_value_t = 16)]
     max_connections: u32,
@@ -78,6 +97,7 @@ struct Args {
 struct Clients {
     tickets: TicketServiceClient<Channel>,
     deadlines: DeadlineServiceClient<Channel>,
+    hours: HoursServiceClient<Channel>,
 }
 
 fn ts(t: DateTime<Utc>) -> Option<prost_types::Timestamp> {
@@ -285,6 +305,7 @@ enum Op {
     Create,
     Record,
     Due,
+    Usage,
 }
 
 /// When a client's traffic starts, when its measurements start, when it stops.
@@ -358,7 +379,8 @@ async fn client_loop(
                 1 => Op::Due,
                 _ => Op::Record,
             },
-            Scenario::SeedClocks => break,
+            Scenario::UsageHot | Scenario::UsageSpread => Op::Usage,
+            Scenario::SeedClocks | Scenario::SeedHours | Scenario::Export => break,
         };
         let n = counter.fetch_add(1, Ordering::Relaxed);
         let result = match op {
@@ -384,6 +406,24 @@ async fn client_loop(
                     .map(|_| ())
             }
             Op::Record => Ok(()),
+            Op::Usage => {
+                let account = if args.scenario == Scenario::UsageHot {
+                    0
+                } else {
+                    (rng % args.accounts as u64) as usize
+                };
+                c.hours
+                    .record_usage(pb::RecordUsageRequest {
+                        organization: format!("organizations/lg-h-{account}"),
+                        bucket: "customer_success".into(),
+                        minutes: 1 + (rng % 60) as i32,
+                        service_time: ts(Utc::now() - TimeDelta::minutes(1)),
+                        request_id: rid("u", &run, n),
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ())
+            }
             Op::Due => {
                 let now = Utc::now();
                 c.deadlines
@@ -475,9 +515,257 @@ async fn seed_clocks(url: &str, n: u64) -> Result<(), String> {
     Ok(())
 }
 
+fn hours_plan() -> pb::Plan {
+    pb::Plan {
+        display_name: "Load hours".into(),
+        buckets: vec![pb::BucketTerms {
+            bucket: "customer_success".into(),
+            period_unit: pb::PeriodUnit::Month as i32,
+            allowance_minutes: 600,
+            rounding_increment_minutes: 15,
+            overage: Some(pb::OverageRule {
+                kind: Some(pb::overage_rule::Kind::Bill(pb::BillRate {
+                    rate_minor_units_per_hour: 8_500,
+                    currency: "GBP".into(),
+                })),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+/// Organisations `lg-h-0..n` on a billed 10-hour plan (billed, so nothing is refused and
+/// every call writes).
+async fn setup_hours(channel: Channel, n: usize) -> Result<(), String> {
+    let mut h = HoursServiceClient::new(channel.clone());
+    let mut org = OrganizationServiceClient::new(channel);
+    let exists = |r: Result<(), tonic::Status>| match r {
+        Ok(()) => Ok(()),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(s) => Err(s.to_string()),
+    };
+    exists(
+        h.create_plan(pb::CreatePlanRequest {
+            plan_id: "lg-hours".into(),
+            plan: Some(hours_plan()),
+            request_id: "lg-setup-plan".into(),
+        })
+        .await
+        .map(|_| ()),
+    )?;
+    for i in 0..n {
+        exists(
+            org.create_organization(pb::CreateOrganizationRequest {
+                organization_id: format!("lg-h-{i}"),
+                organization: Some(pb::Organization {
+                    display_name: format!("Hours {i}"),
+                    time_zone: "Europe/London".into(),
+                    policy: "policies/lg-desk".into(),
+                    calendars: vec![pb::CalendarBinding {
+                        slot: "support".into(),
+                        calendar: "calendars/lg-support".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                request_id: format!("lg-setup-horg-{i}"),
+            })
+            .await
+            .map(|_| ()),
+        )?;
+        h.set_hours_contract(pb::SetHoursContractRequest {
+            contract: Some(pb::HoursContract {
+                organization: format!("organizations/lg-h-{i}"),
+                start_date: "2026-01-01".into(),
+                assignments: vec![pb::PlanAssignment {
+                    plan: "plans/lg-hours".into(),
+                    effective_date: "2026-01-01".into(),
+                }],
+                ..Default::default()
+            }),
+            request_id: format!("lg-setup-contract-{i}"),
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Writes organisations, hours contracts and ledger entries straight into the database,
+/// the entries decided by the ledger core itself, for the export benchmark.
+async fn seed_hours(url: &str, orgs: usize, per_org: usize) -> Result<(), String> {
+    use servicelevel::domain::catalog::Dated;
+    use servicelevel::domain::hours::{HoursContractSpec, PlanAssignment};
+    use servicelevel::domain::ledger::{BucketName, Command, Ledger, Usage};
+    use servicelevel::domain::names::{ExternalId, ResourceId, ShortText};
+    use servicelevel::domain::organization::Organization;
+    use servicelevel::store::{ResourceKind, Store, StoreTx};
+    let err = |e: &dyn std::fmt::Display| e.to_string();
+    let store = SqlStore::connect(url, 4).await.map_err(|e| err(&e))?;
+    store.migrate().await.map_err(|e| err(&e))?;
+    let now = Utc::now();
+    let plan_id = ResourceId::parse("lg-seed-plan").map_err(|e| err(&e))?;
+    let plan = servicelevel::domain::ledger::Plan {
+        name: servicelevel::domain::names::PlanName::parse("lg-seed-plan").map_err(|e| err(&e))?,
+        buckets: vec![{
+            let mut b = servicelevel::domain::ledger::BucketTerms::new(
+                BucketName::parse("customer_success").map_err(|e| err(&e))?,
+                servicelevel::domain::ledger::PeriodUnit::Month,
+                600,
+            );
+            b.rounding_increment_minutes = 15;
+            b.overage = servicelevel::domain::ledger::Overage::Bill {
+                rate_minor_units_per_hour: 8_500,
+                currency: servicelevel::domain::ledger::Currency::parse("GBP")
+                    .map_err(|e| err(&e))?,
+            };
+            b
+        }],
+    };
+    let mut tx = store.begin().await.map_err(|e| err(&e))?;
+    let plan_body = serde_json::to_string(&plan).map_err(|e| err(&e))?;
+    if tx
+        .get_resource(ResourceKind::Plan, &plan_id, None)
+        .await
+        .is_err()
+    {
+        tx.create_resource(ResourceKind::Plan, &plan_id, "seed plan", &plan_body, now)
+            .await
+            .map_err(|e| err(&e))?;
+    }
+    tx.commit().await.map_err(|e| err(&e))?;
+    let zone = chrono_tz::Europe::London;
+    let start = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).ok_or("date")?;
+    let spec = HoursContractSpec::new(
+        start,
+        vec![PlanAssignment {
+            plan: plan_id.clone(),
+            effective_date: start,
+        }],
+    )
+    .map_err(|_| "contract")?;
+    let plans = std::collections::BTreeMap::from([(
+        plan_id.clone(),
+        vec![Dated {
+            effective_at: now,
+            value: plan.clone(),
+        }],
+    )]);
+    let contract = spec.contract(zone, &plans).map_err(|e| err(&e))?;
+    let bucket = BucketName::parse("customer_success").map_err(|e| err(&e))?;
+    let actor = ExternalId::parse("seed").map_err(|e| err(&e))?;
+    let t = Instant::now();
+    let policy = ResourceId::parse("lg-desk").map_err(|e| err(&e))?;
+    for chunk in (0..orgs).collect::<Vec<_>>().chunks(100) {
+        let mut tx = store.begin().await.map_err(|e| err(&e))?;
+        for i in chunk {
+            let id = ResourceId::parse(&format!("lg-x-{i}")).map_err(|e| err(&e))?;
+            let org = Organization {
+                display_name: ShortText::parse(&format!("Export {i}")).map_err(|e| err(&e))?,
+                zone,
+                plan: None,
+                policy: policy.clone(),
+                calendars: vec![],
+                external_ids: vec![],
+                contacts: vec![],
+            };
+            let org_body = serde_json::to_string(&org).map_err(|e| err(&e))?;
+            let spec_body = serde_json::to_string(&spec).map_err(|e| err(&e))?;
+            tx.create_resource(ResourceKind::Organization, &id, "export", &org_body, now)
+                .await
+                .map_err(|e| err(&e))?;
+            tx.create_resource(
+                ResourceKind::HoursContract,
+                &id,
+                id.as_str(),
+                &spec_body,
+                now,
+            )
+            .await
+            .map_err(|e| err(&e))?;
+            let mut ledger = Ledger::new(&contract, bucket.clone(), vec![]).map_err(|e| err(&e))?;
+            let mut all = Vec::new();
+            // The grant is the first entry; then usages of the current month.
+            while all.len() < per_org {
+                let k = all.len() as i64;
+                let entries = ledger
+                    .decide(
+                        &Command::RecordUsage(Usage {
+                            minutes: 20,
+                            activity: None,
+                            service_at: now - TimeDelta::minutes(k + 1),
+                            ticket: None,
+                            actor: actor.clone(),
+                            reason: None,
+                        }),
+                        now,
+                    )
+                    .map_err(|e| err(&e))?;
+                ledger.apply(entries.clone()).map_err(|e| err(&e))?;
+                all.extend(entries);
+            }
+            tx.lock_account(&id, bucket.as_str())
+                .await
+                .map_err(|e| err(&e))?;
+            tx.append_entries(&id, bucket.as_str(), &all)
+                .await
+                .map_err(|e| err(&e))?;
+        }
+        tx.commit().await.map_err(|e| err(&e))?;
+    }
+    println!(
+        "seeded {orgs} organisations with {per_org}+ ledger entries each in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Times one export of every organisation's statement for today.
+async fn export(channel: Channel) -> Result<(), String> {
+    let mut h = HoursServiceClient::new(channel);
+    let t = Instant::now();
+    let mut stream = h
+        .export_statements(pb::ExportStatementsRequest {
+            date: Utc::now().date_naive().to_string(),
+            include_entries: true,
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let (mut n, mut entries, mut bytes) = (0u64, 0u64, 0usize);
+    let mut first = None;
+    while let Some(s) = stream.message().await.map_err(|e| e.to_string())? {
+        first.get_or_insert_with(|| t.elapsed());
+        n += 1;
+        entries += s
+            .buckets
+            .iter()
+            .map(|b| b.entries.len() as u64)
+            .sum::<u64>();
+        bytes += prost::Message::encoded_len(&s);
+    }
+    let secs = t.elapsed().as_secs_f64();
+    println!(
+        "export: {n} statements, {entries} entries, {:.1} MB in {secs:.2} s ({:.0} statements/s, first after {:.0} ms)",
+        bytes as f64 / 1e6,
+        n as f64 / secs,
+        first.map_or(0.0, |f| f.as_secs_f64() * 1e3)
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
+    if args.scenario == Scenario::SeedHours {
+        let url = args
+            .db
+            .clone()
+            .or_else(|| args.serve_db.clone())
+            .ok_or("seed-hours needs --db URL")?;
+        return seed_hours(&url, args.seed_orgs, args.entries_per_org).await;
+    }
     if args.scenario == Scenario::SeedClocks {
         let url = args
             .db
@@ -522,6 +810,17 @@ async fn main() -> Result<(), String> {
     }
     let channel = channel.ok_or_else(|| format!("cannot connect to {target}"))?;
     setup(channel.clone()).await?;
+    if args.scenario == Scenario::Export {
+        return export(channel).await;
+    }
+    if matches!(args.scenario, Scenario::UsageHot | Scenario::UsageSpread) {
+        let n = if args.scenario == Scenario::UsageHot {
+            1
+        } else {
+            args.accounts
+        };
+        setup_hours(channel.clone(), n).await?;
+    }
     let run = Arc::new(uuid::Uuid::now_v7().simple().to_string()[..12].to_string());
     let counter = Arc::new(AtomicU64::new(0));
     // One HTTP/2 connection per client, as separate services would have.
@@ -544,7 +843,8 @@ async fn main() -> Result<(), String> {
     for (id, ch) in channels.into_iter().enumerate() {
         let c = Clients {
             tickets: TicketServiceClient::new(ch.clone()),
-            deadlines: DeadlineServiceClient::new(ch),
+            deadlines: DeadlineServiceClient::new(ch.clone()),
+            hours: HoursServiceClient::new(ch),
         };
         handles.push(tokio::spawn(client_loop(
             id,
