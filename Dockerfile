@@ -17,20 +17,22 @@ WORKDIR /build
 #    build script or the proto files change. Stub sources stand in for the crate, so
 #    every dependency and the build script (which generates the gRPC code from proto/
 #    with the protoc vendored by protoc-bin-vendored: no protoc install needed) are
-#    compiled here. The bench target is declared in Cargo.toml, so it needs a file.
+#    compiled here. The bench targets are declared in Cargo.toml, so they need files.
 COPY Cargo.toml Cargo.lock build.rs ./
 COPY proto ./proto
 RUN mkdir -p src benches \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
  && echo 'fn main() {}' > benches/business_time.rs \
+ && echo 'fn main() {}' > benches/ledger.rs \
  && cargo build --release --locked --bin servicelevel \
  && rm -f target/release/servicelevel target/release/deps/servicelevel-*
 
-# 2. The crate itself. Migrations are embedded in the binary at compile time. COPY
-#    keeps the files' old modification times, so the two crate roots are touched to
-#    make sure cargo rebuilds the crate over the stubs.
+# 2. The crate itself. Migrations and the policy packs are embedded in the binary at
+#    compile time. COPY keeps the files' old modification times, so the two crate roots
+#    are touched to make sure cargo rebuilds the crate over the stubs.
 COPY migrations ./migrations
+COPY policies ./policies
 COPY src ./src
 RUN touch src/main.rs src/lib.rs \
  && cargo build --release --locked --bin servicelevel \

@@ -4,8 +4,9 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-const PROTOS: [&str; 7] = [
+const PROTOS: [&str; 8] = [
     "proto/servicelevel/v1/alerts.proto",
+    "proto/servicelevel/v1/packs.proto",
     "proto/servicelevel/v1/hours.proto",
     "proto/servicelevel/v1/calendars.proto",
     "proto/servicelevel/v1/organizations.proto",

@@ -26,6 +26,26 @@ pub enum Command {
     Serve(ServeArgs),
     /// Apply the database migrations and exit.
     Migrate(DatabaseArgs),
+    /// Policy packs: list the built-in ones, import one into the database.
+    #[command(subcommand)]
+    Pack(PackCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PackCommand {
+    /// List the packs built into this binary.
+    List,
+    /// Import a pack (a built-in name or a TOML file) into the database, applying
+    /// migrations first. Importing the same pack twice changes nothing.
+    Import {
+        /// A built-in pack name (`clevr`) or the path of a pack file.
+        pack: String,
+        /// Report what the import would change, without changing anything.
+        #[arg(long)]
+        dry_run: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Clone, Args)]
@@ -57,6 +77,9 @@ pub struct ServeArgs {
     /// Seconds RPCs in flight may take to finish after SIGTERM before the server stops.
     #[arg(long, env = "SERVICELEVEL_DRAIN_TIMEOUT", default_value_t = 25)]
     pub drain_timeout: u64,
+    /// Policy packs to import at start (built-in names or pack files); repeatable.
+    #[arg(long = "pack", env = "SERVICELEVEL_PACKS", value_delimiter = ',')]
+    pub packs: Vec<String>,
     /// Log format.
     #[arg(
         long,

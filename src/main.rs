@@ -4,7 +4,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use servicelevel::config::{Cli, Command, DatabaseArgs, LogFormat, ServeArgs};
+use servicelevel::api::{App, packs};
+use servicelevel::config::{Cli, Command, DatabaseArgs, LogFormat, PackCommand, ServeArgs};
 use servicelevel::server::ServeOptions;
 use servicelevel::store::SqlStore;
 use servicelevel::time::SystemClock;
@@ -55,6 +56,16 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
             .await
             .map_err(|e| format!("migrations failed: {e}"))?;
     }
+    if !args.packs.is_empty() {
+        let app = App::new(store.clone(), Arc::new(SystemClock));
+        for source in &args.packs {
+            let pack = packs::load(source)?;
+            let answer = packs::import_now(&app, &pack, false).await?;
+            for line in packs::describe(&answer) {
+                tracing::info!(pack = %answer.pack, "{line}");
+            }
+        }
+    }
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
@@ -86,6 +97,41 @@ async fn migrate(db: DatabaseArgs) -> Result<(), String> {
     Ok(())
 }
 
+async fn pack(command: PackCommand) -> Result<(), String> {
+    match command {
+        PackCommand::List => {
+            for (name, text) in servicelevel::domain::pack::EMBEDDED {
+                let title = servicelevel::domain::pack::parse(text)
+                    .map(|p| p.title)
+                    .unwrap_or_else(|e| format!("(does not parse: {e})"));
+                println!("{name}\t{title}");
+            }
+            Ok(())
+        }
+        PackCommand::Import {
+            pack,
+            dry_run,
+            database,
+        } => {
+            let parsed = packs::load(&pack)?;
+            let store = connect(&database).await?;
+            store
+                .migrate()
+                .await
+                .map_err(|e| format!("migrations failed: {e}"))?;
+            let app = App::new(store.clone(), Arc::new(SystemClock));
+            let answer = packs::import_now(&app, &parsed, dry_run).await?;
+            let verb = if dry_run { "would import" } else { "imported" };
+            println!("{verb} pack {} ({})", answer.pack, answer.title);
+            for line in packs::describe(&answer) {
+                println!("  {line}");
+            }
+            store.close().await;
+            Ok(())
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -93,6 +139,10 @@ async fn main() -> ExitCode {
         Some(Command::Migrate(db)) => {
             init_logs(LogFormat::Human);
             migrate(db).await
+        }
+        Some(Command::Pack(command)) => {
+            init_logs(LogFormat::Human);
+            pack(command).await
         }
         Some(Command::Serve(args)) => {
             init_logs(args.log_format);

@@ -22,6 +22,7 @@ use crate::api::pb::calendar_service_server::CalendarServiceServer;
 use crate::api::pb::deadline_service_server::DeadlineServiceServer;
 use crate::api::pb::hours_service_server::HoursServiceServer;
 use crate::api::pb::organization_service_server::OrganizationServiceServer;
+use crate::api::pb::pack_service_server::PackServiceServer;
 use crate::api::pb::policy_service_server::PolicyServiceServer;
 use crate::api::pb::ticket_service_server::TicketServiceServer;
 use crate::api::{Api, App, pb, recompute};
@@ -36,8 +37,9 @@ pub const LIVENESS: &str = "liveness";
 const HEALTH_PROBE: Duration = Duration::from_secs(2);
 
 /// The names health reports on: the empty name (the whole server) and each service.
-fn service_names() -> [&'static str; 7] {
+fn service_names() -> [&'static str; 8] {
     [
+        <PackServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <AlertServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <HoursServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <CalendarServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
@@ -174,6 +176,9 @@ pub async fn serve<S: Store>(
         )
         .add_service(
             AlertServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
+        .add_service(
+            PackServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(DeadlineServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
     // Tonic sets TCP_NODELAY only on sockets it accepts itself. Without it a response

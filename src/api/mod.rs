@@ -7,6 +7,7 @@ pub mod convert;
 pub mod error;
 mod fingerprint;
 mod hours;
+pub mod packs;
 mod page;
 pub mod recompute;
 pub mod runner;

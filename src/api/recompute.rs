@@ -59,6 +59,11 @@ pub fn spawn<S: Store>(app: Arc<App<S>>) -> (Recompute, tokio::task::JoinHandle<
     (Recompute { tx }, handle)
 }
 
+/// Runs a recomputation now, outside the worker (a command-line import).
+pub async fn run_now<S: Store>(app: &App<S>, scope: Scope) {
+    run(app, scope).await;
+}
+
 async fn run<S: Store>(app: &App<S>, scope: Scope) {
     if let Err(e) = try_run(app, &scope).await {
         tracing::warn!(?scope, error = %e, "recomputation failed; it resumes at the next start");

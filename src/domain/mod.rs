@@ -11,6 +11,8 @@ pub mod ics;
 pub mod ledger;
 pub mod names;
 pub mod organization;
+pub mod pack;
+pub mod pack_import;
 pub mod policy;
 pub mod status;
 pub mod ticket;

@@ -391,3 +391,18 @@ pub fn promise(
         ..Default::default()
     }
 }
+
+/// Imports a pack built into the server.
+pub async fn import_pack(s: &TestServer, name: &str) -> pb::ImportPackResponse {
+    servicelevel::api::pb::pack_service_client::PackServiceClient::new(
+        crate::harness::connect(s.addr).await,
+    )
+    .import_pack(Request::new(pb::ImportPackRequest {
+        source: Some(pb::import_pack_request::Source::EmbeddedPack(name.into())),
+        request_id: rid("pack"),
+        ..Default::default()
+    }))
+    .await
+    .unwrap_or_else(|e| panic!("pack {name} imports: {e}"))
+    .into_inner()
+}

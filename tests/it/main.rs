@@ -7,6 +7,7 @@ mod deadlines;
 mod fixtures;
 mod harness;
 mod hours;
+mod packs;
 mod replicas;
 mod runner;
 mod server;
