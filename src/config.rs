@@ -1,6 +1,7 @@
 //! Command line and environment: every flag has a `SERVICELEVEL_*` variable.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
@@ -29,6 +30,43 @@ pub enum Command {
     /// Policy packs: list the built-in ones, import one into the database.
     #[command(subcommand)]
     Pack(PackCommand),
+    /// API clients: create one (its token is printed once), list, revoke; hash a token.
+    #[command(subcommand)]
+    Client(ClientCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClientCommand {
+    /// Create an API client and print its token, once: only its hash is stored.
+    Create {
+        /// A unique name (a-z, 0-9, '-'); never reused, even after a revocation.
+        #[arg(long)]
+        name: String,
+        /// Comma-separated scopes (tickets:read, tickets:write, policies:read,
+        /// policies:admin, ledger:read, ledger:write, ledger:admin, alerts:read), or `all`.
+        #[arg(long)]
+        scopes: String,
+        /// An organisation the client may touch (repeatable); without any, every one.
+        #[arg(long = "org", value_delimiter = ',')]
+        organizations: Vec<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List API clients: name, id, scopes, organisations, created, revoked.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Revoke an API client: its token stops working within seconds.
+    Revoke {
+        /// The client's name.
+        name: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Read a token on standard input and print its SHA-256 hex (for
+    /// SERVICELEVEL_BOOTSTRAP_ADMIN_TOKEN_HASH); a final line ending is not part of it.
+    HashToken,
 }
 
 #[derive(Debug, Subcommand)]
@@ -58,6 +96,28 @@ pub struct DatabaseArgs {
     pub max_connections: u32,
 }
 
+/// A path, empty allowed: an empty variable (`SERVICELEVEL_TLS_CLIENT_CA=`) counts as unset.
+fn any_path(s: &str) -> Result<PathBuf, std::convert::Infallible> {
+    Ok(PathBuf::from(s))
+}
+
+/// A socket address, or none when the value is empty (an unset chart value, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+impl std::str::FromStr for OptionalAddr {
+    type Err = std::net::AddrParseError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            Ok(OptionalAddr(None))
+        } else {
+            s.parse().map(|a| OptionalAddr(Some(a)))
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
     Human,
@@ -77,9 +137,19 @@ pub struct ServeArgs {
     /// Seconds RPCs in flight may take to finish after SIGTERM before the server stops.
     #[arg(long, env = "SERVICELEVEL_DRAIN_TIMEOUT", default_value_t = 25)]
     pub drain_timeout: u64,
+    /// Most RPCs running at once; more are refused with RESOURCE_EXHAUSTED at once.
+    #[arg(long, env = "SERVICELEVEL_MAX_CONCURRENT_RPCS", default_value_t = 512)]
+    pub max_concurrent_rpcs: usize,
+    /// Longest a unary RPC may run, in seconds (a client's shorter deadline wins).
+    #[arg(long, env = "SERVICELEVEL_RPC_TIMEOUT", default_value_t = 30)]
+    pub rpc_timeout: u64,
     /// Policy packs to import at start (built-in names or pack files); repeatable.
     #[arg(long = "pack", env = "SERVICELEVEL_PACKS", value_delimiter = ',')]
     pub packs: Vec<String>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 0.0.0.0:9090); off when
+    /// unset. Traces are set by the standard OTEL_* variables (docs/operations.md).
+    #[arg(long, env = "SERVICELEVEL_METRICS_LISTEN")]
+    pub metrics_listen: Option<OptionalAddr>,
     /// Log format.
     #[arg(
         long,
@@ -88,4 +158,25 @@ pub struct ServeArgs {
         default_value = "human"
     )]
     pub log_format: LogFormat,
+    /// Whether calls need a token: `required`, or `off` (only on a loopback address).
+    /// Default: `off` on a loopback address, `required` on any other.
+    #[arg(long, env = "SERVICELEVEL_AUTH", value_enum)]
+    pub auth: Option<crate::auth::AuthMode>,
+    /// SHA-256 hex of the first admin's token: at start, an admin client with every scope
+    /// is made for it unless a client holds it already.
+    #[arg(
+        long,
+        env = "SERVICELEVEL_BOOTSTRAP_ADMIN_TOKEN_HASH",
+        hide_env_values = true
+    )]
+    pub bootstrap_admin_token_hash: Option<String>,
+    /// Serve over TLS with this certificate chain (PEM).
+    #[arg(long, env = "SERVICELEVEL_TLS_CERT", value_parser = any_path)]
+    pub tls_cert: Option<PathBuf>,
+    /// The TLS certificate's private key (PEM).
+    #[arg(long, env = "SERVICELEVEL_TLS_KEY", value_parser = any_path)]
+    pub tls_key: Option<PathBuf>,
+    /// Require client certificates signed by this CA (PEM): mutual TLS.
+    #[arg(long, env = "SERVICELEVEL_TLS_CLIENT_CA", value_parser = any_path)]
+    pub tls_client_ca: Option<PathBuf>,
 }

@@ -4,8 +4,12 @@
 //! (calendars, business time, policies, clocks, ledgers) with no I/O at all.
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod domain;
+pub mod metrics;
+pub mod overload;
 pub mod server;
 pub mod store;
+pub mod telemetry;
 pub mod time;

@@ -5,20 +5,33 @@ use std::sync::Arc;
 
 use clap::Parser;
 use servicelevel::api::{App, packs};
-use servicelevel::config::{Cli, Command, DatabaseArgs, LogFormat, PackCommand, ServeArgs};
+use servicelevel::auth::{self, AuthMode, Security, TlsConfig};
+use servicelevel::config::{
+    Cli, ClientCommand, Command, DatabaseArgs, LogFormat, PackCommand, ServeArgs,
+};
 use servicelevel::server::ServeOptions;
 use servicelevel::store::SqlStore;
+use servicelevel::telemetry::{TraceConfig, Tracing};
 use servicelevel::time::SystemClock;
-use tracing_subscriber::EnvFilter;
 
 fn init_logs(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,h2=warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Human => builder.init(),
-        LogFormat::Json => builder.json().init(),
+    servicelevel::telemetry::init(format, None);
+}
+
+/// `serve` with its logs, its traces (the `OTEL_*` variables) and, at the end, the last
+/// spans flushed.
+async fn serve_traced(args: ServeArgs) -> Result<(), String> {
+    let config = TraceConfig::from_env()?;
+    let tracing = config.as_ref().map(Tracing::start).transpose()?;
+    servicelevel::telemetry::init(args.log_format, tracing.as_ref());
+    if let Some(c) = &config {
+        tracing::info!(endpoint = %c.endpoint, service = %c.service_name, "exporting traces over OTLP");
     }
+    let result = serve(args, tracing.as_ref().map(Tracing::stats)).await;
+    if let Some(t) = tracing {
+        t.shutdown().await;
+    }
+    result
 }
 
 async fn connect(db: &DatabaseArgs) -> Result<SqlStore, String> {
@@ -48,13 +61,38 @@ async fn shutdown_signal() {
     }
 }
 
-async fn serve(args: ServeArgs) -> Result<(), String> {
+/// An optional setting, with an empty value (an unset Secret key, say) as unset.
+fn set<T: AsRef<std::ffi::OsStr>>(v: &Option<T>) -> Option<&T> {
+    v.as_ref().filter(|v| !v.as_ref().is_empty())
+}
+
+async fn serve(
+    args: ServeArgs,
+    span_stats: Option<Arc<servicelevel::metrics::SpanStats>>,
+) -> Result<(), String> {
+    // Refuse an insecure set-up before touching anything.
+    let mode = auth::resolve_mode(args.listen, args.auth)?;
+    let tls = TlsConfig::from_files(
+        set(&args.tls_cert).map(|p| p.as_path()),
+        set(&args.tls_key).map(|p| p.as_path()),
+        set(&args.tls_client_ca).map(|p| p.as_path()),
+    )?;
     let store = connect(&args.database).await?;
     if !args.no_migrate {
         store
             .migrate()
             .await
             .map_err(|e| format!("migrations failed: {e}"))?;
+    }
+    if let Some(hash) = set(&args.bootstrap_admin_token_hash) {
+        match auth::admin::bootstrap(&store, hash, chrono::Utc::now()).await? {
+            auth::admin::Bootstrap::Created { name } => {
+                tracing::info!(client = %name, "created the bootstrap admin client");
+            }
+            auth::admin::Bootstrap::Present { name } => {
+                tracing::debug!(client = %name, "the bootstrap admin client exists");
+            }
+        }
     }
     if !args.packs.is_empty() {
         let app = App::new(store.clone(), Arc::new(SystemClock));
@@ -69,20 +107,55 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", args.listen))?;
-    tracing::info!(listen = %args.listen, backend = ?store.backend(), "servicelevel serving");
+    tracing::info!(
+        listen = %args.listen,
+        backend = ?store.backend(),
+        auth = ?mode,
+        tls = tls.is_some(),
+        mutual_tls = tls.as_ref().is_some_and(TlsConfig::mutual),
+        "servicelevel serving"
+    );
+    if mode == AuthMode::Off {
+        tracing::warn!("authentication is off: any local process may call, as any client");
+    }
+    let metrics = servicelevel::metrics::Metrics::new();
+    if let Some(stats) = span_stats {
+        metrics.set_span_stats(stats);
+    }
+    let metrics_server = match args.metrics_listen.and_then(|a| a.0) {
+        Some(addr) => {
+            let (bound, task) =
+                servicelevel::metrics::spawn_http(addr, Arc::clone(&metrics)).await?;
+            tracing::info!(listen = %bound, "metrics at /metrics");
+            Some(task)
+        }
+        None => None,
+    };
     let options = ServeOptions {
         drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
+        metrics: Some(metrics),
+        max_concurrent_rpcs: args.max_concurrent_rpcs,
+        rpc_timeout: std::time::Duration::from_secs(args.rpc_timeout.max(1)),
         ..ServeOptions::default()
     };
-    servicelevel::server::serve(
+    let security = Security {
+        auth: mode,
+        tls,
+        ..Security::off()
+    };
+    servicelevel::server::serve_secured(
         store.clone(),
         Arc::new(SystemClock),
         listener,
         shutdown_signal(),
         options,
+        security,
     )
     .await
     .map_err(|e| format!("server failed: {e}"))?;
+    if let Some(task) = metrics_server {
+        task.abort();
+    }
     store.close().await;
     Ok(())
 }
@@ -132,6 +205,66 @@ async fn pack(command: PackCommand) -> Result<(), String> {
     }
 }
 
+async fn client(command: ClientCommand) -> Result<(), String> {
+    let now = chrono::Utc::now();
+    let (store, result) = match command {
+        ClientCommand::HashToken => {
+            let mut input = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
+                .map_err(|e| format!("cannot read standard input: {e}"))?;
+            println!("{}", auth::admin::hash_token_input(&input)?);
+            return Ok(());
+        }
+        ClientCommand::Create {
+            name,
+            scopes,
+            organizations,
+            database,
+        } => {
+            let new = auth::admin::NewClient::parse(&name, &scopes, &organizations)?;
+            let store = migrated(&database).await?;
+            let result =
+                auth::admin::create_client(&store, &new, now)
+                    .await
+                    .map(|(record, token)| {
+                        eprintln!(
+                            "created API client {} ({}); its token, shown this once:",
+                            record.name, record.id
+                        );
+                        println!("{token}");
+                    });
+            (store, result)
+        }
+        ClientCommand::List { database } => {
+            let store = migrated(&database).await?;
+            let result = auth::admin::list_clients(&store).await.map(|lines| {
+                for line in lines {
+                    println!("{line}");
+                }
+            });
+            (store, result)
+        }
+        ClientCommand::Revoke { name, database } => {
+            let store = migrated(&database).await?;
+            let result = auth::admin::revoke_client(&store, &name, now)
+                .await
+                .map(|record| println!("{}", auth::admin::describe(&record)));
+            (store, result)
+        }
+    };
+    store.close().await;
+    result
+}
+
+async fn migrated(db: &DatabaseArgs) -> Result<SqlStore, String> {
+    let store = connect(db).await?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("migrations failed: {e}"))?;
+    Ok(store)
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -144,14 +277,10 @@ async fn main() -> ExitCode {
             init_logs(LogFormat::Human);
             pack(command).await
         }
-        Some(Command::Serve(args)) => {
-            init_logs(args.log_format);
-            serve(args).await
-        }
-        None => {
-            init_logs(cli.serve.log_format);
-            serve(cli.serve).await
-        }
+        // No log subscriber: standard output carries the token or the list only.
+        Some(Command::Client(command)) => client(command).await,
+        Some(Command::Serve(args)) => serve_traced(args).await,
+        None => serve_traced(cli.serve).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

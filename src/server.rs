@@ -12,7 +12,6 @@ use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic::codegen::http;
 use tonic::server::NamedService;
-use tonic::transport::Server;
 use tonic_health::server::HealthReporter;
 use tower::{Layer, Service};
 use tracing::Instrument;
@@ -26,6 +25,7 @@ use crate::api::pb::pack_service_server::PackServiceServer;
 use crate::api::pb::policy_service_server::PolicyServiceServer;
 use crate::api::pb::ticket_service_server::TicketServiceServer;
 use crate::api::{Api, App, pb, recompute};
+use crate::auth::{AuthLayer, Security};
 use crate::store::Store;
 use crate::time::Clock;
 
@@ -63,7 +63,7 @@ async fn set_all(reporter: &HealthReporter, serving: bool) {
 }
 
 /// How the server runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ServeOptions {
     /// After a shutdown signal, how long RPCs in flight (and open streams) may take
     /// before the server stops anyway.
@@ -71,6 +71,15 @@ pub struct ServeOptions {
     /// The due-time runner's longest sleep: how late it notices a due instant another
     /// replica wrote, or a moved test clock.
     pub runner_poll: Duration,
+    /// The metrics registry to record into (the caller serves it, see
+    /// [`crate::metrics::spawn_http`]); `None`: a private one.
+    pub metrics: Option<Arc<crate::metrics::Metrics>>,
+    /// Most RPCs running at once; beyond it calls are refused with RESOURCE_EXHAUSTED
+    /// (see [`crate::overload`]).
+    pub max_concurrent_rpcs: usize,
+    /// Longest a unary call may run (a client's shorter `grpc-timeout` wins); the call is
+    /// then cancelled with its database work.
+    pub rpc_timeout: Duration,
 }
 
 impl Default for ServeOptions {
@@ -78,12 +87,15 @@ impl Default for ServeOptions {
         ServeOptions {
             drain_timeout: Duration::from_secs(25),
             runner_poll: Duration::from_secs(1),
+            metrics: None,
+            max_concurrent_rpcs: 512,
+            rpc_timeout: Duration::from_secs(30),
         }
     }
 }
 
-/// Serves on `listener` until `shutdown` resolves: health turns NOT_SERVING first, new
-/// connections stop, and RPCs in flight finish, for at most the drain timeout.
+/// Serves on `listener` until `shutdown` resolves, without authentication or TLS: for
+/// loopback listeners (tests, the load generator). See [`serve_secured`].
 pub async fn serve<S: Store>(
     store: S,
     clock: Arc<dyn Clock>,
@@ -91,7 +103,29 @@ pub async fn serve<S: Store>(
     shutdown: impl Future<Output = ()> + Send + 'static,
     options: ServeOptions,
 ) -> Result<(), tonic::transport::Error> {
-    let app = Arc::new(App::new(store, clock));
+    serve_secured(store, clock, listener, shutdown, options, Security::off()).await
+}
+
+/// Serves on `listener` until `shutdown` resolves: health turns NOT_SERVING first, new
+/// connections stop, and RPCs in flight finish, for at most the drain timeout. Calls are
+/// authenticated and served over TLS as `security` says.
+pub async fn serve_secured<S: Store>(
+    store: S,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+    security: Security,
+) -> Result<(), tonic::transport::Error> {
+    let auth = AuthLayer::new(&security, store.clone());
+    let mut app = App::new(store, clock);
+    if let Some(metrics) = &options.metrics {
+        app.metrics = Arc::clone(metrics);
+    }
+    app.metrics
+        .set_source(Arc::new(crate::metrics::StoreSource(app.store.clone())));
+    let app = Arc::new(app);
+    let drain_timeout = options.drain_timeout;
     let (recompute, worker) = recompute::spawn(Arc::clone(&app));
     let runner = crate::api::runner::spawn(Arc::clone(&app), options.runner_poll);
     let api = Api::new(Arc::clone(&app), recompute);
@@ -148,13 +182,22 @@ pub async fn serve<S: Store>(
     // timeout the server stops regardless, as an orchestrator would kill it anyway.
     let deadline = async move {
         let _ = draining_rx.wait_for(|d| *d).await;
-        tokio::time::sleep(options.drain_timeout).await;
+        tokio::time::sleep(drain_timeout).await;
     };
 
-    let router = Server::builder()
+    let router = crate::auth::tls::server_builder(&security)?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(RpcSpanLayer)
+        // Per call: the client's grpc-timeout, at most this. A call past it is dropped,
+        // and with it its transaction (rolled back).
+        .timeout(options.rpc_timeout)
+        .layer(RpcSpanLayer::new(Arc::clone(&app.metrics)))
+        // Shed before authenticating: an overloaded server spends nothing on a refusal.
+        .layer(crate::overload::AdmissionLayer::new(
+            options.max_concurrent_rpcs,
+        ))
+        // Inside the span layer, so refused calls are recorded with their code.
+        .layer(auth)
         .add_service(health)
         .add_optional_service(reflection_v1)
         .add_optional_service(reflection_v1alpha)
@@ -194,7 +237,7 @@ pub async fn serve<S: Store>(
     let result = tokio::select! {
         r = serving => r,
         () = deadline => {
-            tracing::warn!(timeout = ?options.drain_timeout, "drain timeout: stopping with RPCs still open");
+            tracing::warn!(timeout = ?drain_timeout, "drain timeout: stopping with RPCs still open");
             Ok(())
         }
     };
@@ -204,21 +247,40 @@ pub async fn serve<S: Store>(
     result
 }
 
-/// A span per RPC with its method, the ids handlers record, and its status code.
-#[derive(Debug, Clone, Copy)]
-pub struct RpcSpanLayer;
+/// A span per RPC with its method, the ids handlers record, and its status code, as a
+/// child of the caller's span when the call carries `traceparent`; and the RPC metrics.
+#[derive(Debug, Clone)]
+pub struct RpcSpanLayer {
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+impl RpcSpanLayer {
+    /// Records the RPC metrics into `metrics`.
+    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
+        RpcSpanLayer { metrics }
+    }
+}
 
 impl<S> Layer<S> for RpcSpanLayer {
     type Service = RpcSpan<S>;
 
     fn layer(&self, inner: S) -> RpcSpan<S> {
-        RpcSpan { inner }
+        RpcSpan {
+            inner,
+            metrics: Arc::clone(&self.metrics),
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct RpcSpan<S> {
     inner: S,
+    metrics: Arc<crate::metrics::Metrics>,
+}
+
+/// Server-side gRPC codes OpenTelemetry counts as errors (the others are the caller's).
+fn is_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
 impl<S, B, R> Service<http::Request<B>> for RpcSpan<S>
@@ -237,8 +299,12 @@ where
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_string();
+        let started = std::time::Instant::now();
         let span = tracing::info_span!(
             "rpc",
+            otel.name = method.trim_start_matches('/'),
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
             rpc.method = %method,
             rpc.code = tracing::field::Empty,
             organization = tracing::field::Empty,
@@ -246,11 +312,12 @@ where
             calendar = tracing::field::Empty,
             policy = tracing::field::Empty,
         );
-        let started = std::time::Instant::now();
+        crate::telemetry::continue_trace(&span, req.headers());
         let fut = {
             let _enter = span.enter();
             self.inner.call(req)
         };
+        let metrics = Arc::clone(&self.metrics);
         Box::pin(
             async move {
                 let result = fut.await;
@@ -266,9 +333,14 @@ where
                             .and_then(|v| v.parse::<i32>().ok())
                             .unwrap_or(0);
                         span.record("rpc.code", code);
+                        if is_server_error(code) {
+                            span.record("otel.status_code", "error");
+                        }
+                        let elapsed = started.elapsed();
+                        metrics.rpc(&method, code, elapsed);
                         tracing::debug!(
                             code,
-                            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                            elapsed_ms = elapsed.as_secs_f64() * 1e3,
                             "rpc finished"
                         );
                     }

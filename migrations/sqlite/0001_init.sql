@@ -77,12 +77,18 @@ CREATE TABLE clocks (
     started_us INTEGER NOT NULL,
     deadline_us INTEGER,
     warning_us INTEGER,
+    -- When the outcome was settled: the clock's end, or its breach while still running
+    -- (attainment reports count a clock in the period it settled in).
+    settled_us INTEGER,
+    -- Open seconds counted, once the clock has ended.
+    elapsed_s INTEGER,
     PRIMARY KEY (ticket_id, metric, instance)
 );
 CREATE INDEX clocks_due ON clocks (deadline_us, ticket_id, metric, instance) WHERE active = 1;
 CREATE INDEX clocks_due_by_org ON clocks (organization, deadline_us, ticket_id, metric, instance) WHERE active = 1;
 CREATE INDEX clocks_due_by_metric ON clocks (metric, deadline_us, ticket_id, instance) WHERE active = 1;
 CREATE INDEX clocks_warning ON clocks (warning_us) WHERE active = 1;
+CREATE INDEX clocks_settled ON clocks (settled_us, organization) WHERE settled_us IS NOT NULL;
 
 -- Idempotency keys (AIP-155), scoped to the calling client and the method; never expire.
 CREATE TABLE idempotency (
@@ -160,3 +166,18 @@ CREATE TABLE alerts (
     body TEXT NOT NULL
 );
 CREATE INDEX alerts_by_cursor ON alerts (tx, id);
+
+-- API clients (`servicelevel client create`): who may call, with which scopes, for which
+-- organisations. A token is kept only as its SHA-256 (lowercase hex); a revoked client
+-- stays, so its name is never reused. Idempotency keys are scoped to the client's id.
+CREATE TABLE api_clients (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    token_hash TEXT NOT NULL UNIQUE,
+    -- Scope names, comma-separated.
+    scopes TEXT NOT NULL,
+    -- Organisation ids, comma-separated; NULL: every organisation.
+    organizations TEXT,
+    create_us INTEGER NOT NULL,
+    revoke_us INTEGER
+);

@@ -75,6 +75,7 @@ impl<S: Store> pb::alert_service_server::AlertService for Api<S> {
         &self,
         req: Request<pb::WatchAlertsRequest>,
     ) -> Result<Response<AlertStream>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let r = req.into_inner();
         let mut c = Check::new();
         let organization = if r.organization.is_empty() {
@@ -130,6 +131,8 @@ impl<S: Store> pb::alert_service_server::AlertService for Api<S> {
             }
         }
         let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::Alert, Status>>(256);
+        // For the outbox backlog metric; unregistered when the stream ends.
+        let position = app.metrics.watcher();
         tokio::spawn(async move {
             loop {
                 // Register for the wake-up before reading, so a commit in between is not
@@ -150,8 +153,10 @@ impl<S: Store> pb::alert_service_server::AlertService for Api<S> {
                         // The client went away.
                         return;
                     }
+                    position.delivered(a.cursor.1);
                 }
                 if page.len() < PAGE as usize {
+                    position.caught_up();
                     tokio::select! {
                         () = &mut woken => {}
                         () = tokio::time::sleep(POLL) => {}

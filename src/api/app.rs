@@ -35,6 +35,8 @@ pub struct App<S: Store> {
     /// Signalled after a commit that wrote alerts or moved a ticket's next change: wakes
     /// alert streams and the due-time runner in this process.
     pub alerts_written: Arc<tokio::sync::Notify>,
+    /// This server's metrics (served on `/metrics` when configured).
+    pub metrics: Arc<crate::metrics::Metrics>,
     /// Assembled organisation contexts, valid while the catalogue epoch they were read at
     /// is current.
     contexts: Mutex<HashMap<ResourceId, (i64, Arc<OrgContext>)>>,
@@ -166,6 +168,8 @@ pub fn derived(state: &TicketState) -> DerivedState {
                 } else {
                     None
                 },
+                settled_at: c.ended_at.or(c.breached_at.filter(|_| c.active)),
+                elapsed_seconds: c.ended_at.map(|_| c.elapsed.num_seconds()),
             })
             .collect(),
     }
@@ -194,6 +198,7 @@ impl<S: Store> App<S> {
             contexts: Mutex::new(HashMap::new()),
             hours: super::hours::HoursCache::default(),
             alerts_written: Arc::new(tokio::sync::Notify::new()),
+            metrics: crate::metrics::Metrics::new(),
         }
     }
 
@@ -244,7 +249,7 @@ impl<S: Store> App<S> {
         {
             return Ok(Arc::clone(ctx));
         }
-        let ctx = Arc::new(self.assemble_context(reader, id).await?);
+        let ctx = Arc::new(self.assemble_context(reader, id, None).await?);
         let mut cache = self.contexts.lock().unwrap_or_else(PoisonError::into_inner);
         if cache.len() >= MAX_CONTEXTS {
             cache.clear();
@@ -253,10 +258,24 @@ impl<S: Store> App<S> {
         Ok(ctx)
     }
 
+    /// The organisation's context as it would be with one more calendar version: what a
+    /// calendar update would do, before it is made.
+    pub async fn context_with_calendar(
+        &self,
+        reader: &mut Reader<'_, S>,
+        id: &ResourceId,
+        calendar: &ResourceId,
+        version: Dated<CalendarSpec>,
+    ) -> ApiResult<OrgContext> {
+        self.assemble_context(reader, id, Some((calendar, version)))
+            .await
+    }
+
     async fn assemble_context(
         &self,
         reader: &mut Reader<'_, S>,
         id: &ResourceId,
+        extra: Option<(&ResourceId, Dated<CalendarSpec>)>,
     ) -> ApiResult<OrgContext> {
         let versions = reader.versions(ResourceKind::Organization, id).await?;
         let mut orgs: Vec<Dated<Organization>> = versions
@@ -286,6 +305,12 @@ impl<S: Store> App<S> {
                     .collect::<ApiResult<_>>()?;
                 calendars.insert(b.calendar.clone(), specs);
             }
+        }
+        if let Some((calendar, version)) = extra
+            && let Some(versions) = calendars.get_mut(calendar)
+        {
+            versions.push(version);
+            versions.sort_by_key(|v| v.effective_at);
         }
         let cals = clock_calendars(&orgs, &calendars, &self.calendars)
             .map_err(|e| corrupt("calendar", e))?;

@@ -351,6 +351,27 @@ impl<S: Store> pb::calendar_service_server::CalendarService for Api<S> {
         respond(result)
     }
 
+    async fn preview_calendar_update(
+        &self,
+        req: Request<pb::PreviewCalendarUpdateRequest>,
+    ) -> Result<Response<pb::ChangePreview>, Status> {
+        let r = req.into_inner().update.unwrap_or_default();
+        super::note("calendar", &r.name);
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "update.name", &r.name, ResourceKind::Calendar);
+        let spec = cv::calendar_definition(&mut c, "update.definition", r.definition.as_ref());
+        let effective =
+            cv::optional_instant(&mut c, "update.effective_time", r.effective_time.as_ref());
+        let parsed = c.finish(id.zip(spec).zip(effective));
+        respond(
+            async {
+                let ((id, spec), effective) = parsed?;
+                self.app.preview_calendar(&id, spec, effective).await
+            }
+            .await,
+        )
+    }
+
     async fn archive_calendar(
         &self,
         req: Request<pb::ArchiveCalendarRequest>,
@@ -444,6 +465,7 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
         &self,
         req: Request<pb::CreateOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization_id)?;
         let client = client_of(&req);
         let r = req.into_inner();
         super::note("organization", &r.organization_id);
@@ -478,6 +500,7 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
         &self,
         req: Request<pb::GetOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().name)?;
         let r = req.into_inner();
         respond(
             async {
@@ -502,6 +525,7 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
         &self,
         req: Request<pb::ListOrganizationsRequest>,
     ) -> Result<Response<pb::ListOrganizationsResponse>, Status> {
+        let orgs = super::OrgScope::of(&req);
         let r = req.into_inner();
         respond(
             self.app
@@ -515,7 +539,11 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
                 .await
                 .map(
                     |(organizations, next_page_token)| pb::ListOrganizationsResponse {
-                        organizations,
+                        // A client restricted to organisations sees theirs only.
+                        organizations: organizations
+                            .into_iter()
+                            .filter(|o| orgs.allows(&o.name))
+                            .collect(),
                         next_page_token,
                     },
                 ),
@@ -526,6 +554,8 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
         &self,
         req: Request<pb::UpdateOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
+        let org = req.get_ref().organization.as_ref();
+        super::OrgScope::of(&req).allow(org.map_or("", |o| o.name.as_str()))?;
         let client = client_of(&req);
         let r = req.into_inner();
         let name = r
@@ -571,6 +601,7 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
         &self,
         req: Request<pb::ArchiveOrganizationRequest>,
     ) -> Result<Response<pb::Organization>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().name)?;
         let client = client_of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
@@ -706,6 +737,25 @@ impl<S: Store> pb::policy_service_server::PolicyService for Api<S> {
                         cv::policy_to_pb,
                     )
                     .await
+            }
+            .await,
+        )
+    }
+
+    async fn preview_policy_update(
+        &self,
+        req: Request<pb::PreviewPolicyUpdateRequest>,
+    ) -> Result<Response<pb::ChangePreview>, Status> {
+        let r = req.into_inner().update.unwrap_or_default();
+        super::note("policy", &r.name);
+        let mut c = Check::new();
+        let id = cv::resource_name(&mut c, "update.name", &r.name, ResourceKind::Policy);
+        let policy = cv::policy_definition(&mut c, "update.definition", r.definition.as_ref());
+        let parsed = c.finish(id.zip(policy));
+        respond(
+            async {
+                let (id, policy) = parsed?;
+                self.app.preview_policy(&id, policy).await
             }
             .await,
         )

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// unmet guard, a late event that conflicts with a stored one.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// The caller may not touch this: an organisation outside its API client's.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
     #[error("the service cannot answer now: {0}")]
     Unavailable(String),
     #[error("internal error: {0}")]
@@ -52,6 +55,7 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ApiError::PermissionDenied(_) => Code::PermissionDenied,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,
         }

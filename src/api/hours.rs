@@ -577,6 +577,7 @@ impl<S: Store> App<S> {
         // entries, and the next writer sees that from the account's number and refolds.
         self.keep_ledger(org, epoch, ledger);
         self.finish(tx, &key, &answer).await?;
+        self.metrics.ledger_entries(bucket.as_str(), &entries);
         Ok(answer)
     }
 
@@ -860,6 +861,8 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::SetHoursContractRequest>,
     ) -> Result<Response<pb::HoursContract>, Status> {
+        let contract = req.get_ref().contract.as_ref();
+        super::OrgScope::of(&req).allow(contract.map_or("", |c| c.organization.as_str()))?;
         let client = client_of(&req);
         let r = req.into_inner();
         let contract = r.contract.clone().unwrap_or_default();
@@ -993,6 +996,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::GetHoursContractRequest>,
     ) -> Result<Response<pb::HoursContract>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let r = req.into_inner();
         respond(
             async {
@@ -1025,6 +1029,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::RecordUsageRequest>,
     ) -> Result<Response<pb::LedgerWriteResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let client = client_of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
@@ -1101,6 +1106,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::HoldMinutesRequest>,
     ) -> Result<Response<pb::LedgerWriteResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let client = client_of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
@@ -1174,6 +1180,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::CaptureHoldRequest>,
     ) -> Result<Response<pb::LedgerWriteResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let client = client_of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
@@ -1220,6 +1227,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::ReleaseHoldRequest>,
     ) -> Result<Response<pb::LedgerWriteResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let client = client_of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
@@ -1260,6 +1268,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::AdjustBalanceRequest>,
     ) -> Result<Response<pb::LedgerWriteResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let client = client_of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
@@ -1303,6 +1312,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::ReverseEntryRequest>,
     ) -> Result<Response<pb::LedgerWriteResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let client = client_of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
@@ -1349,6 +1359,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::LockPeriodRequest>,
     ) -> Result<Response<pb::LedgerWriteResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let client = client_of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
@@ -1384,6 +1395,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::Balance>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let r = req.into_inner();
         let mut c = Check::new();
         let org = cv::resource_name(
@@ -1412,6 +1424,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::ListLedgerEntriesRequest>,
     ) -> Result<Response<pb::ListLedgerEntriesResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let r = req.into_inner();
         let mut c = Check::new();
         let org = cv::resource_name(
@@ -1458,6 +1471,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::GetStatementRequest>,
     ) -> Result<Response<pb::Statement>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let r = req.into_inner();
         let mut c = Check::new();
         let org = cv::resource_name(
@@ -1484,6 +1498,8 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         &self,
         req: Request<pb::ExportStatementsRequest>,
     ) -> Result<Response<Self::ExportStatementsStream>, Status> {
+        // A client restricted to organisations gets theirs only.
+        let orgs = super::OrgScope::of(&req);
         let r = req.into_inner();
         let mut c = Check::new();
         let date = cv::plain_date(&mut c, "date", &r.date);
@@ -1506,7 +1522,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                 };
                 let Some(last) = page.last() else { return };
                 after = Some(last.id.to_string());
-                for v in &page {
+                for v in page.iter().filter(|v| orgs.allows(v.id.as_str())) {
                     let item = app
                         .statement(&v.id, date, r.include_entries)
                         .await

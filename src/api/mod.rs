@@ -9,7 +9,9 @@ mod fingerprint;
 mod hours;
 pub mod packs;
 mod page;
+mod preview;
 pub mod recompute;
+mod reports;
 pub mod runner;
 mod tickets;
 
@@ -18,7 +20,10 @@ use std::sync::Arc;
 pub use app::App;
 use recompute::Recompute;
 
-use crate::store::Store;
+use crate::auth::Caller;
+use crate::domain::names::ResourceId;
+use crate::store::{Store, StoreError};
+use error::{ApiError, ApiResult};
 
 /// Code generated from `proto/servicelevel/v1`.
 pub mod pb {
@@ -51,15 +56,89 @@ impl<S: Store> Api<S> {
     }
 }
 
-/// The calling client, for scoping idempotency keys. Until authentication identifies
-/// callers, a client names itself in the `x-servicelevel-client` metadata.
+/// The calling client, for scoping idempotency keys: the authenticated API client's id.
+/// With authentication off (loopback only), a client names itself in the
+/// `x-servicelevel-client` metadata.
 pub fn client_of<T>(req: &tonic::Request<T>) -> String {
+    if let Some(caller) = req.extensions().get::<Arc<Caller>>() {
+        return caller.client.clone();
+    }
     req.metadata()
         .get("x-servicelevel-client")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 64)
         .unwrap_or("anonymous")
         .to_string()
+}
+
+/// The organisations a call may touch: every one, unless its API client is restricted to
+/// some (`servicelevel client create --org`). Take it before the request is consumed:
+/// `let orgs = OrgScope::of(&req);`, then check each organisation the call touches.
+#[derive(Debug, Clone, Default)]
+pub struct OrgScope(Option<Arc<Caller>>);
+
+impl OrgScope {
+    pub fn of<T>(req: &tonic::Request<T>) -> OrgScope {
+        OrgScope(
+            req.extensions()
+                .get::<Arc<Caller>>()
+                .filter(|c| c.organizations.is_some())
+                .cloned(),
+        )
+    }
+
+    /// Whether the caller may touch an organisation, given as a resource name
+    /// (`organizations/acme`) or an id. A caller restricted to organisations may touch
+    /// nothing that does not name one of them.
+    pub fn allows(&self, organization: &str) -> bool {
+        let Some(caller) = &self.0 else {
+            return true;
+        };
+        let id = organization
+            .strip_prefix("organizations/")
+            .unwrap_or(organization);
+        ResourceId::parse(id).is_ok_and(|id| caller.may_touch(&id))
+    }
+
+    /// PERMISSION_DENIED unless the caller may touch the organisation. For list and
+    /// stream filters, an empty organisation (all of them) is refused to restricted
+    /// callers: they must name one of theirs.
+    pub fn allow(&self, organization: &str) -> ApiResult<()> {
+        if self.allows(organization) {
+            return Ok(());
+        }
+        let caller = self.0.as_ref().map_or("", |c| c.name.as_str());
+        let theirs = self
+            .0
+            .iter()
+            .flat_map(|c| c.organizations.iter().flatten())
+            .map(|o| format!("organizations/{o}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(ApiError::PermissionDenied(if organization.is_empty() {
+            format!("API client {caller} may only touch {theirs}: name one of them")
+        } else {
+            format!("API client {caller} may not touch {organization}, only {theirs}")
+        }))
+    }
+
+    /// PERMISSION_DENIED unless the caller may touch the ticket's organisation. Reads
+    /// the ticket only for restricted callers; a ticket that does not exist is left to
+    /// the handler to report.
+    pub async fn allow_ticket<S: Store>(&self, app: &App<S>, ticket: &str) -> ApiResult<()> {
+        if self.0.is_none() {
+            return Ok(());
+        }
+        let id = ticket.strip_prefix("tickets/").unwrap_or(ticket);
+        match app.store.get_ticket(id).await {
+            Ok(record) => self.allow(&format!(
+                "organizations/{}",
+                record.ticket.organization.as_str()
+            )),
+            Err(StoreError::NotFound(_)) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
 }
 
 /// Records an id on the current RPC's span (declared by the RPC tracing layer).

@@ -70,7 +70,8 @@ async fn run<S: Store>(app: &App<S>, scope: Scope) {
     }
 }
 
-async fn organizations_binding<S: Store>(
+/// Organisations whose any version binds `calendar`.
+pub(super) async fn organizations_binding<S: Store>(
     app: &App<S>,
     calendar: &ResourceId,
 ) -> Result<Vec<ResourceId>, crate::store::StoreError> {

@@ -12,55 +12,72 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
+use tracing::Instrument as _;
 
 use super::App;
 use crate::store::Store;
+
+tokio::task_local! {
+    /// Set while the runner settles a ticket: what it records then counts as a due action
+    /// (its lag is measured).
+    static DUE_RUN: ();
+}
+
+/// Whether the code running is the runner settling a ticket.
+pub(super) fn in_due_run() -> bool {
+    DUE_RUN.try_with(|()| ()).is_ok()
+}
 
 /// Tickets settled per round before looking at the clock again.
 const BATCH: u32 = 200;
 
 /// Starts the runner. `poll` bounds every sleep: how late a due instant written by
-/// another replica can be noticed, and how often a moved test clock is looked at.
+/// another replica can be noticed, and how often a moved test clock is looked at. Each
+/// ticket it settles is a `due.run` span (a trace of its own), with a `sla.action` span
+/// per action recorded.
 pub fn spawn<S: Store>(app: Arc<App<S>>, poll: Duration) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        loop {
-            let now = app.now();
-            let mut progressed = false;
-            match app.store.tickets_changing_before(now, BATCH).await {
-                Ok(ids) => {
-                    for id in &ids {
-                        match app.run_due(id).await {
-                            Ok(done) => progressed |= done,
-                            Err(e) => {
-                                tracing::warn!(ticket = %id, error = %e, "due actions not recorded; retrying")
-                            }
+    tokio::spawn(run(app, poll))
+}
+
+async fn run<S: Store>(app: Arc<App<S>>, poll: Duration) {
+    loop {
+        let now = app.now();
+        let mut progressed = false;
+        match app.store.tickets_changing_before(now, BATCH).await {
+            Ok(ids) => {
+                for id in &ids {
+                    let span = tracing::info_span!("due.run", otel.kind = "internal", ticket = %id);
+                    match DUE_RUN.scope((), app.run_due(id)).instrument(span).await {
+                        Ok(done) => progressed |= done,
+                        Err(e) => {
+                            tracing::warn!(ticket = %id, error = %e, "due actions not recorded; retrying")
                         }
                     }
-                    if progressed && ids.len() == BATCH as usize {
-                        continue;
-                    }
                 }
-                Err(e) => tracing::warn!(error = %e, "due-time runner cannot read the index"),
+                if progressed && ids.len() == BATCH as usize {
+                    continue;
+                }
             }
-            let wait = match app.store.next_change().await {
-                // Just past the instant: a deadline is passed, not reached, at its instant.
-                Ok(Some(next)) => (next - app.now() + TimeDelta::milliseconds(1))
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-                    .min(poll),
-                _ => poll,
-            };
-            // Work that could not be taken (held by another replica, or failing) must not
-            // spin the loop.
-            let wait = if progressed || wait > Duration::ZERO {
-                wait
-            } else {
-                poll.min(Duration::from_millis(50))
-            };
-            tokio::select! {
-                () = tokio::time::sleep(wait) => {}
-                () = app.alerts_written.notified() => {}
-            }
+            Err(e) => tracing::warn!(error = %e, "due-time runner cannot read the index"),
         }
-    })
+        let wait = match app.store.next_change().await {
+            // Just past the instant: a deadline is passed, not reached, at its instant.
+            Ok(Some(next)) => (next - app.now() + TimeDelta::milliseconds(1))
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll),
+            _ => poll,
+        };
+        // Work that could not be taken (held by another replica, or failing) must not
+        // spin the loop.
+        let wait = if progressed || wait > Duration::ZERO {
+            wait
+        } else {
+            poll.min(Duration::from_millis(50))
+        };
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = app.alerts_written.notified() => {}
+        }
+    }
 }

@@ -409,25 +409,50 @@ impl<S: Store> App<S> {
                     ActionKind::Escalate { .. } => "escalation",
                     ActionKind::MoveTo { .. } => "move",
                 };
-                let e = tx
-                    .append_event(
+                // Telemetry: a span per action, linked to the ticket by its id; warnings
+                // and breaches counted by metric and plan; the runner's lag measured.
+                let span = tracing::info_span!(
+                    "sla.action",
+                    ticket = %id,
+                    organization = %record.ticket.organization,
+                    metric = %a.metric,
+                    action = kind,
+                    due_at = %a.at.to_rfc3339(),
+                    lag_ms = (now - a.at).num_milliseconds(),
+                );
+                let e = tracing::Instrument::instrument(
+                    tx.append_event(
                         &id,
                         &NewEvent {
                             occurred_at: a.at,
                             kind: a.event_kind(),
                             actor: system.clone(),
-                            request_id: format!(
-                                "sl:{}:{}:{kind}:{}",
-                                a.metric,
-                                a.instance,
-                                a.at.timestamp_micros()
+                            request_id: system_request_id(
+                                events,
+                                format!(
+                                    "sl:{}:{}:{kind}:{}",
+                                    a.metric,
+                                    a.instance,
+                                    a.at.timestamp_micros()
+                                ),
                             ),
                         },
                         now,
-                    )
-                    .await?;
-                self.alert(tx, record, &e, a.metric.as_str(), kind, now)
-                    .await?;
+                    ),
+                    span.clone(),
+                )
+                .await?;
+                tracing::Instrument::instrument(
+                    self.alert(tx, record, &e, a.metric.as_str(), kind, now),
+                    span,
+                )
+                .await?;
+                let tier = loaded.organization().plan.as_ref().map(|p| p.to_string());
+                self.metrics
+                    .clock_action(kind, a.metric.as_str(), tier.as_deref());
+                if super::runner::in_due_run() {
+                    self.metrics.due_lag(kind, now - a.at);
+                }
                 events.push(e);
             }
         }
@@ -484,6 +509,27 @@ impl<S: Store> App<S> {
             full.then_some(&stored[..]),
             now,
         ))
+    }
+}
+
+/// The request id of a system event: its action and due instant, plus how often that
+/// same action was recorded before. An action retracted by a late event can be reached
+/// again at the same instant when another late event undoes the first (a pause, then its
+/// resume in closed hours); it is recorded again under a new id.
+fn system_request_id(events: &[Event], base: String) -> String {
+    let again = events
+        .iter()
+        .filter(|e| {
+            e.request_id == base
+                || e.request_id
+                    .strip_prefix(base.as_str())
+                    .is_some_and(|rest| rest.starts_with('#'))
+        })
+        .count();
+    if again == 0 {
+        base
+    } else {
+        format!("{base}#{again}")
     }
 }
 
@@ -859,6 +905,8 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         &self,
         req: Request<pb::CreateTicketRequest>,
     ) -> Result<Response<pb::Ticket>, Status> {
+        let ticket = req.get_ref().ticket.as_ref();
+        super::OrgScope::of(&req).allow(ticket.map_or("", |t| t.organization.as_str()))?;
         let client = client_of(&req);
         let r = req.into_inner();
         let org = r
@@ -892,6 +940,9 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         &self,
         req: Request<pb::GetTicketRequest>,
     ) -> Result<Response<pb::Ticket>, Status> {
+        super::OrgScope::of(&req)
+            .allow_ticket(&self.app, &req.get_ref().name)
+            .await?;
         let r = req.into_inner();
         super::note("ticket", &r.name);
         let mut c = Check::new();
@@ -918,6 +969,7 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         &self,
         req: Request<pb::ListTicketsRequest>,
     ) -> Result<Response<pb::ListTicketsResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let r = req.into_inner();
         let result = async {
             let mut c = Check::new();
@@ -984,6 +1036,9 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         &self,
         req: Request<pb::RecordEventRequest>,
     ) -> Result<Response<pb::Ticket>, Status> {
+        super::OrgScope::of(&req)
+            .allow_ticket(&self.app, &req.get_ref().ticket)
+            .await?;
         let client = client_of(&req);
         let r = req.into_inner();
         super::note("ticket", &r.ticket);
@@ -1013,6 +1068,9 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         &self,
         req: Request<pb::MoveTicketPolicyRequest>,
     ) -> Result<Response<pb::Ticket>, Status> {
+        super::OrgScope::of(&req)
+            .allow_ticket(&self.app, &req.get_ref().ticket)
+            .await?;
         let client = client_of(&req);
         let r = req.into_inner();
         super::note("ticket", &r.ticket);
@@ -1023,6 +1081,7 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         &self,
         req: Request<pb::BatchUpsertTicketsRequest>,
     ) -> Result<Response<pb::BatchUpsertTicketsResponse>, Status> {
+        let orgs = super::OrgScope::of(&req);
         let client = client_of(&req);
         let r = req.into_inner();
         if r.items.len() > MAX_BATCH {
@@ -1032,7 +1091,13 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         }
         let mut results = Vec::with_capacity(r.items.len());
         for (i, item) in r.items.into_iter().enumerate() {
-            let result = match self.upsert_item(&client, item, i).await {
+            let org = item.ticket.as_ref().map_or("", |t| t.organization.as_str());
+            let allowed = orgs.allow(org);
+            let upsert = async {
+                allowed?;
+                self.upsert_item(&client, item, i).await
+            };
+            let result = match upsert.await {
                 Ok(r) => r,
                 Err(e) => pb::UpsertTicketResult {
                     status: Some(item_status(e)),
@@ -1050,6 +1115,7 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         &self,
         req: Request<pb::QuoteDeadlinesRequest>,
     ) -> Result<Response<pb::QuoteDeadlinesResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let r = req.into_inner();
         super::note("organization", &r.organization);
         respond(self.quote(r).await)
@@ -1088,10 +1154,59 @@ fn summary(r: &TicketRecord) -> pb::Ticket {
 
 #[tonic::async_trait]
 impl<S: Store> pb::deadline_service_server::DeadlineService for Api<S> {
+    async fn explain_deadline(
+        &self,
+        req: Request<pb::ExplainDeadlineRequest>,
+    ) -> Result<Response<pb::DeadlineExplanation>, Status> {
+        super::OrgScope::of(&req)
+            .allow_ticket(&self.app, &req.get_ref().ticket)
+            .await?;
+        let r = req.into_inner();
+        super::note("ticket", &r.ticket);
+        let mut c = Check::new();
+        let id = cv::ticket_id(&mut c, "ticket", &r.ticket);
+        let metric = c.ok("metric", MetricName::parse(&r.metric));
+        let instance = match r.instance {
+            None => Some(None),
+            Some(i) if i >= 0 => Some(Some(i as u32)),
+            Some(_) => {
+                c.fail("instance", "must not be negative");
+                None
+            }
+        };
+        let parsed = c.finish(id.zip(metric).zip(instance));
+        respond(
+            async {
+                let ((id, metric), instance) = parsed?;
+                self.app
+                    .explain_deadline(&id, metric.as_str(), instance)
+                    .await
+            }
+            .await,
+        )
+    }
+
+    async fn report_attainment(
+        &self,
+        req: Request<pb::ReportAttainmentRequest>,
+    ) -> Result<Response<pb::ReportAttainmentResponse>, Status> {
+        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
+        let r = req.into_inner();
+        respond(
+            async {
+                let (filter, period, from, to) = super::reports::attainment_request(&r)?;
+                self.app.report_attainment(filter, period, from, to).await
+            }
+            .await,
+        )
+    }
+
     async fn list_due_clocks(
         &self,
         req: Request<pb::ListDueClocksRequest>,
     ) -> Result<Response<pb::ListClocksResponse>, Status> {
+        let filter = req.get_ref().filter.as_ref();
+        super::OrgScope::of(&req).allow(filter.map_or("", |f| f.organization.as_str()))?;
         let r = req.into_inner();
         let result = async {
             let mut c = Check::new();
@@ -1121,6 +1236,8 @@ impl<S: Store> pb::deadline_service_server::DeadlineService for Api<S> {
         &self,
         req: Request<pb::ListBreachedClocksRequest>,
     ) -> Result<Response<pb::ListClocksResponse>, Status> {
+        let filter = req.get_ref().filter.as_ref();
+        super::OrgScope::of(&req).allow(filter.map_or("", |f| f.organization.as_str()))?;
         let r = req.into_inner();
         let now = self.app.now();
         respond(
@@ -1140,6 +1257,8 @@ impl<S: Store> pb::deadline_service_server::DeadlineService for Api<S> {
         &self,
         req: Request<pb::ListAtRiskClocksRequest>,
     ) -> Result<Response<pb::ListClocksResponse>, Status> {
+        let filter = req.get_ref().filter.as_ref();
+        super::OrgScope::of(&req).allow(filter.map_or("", |f| f.organization.as_str()))?;
         let r = req.into_inner();
         let now = self.app.now();
         respond(

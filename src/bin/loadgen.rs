@@ -43,6 +43,10 @@ enum Scenario {
     SeedHours,
     /// One ExportStatements call over everything in the database, timed.
     Export,
+    /// Due-time actions: tickets whose deadlines fall `--due-per-minute` a minute over
+    /// `--duration` seconds; the lag from each due instant to its recorded breach, read
+    /// from the alert stream.
+    DueLag,
 }
 
 #[derive(Debug, Parser)]
@@ -91,6 +95,18 @@ struct Args {
     /// Pool size of the in-process server.
     #[arg(long, default_value_t = 16)]
     max_connections: u32,
+    /// Export the in-process server's traces to an OTLP receiver started in this process
+    /// (it counts the spans). Without it the `OTEL_*` variables apply (an endpoint set
+    /// there exports there; none: tracing off).
+    #[arg(long)]
+    otlp_sink: bool,
+    /// Deadlines per minute for `due-lag`.
+    #[arg(long, default_value_t = 10_000)]
+    due_per_minute: u64,
+    /// Seconds from the start of a `due-lag` run to the first deadline (the tickets are
+    /// created in between).
+    #[arg(long, default_value_t = 45)]
+    lead: u64,
 }
 
 #[derive(Clone)]
@@ -324,7 +340,10 @@ async fn client_loop(
     window: Window,
     counter: Arc<AtomicU64>,
 ) -> Recorder {
-    let base = Utc::now() - TimeDelta::days(1);
+    // Tickets received now, events recorded as they happen, as a CRM sends them. (Events
+    // stamped in the past would land before the actions the due-time runner recorded
+    // and retract and re-record them: a different, heavier workload.)
+    let base = Utc::now();
     let mut tickets = Vec::new();
     if matches!(args.scenario, Scenario::RecordEvent | Scenario::Mixed) {
         for k in 0..args.tickets_per_client {
@@ -380,7 +399,9 @@ async fn client_loop(
                 _ => Op::Record,
             },
             Scenario::UsageHot | Scenario::UsageSpread => Op::Usage,
-            Scenario::SeedClocks | Scenario::SeedHours | Scenario::Export => break,
+            Scenario::SeedClocks | Scenario::SeedHours | Scenario::Export | Scenario::DueLag => {
+                break;
+            }
         };
         let n = counter.fetch_add(1, Ordering::Relaxed);
         let result = match op {
@@ -391,7 +412,7 @@ async fn client_loop(
                 let k = (i as usize) % tickets.len();
                 let (name, step) = &mut tickets[k];
                 *step += 1;
-                let at = base + TimeDelta::seconds(*step as i64);
+                let at = Utc::now();
                 c.tickets
                     .record_event(pb::RecordEventRequest {
                         ticket: name.clone(),
@@ -755,6 +776,213 @@ async fn export(channel: Channel) -> Result<(), String> {
     Ok(())
 }
 
+/// A desk whose only clock is a 60-minute wall-clock promise: each ticket breaches once,
+/// 60 minutes after it was received.
+async fn setup_due_lag(channel: Channel) -> Result<(), String> {
+    let mut pol = PolicyServiceClient::new(channel.clone());
+    let mut org = OrganizationServiceClient::new(channel);
+    let ok_or_exists = |r: Result<(), tonic::Status>| match r {
+        Ok(()) => Ok(()),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(s) => Err(s.to_string()),
+    };
+    let trig = |k: pb::trigger::Kind| pb::Trigger { kind: Some(k) };
+    ok_or_exists(
+        pol.create_policy(pb::CreatePolicyRequest {
+            policy_id: "lg-lag".into(),
+            policy: Some(pb::Policy {
+                display_name: "Due-lag desk".into(),
+                definition: Some(pb::PolicyDefinition {
+                    clocks: vec![pb::ClockDefinition {
+                        metric: "first_response".into(),
+                        kind: pb::ClockKind::Promise as i32,
+                        start: vec![trig(pb::trigger::Kind::Received(()))],
+                        stop: vec![trig(pb::trigger::Kind::Event(
+                            pb::EventSignal::AgentResponded as i32,
+                        ))],
+                        targets: vec![pb::Target {
+                            duration: Some(pb::Duration {
+                                kind: Some(pb::duration::Kind::WallClock(pb::WallClockDuration {
+                                    minutes: 60,
+                                })),
+                            }),
+                            source: "respond within an hour".into(),
+                            ..Default::default()
+                        }],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+            request_id: "lg-setup-lag-pol".into(),
+        })
+        .await
+        .map(|_| ()),
+    )?;
+    ok_or_exists(
+        org.create_organization(pb::CreateOrganizationRequest {
+            organization_id: "lg-lag-org".into(),
+            organization: Some(pb::Organization {
+                display_name: "Due-lag org".into(),
+                time_zone: "UTC".into(),
+                policy: "policies/lg-lag".into(),
+                ..Default::default()
+            }),
+            request_id: "lg-setup-lag-org".into(),
+        })
+        .await
+        .map(|_| ()),
+    )
+}
+
+/// Creates tickets whose deadlines fall evenly over `--duration` seconds from `--lead`
+/// seconds on, watches the alert stream, and reports how long after each due instant
+/// its breach was recorded.
+async fn due_lag(
+    channel: Channel,
+    endpoint: &tonic::transport::Endpoint,
+    args: &Args,
+) -> Result<(), String> {
+    use servicelevel::api::pb::alert_service_client::AlertServiceClient;
+    use tokio_stream::StreamExt as _;
+    setup_due_lag(channel.clone()).await?;
+    let n = args.due_per_minute * args.duration / 60;
+    let run = uuid::Uuid::now_v7().simple().to_string()[..12].to_string();
+    let first_due = Utc::now() + TimeDelta::seconds(args.lead as i64);
+    let spacing_ns = (args.duration as f64 * 1e9 / n.max(1) as f64) as i64;
+    let mut alerts = AlertServiceClient::new(channel)
+        .watch_alerts(pb::WatchAlertsRequest {
+            organization: "organizations/lg-lag-org".into(),
+            from_now: true,
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| e.to_string())?
+        .into_inner();
+    let created = Instant::now();
+    let next = Arc::new(AtomicU64::new(0));
+    let mut handles = Vec::new();
+    for _ in 0..args.clients {
+        let ch = endpoint.connect().await.map_err(|e| e.to_string())?;
+        let next = Arc::clone(&next);
+        let run = run.clone();
+        handles.push(tokio::spawn(async move {
+            let mut tickets = TicketServiceClient::new(ch);
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return Ok::<(), String>(());
+                }
+                let due = first_due + TimeDelta::nanoseconds(spacing_ns * i as i64);
+                tickets
+                    .create_ticket(pb::CreateTicketRequest {
+                        ticket: Some(pb::Ticket {
+                            organization: "organizations/lg-lag-org".into(),
+                            source_system: "loadgen".into(),
+                            external_id: format!("lag-{run}-{i}"),
+                            request_type: "incident".into(),
+                            received_time: ts(due - TimeDelta::minutes(60)),
+                            ..Default::default()
+                        }),
+                        request_id: rid("lag", &run, i),
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }));
+    }
+    for h in handles {
+        h.await.map_err(|e| e.to_string())??;
+    }
+    let creation = created.elapsed();
+    let until = Instant::now()
+        + Duration::from_secs(args.lead + args.duration + 60).saturating_sub(creation);
+    if Utc::now() > first_due {
+        eprintln!("warning: creating the tickets took longer than --lead; early lags are inflated");
+    }
+    let mut lags_us: Vec<u64> = Vec::with_capacity(n as usize);
+    while (lags_us.len() as u64) < n {
+        let remaining = until.saturating_duration_since(Instant::now());
+        let Ok(item) = tokio::time::timeout(remaining, alerts.next()).await else {
+            break;
+        };
+        let Some(alert) = item else { break };
+        let alert = alert.map_err(|e| e.to_string())?;
+        if alert.kind != pb::AlertKind::Breach as i32 {
+            continue;
+        }
+        let recorded = alert.record_time.as_ref();
+        let due = alert.event.as_ref().and_then(|e| e.occurred_time.as_ref());
+        if let (Some(r), Some(d)) = (recorded, due) {
+            let lag_ns =
+                (r.seconds - d.seconds) as i128 * 1_000_000_000 + (r.nanos - d.nanos) as i128;
+            lags_us.push((lag_ns.max(0) / 1000) as u64);
+        }
+    }
+    let got = lags_us.len();
+    lags_us.sort_unstable();
+    let ms = |p: f64| percentile(&lags_us, p);
+    println!(
+        "due-lag: {n} deadlines over {}s ({} a minute), tickets created in {:.1}s",
+        args.duration,
+        args.due_per_minute,
+        creation.as_secs_f64()
+    );
+    println!(
+        "recorded={got} missing={} lag p50={:.1}ms p90={:.1}ms p99={:.1}ms max={:.1}ms",
+        n as usize - got,
+        ms(0.50),
+        ms(0.90),
+        ms(0.99),
+        ms(1.0)
+    );
+    Ok(())
+}
+
+/// User and system CPU time of this process so far (Linux; 100 ticks a second).
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses): utime and stime are the
+    // 14th and 15th of the line.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+type Traces = (
+    servicelevel::telemetry::Tracing,
+    Option<servicelevel::telemetry::sink::Received>,
+);
+
+/// Span export for the in-process server, installed as this process's subscriber.
+async fn start_traces(sink: bool) -> Result<Option<Traces>, String> {
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let (config, received) = if sink {
+        let (addr, received) = servicelevel::telemetry::sink::start(false).await?;
+        (
+            Some(servicelevel::telemetry::TraceConfig::new(format!(
+                "http://{addr}"
+            ))),
+            Some(received),
+        )
+    } else {
+        (servicelevel::telemetry::TraceConfig::from_env()?, None)
+    };
+    let Some(config) = config else {
+        return Ok(None);
+    };
+    let tracing = servicelevel::telemetry::Tracing::start(&config)?;
+    tracing_subscriber::registry()
+        .with(tracing.layer())
+        .try_init()
+        .map_err(|e| e.to_string())?;
+    eprintln!("exporting the server's traces to {}", config.endpoint);
+    Ok(Some((tracing, received)))
+}
+
 #[tokio::main]
 async fn main() -> Result<(), String> {
     let args = Arc::new(Args::parse());
@@ -774,6 +1002,7 @@ async fn main() -> Result<(), String> {
             .ok_or("seed-clocks needs --db URL")?;
         return seed_clocks(&url, args.seed_tickets).await;
     }
+    let traces = start_traces(args.otlp_sink).await?;
     let target = match &args.serve_db {
         Some(url) => {
             let store = SqlStore::connect(url, args.max_connections)
@@ -812,6 +1041,9 @@ async fn main() -> Result<(), String> {
     setup(channel.clone()).await?;
     if args.scenario == Scenario::Export {
         return export(channel).await;
+    }
+    if args.scenario == Scenario::DueLag {
+        return due_lag(channel, &endpoint, &args).await;
     }
     if matches!(args.scenario, Scenario::UsageHot | Scenario::UsageSpread) {
         let n = if args.scenario == Scenario::UsageHot {
@@ -859,6 +1091,14 @@ async fn main() -> Result<(), String> {
             Arc::clone(&counter),
         )));
     }
+    // This process's CPU time over the measured window (clients, and the server when
+    // in-process): what tracing costs shows here even when throughput is noisy.
+    let cpu_window = tokio::spawn(async move {
+        tokio::time::sleep_until(measure_from.into()).await;
+        let from = process_cpu_seconds();
+        tokio::time::sleep_until(until.into()).await;
+        from.zip(process_cpu_seconds()).map(|(a, b)| b - a)
+    });
     let mut all = Vec::new();
     let mut errors = 0;
     for h in handles {
@@ -868,6 +1108,24 @@ async fn main() -> Result<(), String> {
     }
     all.sort_unstable();
     let secs = args.duration as f64;
+    if let Ok(Some(cpu)) = cpu_window.await {
+        let calls = (all.len() as u64 + errors) as f64;
+        println!(
+            "cpu: {cpu:.2}s in the window, {:.0} us a call (ok and errors)",
+            cpu * 1e6 / calls.max(1.0)
+        );
+    }
+    if let Some((tracing, received)) = &traces {
+        let stats = tracing.stats();
+        let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        println!(
+            "traces: spans exported={} dropped={} failed={} received={}",
+            n(&stats.exported),
+            n(&stats.dropped),
+            n(&stats.failed),
+            received.as_ref().map_or(0, |r| r.count())
+        );
+    }
     println!(
         "scenario={:?} clients={} rate={} duration={}s target={}",
         args.scenario,

@@ -162,6 +162,9 @@ pub struct ClockView {
     pub instance: u32,
     /// Index of the target in the policy's clock definition, when one applies.
     pub target_index: Option<usize>,
+    /// The duration rule that set the deadline: the target's, with a choice (by open
+    /// hours, by estimate) resolved to the branch taken.
+    pub rule: Option<DurationRule>,
     pub state: ClockState,
     /// Still counting: running or paused, including a promise already breached.
     pub active: bool,
@@ -377,8 +380,16 @@ impl<'a> Fold<'a> {
                 .instances
                 .iter()
                 .enumerate()
-                .filter(|(_, i)| i.active() && i.due_at.is_none() && !i.paused())
-                .filter_map(|(k, i)| self.deadline(i).map(|d| (d, k)))
+                .filter(|(_, i)| i.active() && i.due_at.is_none())
+                // A paused clock reaches nothing, except a fixed deadline (a scheduled
+                // time), which pauses do not move.
+                .filter_map(|(k, i)| {
+                    if i.paused() {
+                        self.resolve(i).ok().and_then(|r| r.fixed).map(|d| (d, k))
+                    } else {
+                        self.deadline(i).map(|d| (d, k))
+                    }
+                })
                 .filter(|(d, _)| *d < t || (inclusive && *d == t))
                 .min();
             let Some((due, k)) = next else { return };
@@ -774,7 +785,7 @@ impl<'a> Fold<'a> {
     fn nominal(&self, rule: &DurationRule, s: DateTime<Utc>) -> Result<Nominal, NotStartedReason> {
         let range =
             |r: Result<DateTime<Utc>, TimeError>| r.map_err(|_| NotStartedReason::OutOfRange);
-        Ok(match rule {
+        Ok(match self.leaf(rule, s)? {
             DurationRule::WallClock { minutes } => (
                 ClockCalendar::RealTime,
                 range(ClockCalendar::RealTime.add(s, TimeDelta::minutes(i64::from(*minutes))))?,
@@ -825,6 +836,21 @@ impl<'a> Fold<'a> {
                     None,
                 )
             }
+            // `leaf` resolved these to one of the rules above.
+            DurationRule::ByOpenHours { .. } | DurationRule::ByEstimate { .. } => {
+                return Err(NotStartedReason::OutOfRange);
+            }
+        })
+    }
+
+    /// The rule that applies to a clock starting at `s`: a choice between rules (by open
+    /// hours, by estimate) resolved to the one chosen.
+    fn leaf<'r>(
+        &self,
+        rule: &'r DurationRule,
+        s: DateTime<Utc>,
+    ) -> Result<&'r DurationRule, NotStartedReason> {
+        match rule {
             DurationRule::ByOpenHours {
                 calendar,
                 inside,
@@ -834,7 +860,7 @@ impl<'a> Fold<'a> {
                     .slot(calendar)?
                     .is_open(s)
                     .map_err(|_| NotStartedReason::OutOfRange)?;
-                self.nominal(if open { inside } else { outside }, s)?
+                self.leaf(if open { inside } else { outside }, s)
             }
             DurationRule::ByEstimate { buckets } => {
                 let estimate = self.estimate.ok_or(NotStartedReason::NoEstimate)?;
@@ -843,9 +869,10 @@ impl<'a> Fold<'a> {
                         estimate_minutes: estimate,
                     },
                 )?;
-                self.nominal(&bucket.duration, s)?
+                self.leaf(&bucket.duration, s)
             }
-        })
+            other => Ok(other),
+        }
     }
 
     /// The clock's deadline with its current rule and pauses; `None` while paused (or
@@ -875,7 +902,8 @@ impl<'a> Fold<'a> {
         for inst in &self.instances {
             let def = self.def(inst);
             let v = self.clock_view(inst, def, as_of);
-            if v.active && !v.paused {
+            // A paused clock shows a deadline only when pauses cannot move it.
+            if v.active && (!v.paused || v.deadline.is_some()) {
                 note(v.deadline);
                 for (_, at) in &v.warnings {
                     note(*at);
@@ -917,6 +945,7 @@ impl<'a> Fold<'a> {
             cycle: inst.cycle,
             instance: inst.seq,
             target_index: None,
+            rule: None,
             state: ClockState::NotStarted,
             active: inst.active(),
             paused: inst.active() && inst.paused(),
@@ -958,6 +987,10 @@ impl<'a> Fold<'a> {
         };
         let deadline = self.deadline(inst);
         v.target_index = Some(resolved.target);
+        v.rule = self
+            .leaf(&def.targets[resolved.target].duration, inst.start)
+            .ok()
+            .cloned();
         v.budget = Some(resolved.budget);
         v.elapsed = elapsed;
         v.paused_time = paused_time;

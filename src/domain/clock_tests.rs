@@ -1062,3 +1062,119 @@ fn breaches_and_warnings_are_reached_and_checked_at_their_place() {
         .expect("legal");
     assert_eq!(state.wrong, vec![1]);
 }
+
+#[test]
+fn an_explanation_lists_counted_time_pauses_holidays_and_closed_days() {
+    // sev-2 first response, 4 business hours on Mon-Fri 08:00-18:30 Toronto, Monday
+    // 2026-03-09 a holiday. Received Friday 2026-03-06 16:00 (EST): Friday 16:00-18:30
+    // counts 2 h 30; Saturday and Sunday are closed (and DST starts on the Sunday);
+    // Monday is the holiday; Tuesday (EDT) 08:00-08:30 counts 30 min, then
+    // REQUIRES_DELIVERABLES pauses 08:30-09:00, and 09:00-10:00 counts the last hour:
+    // due Tuesday 10:00 EDT.
+    let mut w = clevr_world("sev-2", at(TO, 3, 6, 16, 0));
+    w.cals = calendars(
+        TO,
+        vec![("support", weekdays(TO, &["08:00-18:30"], &[(3, 9)]))],
+    );
+    let events = [
+        ev(
+            1,
+            at(TO, 3, 10, 8, 30),
+            status(Status::RequiresDeliverables),
+        ),
+        ev(2, at(TO, 3, 10, 9, 0), status(Status::Processing)),
+    ];
+    let as_of = at(TO, 3, 10, 9, 30);
+    let v = w.clock(&events, as_of, "first_response");
+    assert_eq!(v.deadline, Some(at(TO, 3, 10, 10, 0)));
+    let e = crate::domain::explain::explain(&v, &w.cals, as_of).expect("explains");
+    assert_eq!(e.counted_on.as_ref().map(SlotName::as_str), Some("support"));
+    let spans = |list: &[crate::domain::OpenInterval]| -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        list.iter().map(|i| (i.start, i.end)).collect()
+    };
+    assert_eq!(
+        spans(&e.counted),
+        vec![
+            (at(TO, 3, 6, 16, 0), at(TO, 3, 6, 18, 30)),
+            (at(TO, 3, 10, 8, 0), at(TO, 3, 10, 8, 30)),
+            (at(TO, 3, 10, 9, 0), at(TO, 3, 10, 10, 0)),
+        ]
+    );
+    assert_eq!(
+        crate::domain::explain::total(&e.counted),
+        TimeDelta::minutes(240)
+    );
+    assert_eq!(
+        spans(&e.paused),
+        vec![(at(TO, 3, 10, 8, 30), at(TO, 3, 10, 9, 0))]
+    );
+    let date = |d: u32| chrono::NaiveDate::from_ymd_opt(2026, 3, d).expect("date");
+    assert_eq!(e.holidays_skipped, vec![date(9)]);
+    assert_eq!(e.closed_days_skipped, vec![date(7), date(8)]);
+    assert!(!e.truncated);
+}
+
+#[test]
+fn an_explanation_of_a_wall_clock_promise_counts_real_time() {
+    // A 24 h wall-clock promise counts every second: one interval, no skipped days.
+    let w = World {
+        policy: policy(json!({
+            "priorities": [],
+            "clocks": [{
+                "metric": "receipt_confirmation", "kind": "promise",
+                "start": [{"on": "received"}],
+                "stop": [{"on": "entered_status", "value": "CONFIRMED"}],
+                "pause_statuses": [],
+                "targets": [{"applies": {}, "duration": {"kind": "wall_clock", "minutes": 1440}, "on_due": {"action": "none"}}]
+            }]
+        })),
+        ticket: ticket(at(NY, 3, 7, 10, 0), "task", None, None),
+        org: org(NY, vec![]),
+        cals: calendars(NY, vec![]),
+    };
+    let as_of = at(NY, 3, 7, 11, 0);
+    let v = w.clock(&[], as_of, "receipt_confirmation");
+    let e = crate::domain::explain::explain(&v, &w.cals, as_of).expect("explains");
+    assert_eq!(e.counted_on, None);
+    // Saturday 10:00 EST + 24 h = Sunday 11:00 EDT (the night lost an hour).
+    assert_eq!(e.until, at(NY, 3, 8, 11, 0));
+    assert_eq!(e.counted.len(), 1);
+    assert_eq!(
+        crate::domain::explain::total(&e.counted),
+        TimeDelta::hours(24)
+    );
+    assert!(e.holidays_skipped.is_empty() && e.closed_days_skipped.is_empty());
+}
+
+#[test]
+fn a_preview_compares_deadlines_and_names_new_breaches() {
+    // sev-2 first response (4 business hours) received Monday 2026-03-02 08:00 Toronto.
+    // On 10:00-17:00 it is due 14:00; on 08:00-18:30, 12:00. As of 13:00, moving from the
+    // first calendar to the second brings the deadline 2 h earlier and breaches it.
+    let mut w = clevr_world("sev-2", at(TO, 3, 2, 8, 0));
+    w.cals = calendars(TO, vec![("support", weekdays(TO, &["10:00-17:00"], &[]))]);
+    let as_of = at(TO, 3, 2, 13, 0);
+    let before = w.fold(&[], as_of).expect("folds");
+    w.cals = calendars(TO, vec![("support", weekdays(TO, &["08:00-18:30"], &[]))]);
+    let after = w.fold(&[], as_of).expect("folds");
+    let moved = crate::domain::preview::compare(&before, &after);
+    let first: Vec<_> = moved
+        .iter()
+        .filter(|m| m.metric.as_str() == "first_response")
+        .collect();
+    assert_eq!(first.len(), 1);
+    assert_eq!(first[0].before, Some(at(TO, 3, 2, 14, 0)));
+    assert_eq!(first[0].after, Some(at(TO, 3, 2, 12, 0)));
+    assert_eq!(first[0].shift(), TimeDelta::hours(-2));
+    assert!(first[0].newly_breached);
+    // The other way round moves it later and breaches nothing new.
+    let back = crate::domain::preview::compare(&after, &before);
+    let first: Vec<_> = back
+        .iter()
+        .filter(|m| m.metric.as_str() == "first_response")
+        .collect();
+    assert_eq!(first[0].shift(), TimeDelta::hours(2));
+    assert!(!first[0].newly_breached);
+    // The same calendar moves nothing.
+    assert!(crate::domain::preview::compare(&after, &after).is_empty());
+}

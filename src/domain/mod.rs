@@ -1,11 +1,13 @@
 //! The functional core: pure types and computations, no async, no I/O.
 
+pub mod attainment;
 pub mod business_time;
 pub mod calendar;
 pub mod calendar_cache;
 pub mod catalog;
 pub mod clock;
 pub mod clock_calendar;
+pub mod explain;
 pub mod hours;
 pub mod ics;
 pub mod ledger;
@@ -14,6 +16,7 @@ pub mod organization;
 pub mod pack;
 pub mod pack_import;
 pub mod policy;
+pub mod preview;
 pub mod status;
 pub mod ticket;
 mod zone;

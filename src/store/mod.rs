@@ -117,6 +117,10 @@ pub struct ClockRow {
     pub deadline: Option<DateTime<Utc>>,
     /// When its first warning threshold is crossed.
     pub warning: Option<DateTime<Utc>>,
+    /// When its outcome settled: its end, or its breach while still running.
+    pub settled_at: Option<DateTime<Utc>>,
+    /// Open seconds counted, once it has ended.
+    pub elapsed_seconds: Option<i64>,
 }
 
 /// A clock found by a deadline query.
@@ -139,6 +143,20 @@ pub struct ClockFilter {
     pub organization: Option<String>,
     pub metric: Option<String>,
     pub priority: Option<String>,
+}
+
+/// A promise as an attainment report counts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettledPromise {
+    pub ticket_id: String,
+    pub organization: String,
+    pub metric: String,
+    pub instance: u32,
+    pub priority: Option<String>,
+    /// The clock's state name (`met`, `breached`, `cancelled`, ...).
+    pub state: String,
+    pub settled_at: DateTime<Utc>,
+    pub elapsed_seconds: Option<i64>,
 }
 
 /// Where a page of clocks continues: after this (deadline, ticket, metric, instance).
@@ -238,6 +256,22 @@ pub struct AlertFilter {
     pub metric: Option<String>,
 }
 
+/// An API client (`servicelevel client create`): its token is kept only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiClientRecord {
+    pub id: String,
+    /// Unique, and never reused: a revoked client keeps it.
+    pub name: ResourceId,
+    /// SHA-256 of the token, lowercase hex.
+    pub token_hash: String,
+    /// The scope names granted (`tickets:read`).
+    pub scopes: Vec<String>,
+    /// The organisations it may touch; `None`: every one.
+    pub organizations: Option<Vec<ResourceId>>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
 /// Progress of a background recomputation after a calendar or organisation change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RecomputeJob {
@@ -248,6 +282,24 @@ pub struct RecomputeJob {
     pub tickets_done: u64,
     pub started_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
+}
+
+/// The database side of the metrics (see `crate::metrics`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreGauges {
+    /// Active clocks: (metric, state, count).
+    pub clocks: Vec<(String, String, u64)>,
+    /// The id of the newest alert in the outbox.
+    pub alert_head: Option<i64>,
+    pub pool: Option<PoolUse>,
+}
+
+/// A connection pool's use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolUse {
+    pub open: u32,
+    pub idle: usize,
+    pub max: u32,
 }
 
 /// A store: reads outside transactions, writes inside them.
@@ -316,6 +368,25 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     fn ticket_clocks(&self, id: &str) -> impl Future<Output = StoreResult<Vec<ClockRow>>> + Send;
 
+    /// Ids of the open tickets (not resolved, closed or cancelled) under a policy, any
+    /// version, at most `limit`.
+    fn open_tickets_on_policy(
+        &self,
+        policy: &ResourceId,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// Promises settled in `[from, to)` (ended, or breached while running), in (settled,
+    /// ticket, metric, instance) order after `after`, for attainment reports.
+    fn settled_promises(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        filter: &ClockFilter,
+        after: Option<&ClockCursor>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<SettledPromise>>> + Send;
+
     /// An hour account's entries from `from_seq` on (1 for all), in order.
     fn account_entries(
         &self,
@@ -383,6 +454,34 @@ pub trait Store: Clone + Send + Sync + 'static {
         before: DateTime<Utc>,
         limit: u32,
     ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+
+    /// What the metrics endpoint reports of the database: active clocks by metric and
+    /// state, the outbox head, the pool. Read at scrape time (at most every few seconds).
+    fn gauges(&self) -> impl Future<Output = StoreResult<StoreGauges>> + Send {
+        async { Ok(StoreGauges::default()) }
+    }
+
+    /// Stores a new API client: `AlreadyExists` when its id, name or token hash is taken.
+    fn insert_api_client(
+        &self,
+        client: &ApiClientRecord,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// The API client holding a token hash, revoked or not.
+    fn api_client_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> impl Future<Output = StoreResult<Option<ApiClientRecord>>> + Send;
+
+    /// Every API client, revoked ones too, by name.
+    fn list_api_clients(&self) -> impl Future<Output = StoreResult<Vec<ApiClientRecord>>> + Send;
+
+    /// Revokes an API client by name (a second revocation keeps the first instant).
+    fn revoke_api_client(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<ApiClientRecord>> + Send;
 }
 
 /// The writes, and the reads that must see them.

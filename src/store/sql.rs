@@ -15,7 +15,7 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Row, SqlSafeStr as _, Tra
 use super::{
     AlertFilter, AlertRow, Claim, ClockCursor, ClockFilter, ClockQuery, ClockRef, ClockRow,
     DerivedState, IdempotencyKey, NewEvent, RecomputeJob, ResourceKind, ResourceVersion,
-    StoreError, StoreResult, StoredEvent, TicketCursor, TicketFilter, TicketRecord,
+    SettledPromise, StoreError, StoreResult, StoredEvent, TicketCursor, TicketFilter, TicketRecord,
 };
 use crate::domain::ledger::Entry;
 use crate::domain::names::{ExternalId, PlanName, PriorityLabel, RequestType, ResourceId};
@@ -238,6 +238,8 @@ fn clock_row(row: &AnyRow) -> StoreResult<ClockRow> {
         started_at: from_us(row.try_get("started_us").map_err(db_error)?)?,
         deadline: opt_from_us(row.try_get("deadline_us").map_err(db_error)?)?,
         warning: opt_from_us(row.try_get("warning_us").map_err(db_error)?)?,
+        settled_at: opt_from_us(row.try_get("settled_us").map_err(db_error)?)?,
+        elapsed_seconds: row.try_get("elapsed_s").map_err(db_error)?,
     })
 }
 
@@ -304,6 +306,35 @@ fn job_row(row: &AnyRow) -> StoreResult<RecomputeJob> {
         )?,
         started_at: from_us(row.try_get("start_us").map_err(db_error)?)?,
         finished_at: opt_from_us(row.try_get("finish_us").map_err(db_error)?)?,
+    })
+}
+
+const API_CLIENT_COLUMNS: &str =
+    "id, name, token_hash, scopes, organizations, create_us, revoke_us";
+
+fn api_client_row(row: &AnyRow) -> StoreResult<super::ApiClientRecord> {
+    let name: String = row.try_get("name").map_err(db_error)?;
+    let scopes: String = row.try_get("scopes").map_err(db_error)?;
+    let organizations: Option<String> = row.try_get("organizations").map_err(db_error)?;
+    Ok(super::ApiClientRecord {
+        id: row.try_get("id").map_err(db_error)?,
+        name: parse("API client name", ResourceId::parse(&name))?,
+        token_hash: row.try_get("token_hash").map_err(db_error)?,
+        scopes: scopes
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect(),
+        organizations: organizations
+            .map(|orgs| {
+                orgs.split(',')
+                    .filter(|s| !s.is_empty())
+                    .map(|o| parse("API client organization", ResourceId::parse(o)))
+                    .collect::<StoreResult<Vec<_>>>()
+            })
+            .transpose()?,
+        created_at: from_us(row.try_get("create_us").map_err(db_error)?)?,
+        revoked_at: opt_from_us(row.try_get("revoke_us").map_err(db_error)?)?,
     })
 }
 
@@ -493,6 +524,7 @@ reads!();
 impl super::Store for SqlStore {
     type Tx = SqlTx;
 
+    #[tracing::instrument(level = "debug", name = "db.begin", skip_all)]
     async fn begin(&self) -> StoreResult<SqlTx> {
         let writer = match &self.writer {
             Some(lock) => Some(Arc::clone(lock).lock_owned().await),
@@ -527,6 +559,7 @@ impl super::Store for SqlStore {
             .map_err(db_error)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.get_resource", skip_all)]
     async fn get_resource(
         &self,
         kind: ResourceKind,
@@ -536,6 +569,7 @@ impl super::Store for SqlStore {
         read_resource(&self.pool, self.backend, kind, id, version).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.resource_versions", skip_all)]
     async fn resource_versions(
         &self,
         kind: ResourceKind,
@@ -544,6 +578,7 @@ impl super::Store for SqlStore {
         read_versions(&self.pool, self.backend, kind, id).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.list_resources", skip_all)]
     async fn list_resources(
         &self,
         kind: ResourceKind,
@@ -567,6 +602,7 @@ impl super::Store for SqlStore {
         rows.iter().map(|r| resource_row(kind, r)).collect()
     }
 
+    #[tracing::instrument(level = "debug", name = "db.get_ticket", skip_all)]
     async fn get_ticket(&self, id: &str) -> StoreResult<TicketRecord> {
         let text = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?");
         let row = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
@@ -578,6 +614,7 @@ impl super::Store for SqlStore {
         ticket_row(&row)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.find_ticket", skip_all)]
     async fn find_ticket(
         &self,
         source_system: &str,
@@ -586,10 +623,12 @@ impl super::Store for SqlStore {
         read_ticket_by_key(&self.pool, self.backend, source_system, external_id).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all)]
     async fn ticket_events(&self, id: &str) -> StoreResult<Vec<StoredEvent>> {
         read_events(&self.pool, self.backend, id).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.list_tickets", skip_all)]
     async fn list_tickets(
         &self,
         filter: &TicketFilter,
@@ -641,6 +680,7 @@ impl super::Store for SqlStore {
         rows.iter().map(ticket_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", name = "db.query_clocks", skip_all)]
     async fn query_clocks(
         &self,
         query: &ClockQuery,
@@ -709,9 +749,79 @@ impl super::Store for SqlStore {
         rows.iter().map(clock_ref).collect()
     }
 
+    async fn settled_promises(
+        &self,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        filter: &ClockFilter,
+        after: Option<&ClockCursor>,
+        limit: u32,
+    ) -> StoreResult<Vec<SettledPromise>> {
+        let mut text = String::from(
+            "SELECT c.ticket_id, c.organization, c.metric, c.instance, c.priority, c.state, c.settled_us, \
+             c.elapsed_s FROM clocks c WHERE c.settled_us >= ? AND c.settled_us < ? AND c.kind = 'promise'",
+        );
+        if filter.organization.is_some() {
+            text.push_str(" AND c.organization = ?");
+        }
+        if filter.metric.is_some() {
+            text.push_str(" AND c.metric = ?");
+        }
+        if filter.priority.is_some() {
+            text.push_str(" AND c.priority = ?");
+        }
+        if after.is_some() {
+            text.push_str(
+                " AND (c.settled_us > ? OR (c.settled_us = ? AND (c.ticket_id > ? OR (c.ticket_id = ? \
+                 AND (c.metric > ? OR (c.metric = ? AND c.instance > ?))))))",
+            );
+        }
+        text.push_str(" ORDER BY c.settled_us, c.ticket_id, c.metric, c.instance LIMIT ?");
+        let mut sql = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(us(from))
+            .bind(us(to));
+        for v in [&filter.organization, &filter.metric, &filter.priority]
+            .into_iter()
+            .flatten()
+        {
+            sql = sql.bind(v.clone());
+        }
+        if let Some(c) = after {
+            sql = sql
+                .bind(c.deadline_us)
+                .bind(c.deadline_us)
+                .bind(c.ticket_id.clone())
+                .bind(c.ticket_id.clone())
+                .bind(c.metric.clone())
+                .bind(c.metric.clone())
+                .bind(i64::from(c.instance));
+        }
+        let rows = sql
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|row| {
+                Ok(SettledPromise {
+                    ticket_id: row.try_get("ticket_id").map_err(db_error)?,
+                    organization: row.try_get("organization").map_err(db_error)?,
+                    metric: row.try_get("metric").map_err(db_error)?,
+                    instance: u32_of("instance", row.try_get("instance").map_err(db_error)?)?,
+                    priority: row.try_get("priority").map_err(db_error)?,
+                    state: row.try_get("state").map_err(db_error)?,
+                    settled_at: from_us(row.try_get("settled_us").map_err(db_error)?)?,
+                    elapsed_seconds: row.try_get("elapsed_s").map_err(db_error)?,
+                })
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.ticket_clocks", skip_all)]
     async fn ticket_clocks(&self, id: &str) -> StoreResult<Vec<ClockRow>> {
         let rows = sqlx::query(self.q(
-            "SELECT metric, instance, kind, state, active, started_us, deadline_us, warning_us FROM clocks \
+            "SELECT metric, instance, kind, state, active, started_us, deadline_us, warning_us, settled_us, elapsed_s \
+             FROM clocks \
              WHERE ticket_id = ? ORDER BY metric, instance",
         ))
         .bind(id)
@@ -721,6 +831,7 @@ impl super::Store for SqlStore {
         rows.iter().map(clock_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", name = "db.account_entries", skip_all)]
     async fn account_entries(
         &self,
         organization: &ResourceId,
@@ -739,6 +850,7 @@ impl super::Store for SqlStore {
         entry_rows(&rows)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.account_next_seq", skip_all)]
     async fn account_next_seq(
         &self,
         organization: &ResourceId,
@@ -760,6 +872,7 @@ impl super::Store for SqlStore {
         .transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "db.entries_page", skip_all)]
     async fn entries_page(
         &self,
         organization: &ResourceId,
@@ -905,6 +1018,26 @@ impl super::Store for SqlStore {
         rows.iter().map(job_row).collect()
     }
 
+    #[tracing::instrument(level = "debug", name = "db.open_ticket_ids", skip_all)]
+    async fn open_tickets_on_policy(
+        &self,
+        policy: &ResourceId,
+        limit: u32,
+    ) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(self.q(
+            "SELECT id FROM tickets WHERE policy = ? AND status NOT IN ('RESOLVED', 'CLOSED', 'CANCELLED') \
+             ORDER BY id LIMIT ?",
+        ))
+        .bind(policy.as_str())
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>("id").map_err(db_error))
+            .collect()
+    }
+
     async fn open_ticket_ids(&self, organization: &ResourceId) -> StoreResult<Vec<String>> {
         let rows = sqlx::query(self.q(
             "SELECT id FROM tickets WHERE organization = ? AND status NOT IN ('RESOLVED', 'CLOSED', 'CANCELLED') \
@@ -937,13 +1070,120 @@ impl super::Store for SqlStore {
             .map(|r| r.try_get::<String, _>("id").map_err(db_error))
             .collect()
     }
+
+    async fn gauges(&self) -> StoreResult<super::StoreGauges> {
+        // The partial indexes cover active clocks; one pass groups them.
+        let rows = sqlx::query(
+            "SELECT metric, state, COUNT(*) AS n FROM clocks WHERE active = 1 GROUP BY metric, state \
+             ORDER BY metric, state",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let clocks = rows
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.try_get::<String, _>("metric").map_err(db_error)?,
+                    r.try_get::<String, _>("state").map_err(db_error)?,
+                    u64::try_from(r.try_get::<i64, _>("n").map_err(db_error)?).unwrap_or(0),
+                ))
+            })
+            .collect::<StoreResult<Vec<_>>>()?;
+        let head = sqlx::query("SELECT MAX(id) AS head FROM alerts")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        Ok(super::StoreGauges {
+            clocks,
+            alert_head: head.try_get::<Option<i64>, _>("head").map_err(db_error)?,
+            pool: Some(super::PoolUse {
+                open: self.pool.size(),
+                idle: self.pool.num_idle(),
+                max: self.pool.options().get_max_connections(),
+            }),
+        })
+    }
+
+    async fn insert_api_client(&self, c: &super::ApiClientRecord) -> StoreResult<()> {
+        let organizations = c.organizations.as_ref().map(|orgs| {
+            orgs.iter()
+                .map(ResourceId::as_str)
+                .collect::<Vec<_>>()
+                .join(",")
+        });
+        sqlx::query(self.q(
+            "INSERT INTO api_clients (id, name, token_hash, scopes, organizations, create_us, revoke_us) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        ))
+        .bind(c.id.as_str())
+        .bind(c.name.as_str())
+        .bind(c.token_hash.as_str())
+        .bind(c.scopes.join(","))
+        .bind(organizations)
+        .bind(us(c.created_at))
+        .bind(c.revoked_at.map(us))
+        .execute(&self.pool)
+        .await
+        .map_err(unique_as(|| format!("API client {}", c.name)))?;
+        Ok(())
+    }
+
+    async fn api_client_by_token_hash(
+        &self,
+        token_hash: &str,
+    ) -> StoreResult<Option<super::ApiClientRecord>> {
+        let text = format!("SELECT {API_CLIENT_COLUMNS} FROM api_clients WHERE token_hash = ?");
+        sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(token_hash)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .as_ref()
+            .map(api_client_row)
+            .transpose()
+    }
+
+    async fn list_api_clients(&self) -> StoreResult<Vec<super::ApiClientRecord>> {
+        let text = format!("SELECT {API_CLIENT_COLUMNS} FROM api_clients ORDER BY name");
+        let rows = sqlx::query(AssertSqlSafe(text))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(api_client_row).collect()
+    }
+
+    async fn revoke_api_client(
+        &self,
+        name: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<super::ApiClientRecord> {
+        sqlx::query(
+            self.q("UPDATE api_clients SET revoke_us = COALESCE(revoke_us, ?) WHERE name = ?"),
+        )
+        .bind(us(at))
+        .bind(name)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        let text = format!("SELECT {API_CLIENT_COLUMNS} FROM api_clients WHERE name = ?");
+        let row = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?
+            .ok_or_else(|| StoreError::NotFound(format!("API client {name}")))?;
+        api_client_row(&row)
+    }
 }
 
 impl super::StoreTx for SqlTx {
+    #[tracing::instrument(level = "debug", name = "db.commit", skip_all)]
     async fn commit(self) -> StoreResult<()> {
         self.tx.commit().await.map_err(db_error)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.claim", skip_all)]
     async fn claim(&mut self, key: &IdempotencyKey, fingerprint: &str) -> StoreResult<Claim> {
         let inserted = sqlx::query(self.q(
             "INSERT INTO idempotency (client, method, request_id, fingerprint, response, create_us) \
@@ -979,6 +1219,7 @@ impl super::StoreTx for SqlTx {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "db.complete", skip_all)]
     async fn complete(&mut self, key: &IdempotencyKey, response: &[u8]) -> StoreResult<()> {
         sqlx::query(self.q(
             "UPDATE idempotency SET response = ? WHERE client = ? AND method = ? AND request_id = ?",
@@ -993,6 +1234,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "db.create_resource", skip_all)]
     async fn create_resource(
         &mut self,
         kind: ResourceKind,
@@ -1027,6 +1269,7 @@ impl super::StoreTx for SqlTx {
         read_resource(&mut *self.tx, self.backend, kind, id, Some(1)).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.add_version", skip_all)]
     async fn add_version(
         &mut self,
         kind: ResourceKind,
@@ -1082,6 +1325,7 @@ impl super::StoreTx for SqlTx {
         .await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.archive_resource", skip_all)]
     async fn archive_resource(
         &mut self,
         kind: ResourceKind,
@@ -1097,6 +1341,7 @@ impl super::StoreTx for SqlTx {
         read_resource(&mut *self.tx, self.backend, kind, id, None).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.resource_versions", skip_all)]
     async fn resource_versions(
         &mut self,
         kind: ResourceKind,
@@ -1105,6 +1350,7 @@ impl super::StoreTx for SqlTx {
         read_versions(&mut *self.tx, self.backend, kind, id).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.get_resource", skip_all)]
     async fn get_resource(
         &mut self,
         kind: ResourceKind,
@@ -1123,6 +1369,7 @@ impl super::StoreTx for SqlTx {
             .map_err(db_error)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.insert_ticket", skip_all)]
     async fn insert_ticket(&mut self, r: &TicketRecord) -> StoreResult<()> {
         let t = &r.ticket;
         sqlx::query(self.q(
@@ -1158,6 +1405,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "db.lock_ticket_skip", skip_all)]
     async fn lock_ticket_skip(&mut self, id: &str) -> StoreResult<Option<TicketRecord>> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -1172,6 +1420,7 @@ impl super::StoreTx for SqlTx {
         row.as_ref().map(ticket_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "db.append_alert", skip_all)]
     async fn append_alert(&mut self, a: &AlertRow) -> StoreResult<()> {
         let tx = match self.backend {
             Backend::Postgres => "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)",
@@ -1196,6 +1445,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "db.lock_ticket", skip_all)]
     async fn lock_ticket(&mut self, id: &str) -> StoreResult<TicketRecord> {
         let text = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?{}",
@@ -1210,6 +1460,7 @@ impl super::StoreTx for SqlTx {
         ticket_row(&row)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.find_ticket", skip_all)]
     async fn find_ticket(
         &mut self,
         source_system: &str,
@@ -1218,10 +1469,12 @@ impl super::StoreTx for SqlTx {
         read_ticket_by_key(&mut *self.tx, self.backend, source_system, external_id).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all)]
     async fn ticket_events(&mut self, id: &str) -> StoreResult<Vec<StoredEvent>> {
         read_events(&mut *self.tx, self.backend, id).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.append_event", skip_all)]
     async fn append_event(
         &mut self,
         ticket_id: &str,
@@ -1258,6 +1511,7 @@ impl super::StoreTx for SqlTx {
         })
     }
 
+    #[tracing::instrument(level = "debug", name = "db.save_derived", skip_all)]
     async fn save_derived(
         &mut self,
         r: &TicketRecord,
@@ -1287,13 +1541,13 @@ impl super::StoreTx for SqlTx {
         }
         let mut text = String::from(
             "INSERT INTO clocks (ticket_id, metric, instance, organization, priority, kind, state, active, \
-             started_us, deadline_us, warning_us) VALUES ",
+             started_us, deadline_us, warning_us, settled_us, elapsed_s) VALUES ",
         );
         for i in 0..d.clocks.len() {
             if i > 0 {
                 text.push_str(", ");
             }
-            text.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+            text.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         }
         let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
         for c in &d.clocks {
@@ -1308,12 +1562,15 @@ impl super::StoreTx for SqlTx {
                 .bind(i64::from(c.active))
                 .bind(us(c.started_at))
                 .bind(c.deadline.map(us))
-                .bind(c.warning.map(us));
+                .bind(c.warning.map(us))
+                .bind(c.settled_at.map(us))
+                .bind(c.elapsed_seconds);
         }
         query.execute(&mut *self.tx).await.map_err(db_error)?;
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "db.lock_account", skip_all)]
     async fn lock_account(&mut self, organization: &ResourceId, bucket: &str) -> StoreResult<u64> {
         sqlx::query(self.q(
             "INSERT INTO hour_accounts (organization, bucket, next_seq) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
@@ -1338,6 +1595,7 @@ impl super::StoreTx for SqlTx {
         parse("next_seq", u64::try_from(next))
     }
 
+    #[tracing::instrument(level = "debug", name = "db.account_entries", skip_all)]
     async fn account_entries(
         &mut self,
         organization: &ResourceId,
@@ -1356,6 +1614,7 @@ impl super::StoreTx for SqlTx {
         entry_rows(&rows)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.append_entries", skip_all)]
     async fn append_entries(
         &mut self,
         organization: &ResourceId,
@@ -1406,6 +1665,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "db.set_ticket_policy", skip_all)]
     async fn set_ticket_policy(
         &mut self,
         id: &str,

@@ -39,6 +39,10 @@ pub struct TestServer {
     pub policies: PolicyServiceClient<Channel>,
     pub tickets: TicketServiceClient<Channel>,
     pub deadlines: DeadlineServiceClient<Channel>,
+    /// How the server runs (kept for a restart).
+    pub options: servicelevel::server::ServeOptions,
+    /// Authentication and TLS (kept for a restart): off unless a test calls `secure`.
+    pub security: servicelevel::auth::Security,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<()>>,
     cleanup: Option<(String, String)>,
@@ -63,6 +67,15 @@ pub fn utc(y: i32, m: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 impl TestServer {
     /// A server on `db`, with its clock at `now`.
     pub async fn start(db: Db, now: DateTime<Utc>) -> TestServer {
+        TestServer::start_with(db, now, test_options()).await
+    }
+
+    /// A server on `db`, with its clock at `now`, run with `options`.
+    pub async fn start_with(
+        db: Db,
+        now: DateTime<Utc>,
+        options: servicelevel::server::ServeOptions,
+    ) -> TestServer {
         let unique = uuid::Uuid::now_v7().simple().to_string();
         let (store, cleanup, dir) = match db {
             Db::Sqlite => {
@@ -95,7 +108,14 @@ impl TestServer {
         store.migrate().await.expect("migrations apply");
         let url = store_url(&store, &cleanup, &dir);
         let clock = Arc::new(ManualClock::new(now));
-        let (addr, stop, server) = spawn_server(store.clone(), clock.clone()).await;
+        let security = servicelevel::auth::Security::off();
+        let (addr, stop, server) = spawn_server(
+            store.clone(),
+            clock.clone(),
+            options.clone(),
+            security.clone(),
+        )
+        .await;
         let channel = connect(addr).await;
         TestServer {
             addr,
@@ -107,6 +127,8 @@ impl TestServer {
             policies: PolicyServiceClient::new(channel.clone()),
             tickets: TicketServiceClient::new(channel.clone()),
             deadlines: DeadlineServiceClient::new(channel),
+            options,
+            security,
             stop: Some(stop),
             server: Some(server),
             cleanup,
@@ -127,7 +149,13 @@ impl TestServer {
         self.store = SqlStore::connect(&self.url, 8)
             .await
             .expect("database reopens");
-        let (addr, stop, server) = spawn_server(self.store.clone(), self.clock.clone()).await;
+        let (addr, stop, server) = spawn_server(
+            self.store.clone(),
+            self.clock.clone(),
+            self.options.clone(),
+            self.security.clone(),
+        )
+        .await;
         let channel = connect(addr).await;
         self.addr = addr;
         self.calendars = CalendarServiceClient::new(channel.clone());
@@ -137,6 +165,14 @@ impl TestServer {
         self.deadlines = DeadlineServiceClient::new(channel);
         self.stop = Some(stop);
         self.server = Some(server);
+    }
+
+    /// Restarts the server with `security` (authentication on, say), on the same
+    /// database: set up with the plain clients first, then secure. The clients stay
+    /// plaintext, so `security` must not have TLS.
+    pub async fn secure(&mut self, security: servicelevel::auth::Security) {
+        self.security = security;
+        self.restart().await;
     }
 
     /// Stops the server only: the database stays, for `restart`.
@@ -196,7 +232,21 @@ type Spawned = (
     tokio::task::JoinHandle<()>,
 );
 
-async fn spawn_server(store: SqlStore, clock: Arc<ManualClock>) -> Spawned {
+/// The suite's server options: a 1 s drain, the runner looking every 20 ms.
+pub fn test_options() -> servicelevel::server::ServeOptions {
+    servicelevel::server::ServeOptions {
+        drain_timeout: std::time::Duration::from_secs(1),
+        runner_poll: std::time::Duration::from_millis(20),
+        ..Default::default()
+    }
+}
+
+async fn spawn_server(
+    store: SqlStore,
+    clock: Arc<ManualClock>,
+    options: servicelevel::server::ServeOptions,
+    security: servicelevel::auth::Security,
+) -> Spawned {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("free port");
@@ -204,11 +254,7 @@ async fn spawn_server(store: SqlStore, clock: Arc<ManualClock>) -> Spawned {
     let (stop, stopped) = oneshot::channel::<()>();
     let server_clock: Arc<dyn servicelevel::time::Clock> = clock;
     let server = tokio::spawn(async move {
-        let options = servicelevel::server::ServeOptions {
-            drain_timeout: std::time::Duration::from_secs(1),
-            runner_poll: std::time::Duration::from_millis(20),
-        };
-        servicelevel::server::serve(
+        servicelevel::server::serve_secured(
             store,
             server_clock,
             listener,
@@ -216,6 +262,7 @@ async fn spawn_server(store: SqlStore, clock: Arc<ManualClock>) -> Spawned {
                 let _ = stopped.await;
             },
             options,
+            security,
         )
         .await
         .expect("server runs");

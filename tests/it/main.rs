@@ -1,14 +1,18 @@
 //! End-to-end tests: the real server on a free port, real tonic clients, on SQLite and on
 //! Postgres (each test in its own database file or schema).
 
+mod auth;
 mod catalog;
 mod contracts;
 mod deadlines;
 mod fixtures;
 mod harness;
 mod hours;
+mod pack_scenarios;
 mod packs;
 mod replicas;
+mod reports;
 mod runner;
 mod server;
+mod telemetry;
 mod tickets;

@@ -67,7 +67,13 @@ quote = "one meeting hour a month"
 /// Every built-in pack imports; a second import changes nothing.
 async fn every_builtin_pack_imports_once(db: Db) {
     let s = TestServer::start(db, utc(2026, 3, 2, 12, 0)).await;
-    for name in ["concinnity", "priority-matrix", "contently", "clevr", "24social"] {
+    for name in [
+        "concinnity",
+        "priority-matrix",
+        "contently",
+        "clevr",
+        "24social",
+    ] {
         let first = import_pack(&s, name).await;
         assert_eq!(first.pack, name);
         assert!(
@@ -252,9 +258,7 @@ async fn bad_packs_are_refused_and_change_nothing(db: Db) {
     );
     let e = expect_code(
         p.import_pack(Request::new(pb::ImportPackRequest {
-            source: Some(pb::import_pack_request::Source::EmbeddedPack(
-                "acme".into(),
-            )),
+            source: Some(pb::import_pack_request::Source::EmbeddedPack("acme".into())),
             request_id: "bad-2".into(),
             ..Default::default()
         }))

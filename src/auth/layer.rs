@@ -1,0 +1,304 @@
+//! The tower layer that authenticates and authorises every call before a service sees it.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tonic::Status;
+use tonic::codegen::http;
+use tower::{Layer, Service};
+
+use super::scope::{self, Access};
+use super::{AuthMode, Caller, Security, token};
+use crate::store::{ApiClientRecord, Store, StoreResult};
+
+/// Most verified tokens kept; past it the cache starts over.
+const MAX_CACHED: usize = 10_000;
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Where API clients are looked up: the store, behind a trait object so the layer is one
+/// type whatever the store.
+pub trait Directory: Send + Sync + 'static {
+    fn client_by_token_hash<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ApiClientRecord>>>;
+}
+
+impl<S: Store> Directory for S {
+    fn client_by_token_hash<'a>(
+        &'a self,
+        token_hash: &'a str,
+    ) -> BoxFuture<'a, StoreResult<Option<ApiClientRecord>>> {
+        Box::pin(self.api_client_by_token_hash(token_hash))
+    }
+}
+
+/// Verifies tokens, caching the verified ones for a while.
+pub struct Authenticator {
+    directory: Box<dyn Directory>,
+    ttl: Duration,
+    /// Token hash -> (when it was looked up, its caller).
+    cache: Mutex<HashMap<String, (Instant, Arc<Caller>)>>,
+}
+
+impl Authenticator {
+    pub fn new(directory: impl Directory, ttl: Duration) -> Authenticator {
+        Authenticator {
+            directory: Box::new(directory),
+            ttl,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The caller an `authorization` header value names, or UNAUTHENTICATED (UNAVAILABLE
+    /// when the store cannot say).
+    pub async fn authenticate(&self, header: Option<&str>) -> Result<Arc<Caller>, Status> {
+        let Some(token) = header.and_then(token::bearer) else {
+            return Err(Status::unauthenticated(
+                "this call needs a token: send the metadata `authorization: Bearer <token>`",
+            ));
+        };
+        let hash = token::hash(token);
+        if let Some((at, caller)) = self
+            .cache
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&hash)
+            && at.elapsed() < self.ttl
+        {
+            return Ok(Arc::clone(caller));
+        }
+        let record = self
+            .directory
+            .client_by_token_hash(&hash)
+            .await
+            .map_err(|e| Status::unavailable(format!("cannot check the token now: {e}")))?;
+        let record = match record {
+            // The store found it by hash; compare again in constant time, whatever the
+            // database's collation did.
+            Some(r)
+                if r.revoked_at.is_none()
+                    && token::constant_time_eq(r.token_hash.as_bytes(), hash.as_bytes()) =>
+            {
+                r
+            }
+            found => {
+                tracing::info!(
+                    revoked = found.is_some(),
+                    client_id = token::client_id_of(token).unwrap_or(""),
+                    "refused a token"
+                );
+                return Err(Status::unauthenticated("the token is not valid or revoked"));
+            }
+        };
+        let caller = Arc::new(Caller::of(&record));
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(hash, (Instant::now(), Arc::clone(&caller)));
+        Ok(caller)
+    }
+
+    /// Checks a call to `path`: the caller when it may make it, else the status to answer.
+    /// Health needs no token, so it has no caller.
+    pub async fn check(
+        &self,
+        path: &str,
+        header: Option<&str>,
+    ) -> Result<Option<Arc<Caller>>, Status> {
+        let access = scope::access(path);
+        if access == Access::Open {
+            return Ok(None);
+        }
+        let caller = self.authenticate(header).await?;
+        caller
+            .authorize(access, path)
+            .map_err(Status::permission_denied)?;
+        Ok(Some(caller))
+    }
+}
+
+/// Authenticates every call when authentication is required; passes calls through when it
+/// is off.
+#[derive(Clone)]
+pub struct AuthLayer {
+    auth: Option<Arc<Authenticator>>,
+}
+
+impl AuthLayer {
+    pub fn new(security: &Security, directory: impl Directory) -> AuthLayer {
+        AuthLayer {
+            auth: (security.auth == AuthMode::Required)
+                .then(|| Arc::new(Authenticator::new(directory, security.cache_ttl))),
+        }
+    }
+}
+
+impl<S> Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> AuthService<S> {
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Option<Arc<Authenticator>>,
+}
+
+impl<S, B, R> Service<http::Request<B>> for AuthService<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: Send + 'static,
+    R: Default,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        let Some(auth) = self.auth.clone() else {
+            return Box::pin(self.inner.call(req));
+        };
+        // The ready service handles this call; the clone waits for the next.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Box::pin(async move {
+            let header = req
+                .headers()
+                .get(http::header::AUTHORIZATION)
+                .and_then(|v| v.to_str().ok());
+            match auth.check(req.uri().path(), header).await {
+                Ok(caller) => {
+                    if let Some(caller) = caller {
+                        req.extensions_mut().insert(caller);
+                    }
+                    inner.call(req).await
+                }
+                Err(status) => Ok(status.into_http()),
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use tonic::Code;
+
+    use super::*;
+    use crate::domain::names::ResourceId;
+    use crate::store::StoreError;
+
+    /// Clients by token hash; `None` for a database that does not answer.
+    #[derive(Clone, Default)]
+    struct Fake(Arc<Mutex<Option<HashMap<String, ApiClientRecord>>>>);
+
+    impl Directory for Fake {
+        fn client_by_token_hash<'a>(
+            &'a self,
+            token_hash: &'a str,
+        ) -> BoxFuture<'a, StoreResult<Option<ApiClientRecord>>> {
+            let found = match &*self.0.lock().unwrap() {
+                Some(clients) => Ok(clients.get(token_hash).cloned()),
+                None => Err(StoreError::Unavailable("down".into())),
+            };
+            Box::pin(async move { found })
+        }
+    }
+
+    fn with_client(token: &str, scopes: &[&str]) -> Fake {
+        let record = ApiClientRecord {
+            id: "id-1".into(),
+            name: ResourceId::parse("crm").unwrap(),
+            token_hash: token::hash(token),
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
+            organizations: None,
+            created_at: Utc::now(),
+            revoked_at: None,
+        };
+        let fake = Fake::default();
+        *fake.0.lock().unwrap() = Some(HashMap::from([(record.token_hash.clone(), record)]));
+        fake
+    }
+
+    fn code<T>(r: Result<T, Status>) -> Code {
+        r.err().map_or(Code::Ok, |s| s.code())
+    }
+
+    const CACHE_TTL_TEST: Duration = Duration::from_millis(100);
+
+    const GET: &str = "/servicelevel.v1.TicketService/GetTicket";
+    const CREATE: &str = "/servicelevel.v1.TicketService/CreateTicket";
+
+    #[tokio::test]
+    async fn calls_need_a_valid_token_with_the_scope() {
+        let auth = Authenticator::new(with_client("secret", &["tickets:read"]), CACHE_TTL_TEST);
+        assert_eq!(code(auth.check(GET, None).await), Code::Unauthenticated);
+        assert_eq!(
+            code(auth.check(GET, Some("Bearer other")).await),
+            Code::Unauthenticated
+        );
+        assert_eq!(
+            code(auth.check(GET, Some("secret")).await),
+            Code::Unauthenticated
+        );
+        let caller = auth.check(GET, Some("Bearer secret")).await.unwrap();
+        assert_eq!(caller.map(|c| c.client.clone()), Some("id-1".to_string()));
+        assert_eq!(
+            code(auth.check(CREATE, Some("Bearer secret")).await),
+            Code::PermissionDenied
+        );
+        // Health needs nothing, and has no caller.
+        assert!(
+            auth.check("/grpc.health.v1.Health/Check", None)
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_revocation_shows_once_the_cache_lets_go() {
+        let fake = with_client("secret", &["tickets:read"]);
+        let auth = Authenticator::new(fake.clone(), CACHE_TTL_TEST);
+        auth.check(GET, Some("Bearer secret")).await.unwrap();
+        if let Some(clients) = &mut *fake.0.lock().unwrap() {
+            for c in clients.values_mut() {
+                c.revoked_at = Some(Utc::now());
+            }
+        }
+        // Cached: still trusted, without asking the database.
+        auth.check(GET, Some("Bearer secret")).await.unwrap();
+        tokio::time::sleep(CACHE_TTL_TEST + Duration::from_millis(20)).await;
+        assert_eq!(
+            code(auth.check(GET, Some("Bearer secret")).await),
+            Code::Unauthenticated
+        );
+    }
+
+    #[tokio::test]
+    async fn a_database_that_does_not_answer_is_unavailable() {
+        let auth = Authenticator::new(Fake::default(), CACHE_TTL_TEST);
+        assert_eq!(
+            code(auth.check(GET, Some("Bearer secret")).await),
+            Code::Unavailable
+        );
+    }
+}
