@@ -19,7 +19,28 @@ use servicelevel::api::pb::organization_service_client::OrganizationServiceClien
 use servicelevel::api::pb::policy_service_client::PolicyServiceClient;
 use servicelevel::api::pb::ticket_service_client::TicketServiceClient;
 use servicelevel::store::SqlStore;
+use tonic::service::interceptor::InterceptedService;
 use tonic::transport::Channel;
+
+/// The bearer token every call carries, when the server runs with authentication.
+static TOKEN: std::sync::OnceLock<tonic::metadata::MetadataValue<tonic::metadata::Ascii>> =
+    std::sync::OnceLock::new();
+
+type Authorize = fn(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status>;
+
+fn authorize(mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+    if let Some(t) = TOKEN.get() {
+        req.metadata_mut().insert("authorization", t.clone());
+    }
+    Ok(req)
+}
+
+/// A connection whose calls carry the token, if there is one.
+type Ch = InterceptedService<Channel, Authorize>;
+
+fn ch(c: Channel) -> Ch {
+    InterceptedService::new(c, authorize as Authorize)
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Scenario {
@@ -100,6 +121,10 @@ struct Args {
     /// there exports there; none: tracing off).
     #[arg(long)]
     otlp_sink: bool,
+    /// Run the in-process server with authentication required, every call carrying the
+    /// bearer token of a client with every scope (measures what authentication costs).
+    #[arg(long)]
+    auth: bool,
     /// Deadlines per minute for `due-lag`.
     #[arg(long, default_value_t = 10_000)]
     due_per_minute: u64,
@@ -111,9 +136,9 @@ struct Args {
 
 #[derive(Clone)]
 struct Clients {
-    tickets: TicketServiceClient<Channel>,
-    deadlines: DeadlineServiceClient<Channel>,
-    hours: HoursServiceClient<Channel>,
+    tickets: TicketServiceClient<Ch>,
+    deadlines: DeadlineServiceClient<Ch>,
+    hours: HoursServiceClient<Ch>,
 }
 
 fn ts(t: DateTime<Utc>) -> Option<prost_types::Timestamp> {
@@ -129,7 +154,7 @@ fn rid(prefix: &str, run: &str, n: u64) -> String {
 
 /// The catalogue every run uses: a support calendar, a policy with three clocks, ten
 /// organisations. Creating them again is a no-op (fixed request ids).
-async fn setup(channel: Channel) -> Result<(), String> {
+async fn setup(channel: Ch) -> Result<(), String> {
     let mut cal = CalendarServiceClient::new(channel.clone());
     let mut pol = PolicyServiceClient::new(channel.clone());
     let mut org = OrganizationServiceClient::new(channel);
@@ -558,7 +583,7 @@ fn hours_plan() -> pb::Plan {
 
 /// Organisations `lg-h-0..n` on a billed 10-hour plan (billed, so nothing is refused and
 /// every call writes).
-async fn setup_hours(channel: Channel, n: usize) -> Result<(), String> {
+async fn setup_hours(channel: Ch, n: usize) -> Result<(), String> {
     let mut h = HoursServiceClient::new(channel.clone());
     let mut org = OrganizationServiceClient::new(channel);
     let exists = |r: Result<(), tonic::Status>| match r {
@@ -743,7 +768,7 @@ async fn seed_hours(url: &str, orgs: usize, per_org: usize) -> Result<(), String
 }
 
 /// Times one export of every organisation's statement for today.
-async fn export(channel: Channel) -> Result<(), String> {
+async fn export(channel: Ch) -> Result<(), String> {
     let mut h = HoursServiceClient::new(channel);
     let t = Instant::now();
     let mut stream = h
@@ -778,7 +803,7 @@ async fn export(channel: Channel) -> Result<(), String> {
 
 /// A desk whose only clock is a 60-minute wall-clock promise: each ticket breaches once,
 /// 60 minutes after it was received.
-async fn setup_due_lag(channel: Channel) -> Result<(), String> {
+async fn setup_due_lag(channel: Ch) -> Result<(), String> {
     let mut pol = PolicyServiceClient::new(channel.clone());
     let mut org = OrganizationServiceClient::new(channel);
     let ok_or_exists = |r: Result<(), tonic::Status>| match r {
@@ -840,7 +865,7 @@ async fn setup_due_lag(channel: Channel) -> Result<(), String> {
 /// seconds on, watches the alert stream, and reports how long after each due instant
 /// its breach was recorded.
 async fn due_lag(
-    channel: Channel,
+    channel: Ch,
     endpoint: &tonic::transport::Endpoint,
     args: &Args,
 ) -> Result<(), String> {
@@ -864,7 +889,7 @@ async fn due_lag(
     let next = Arc::new(AtomicU64::new(0));
     let mut handles = Vec::new();
     for _ in 0..args.clients {
-        let ch = endpoint.connect().await.map_err(|e| e.to_string())?;
+        let ch = ch(endpoint.connect().await.map_err(|e| e.to_string())?);
         let next = Arc::clone(&next);
         let run = run.clone();
         handles.push(tokio::spawn(async move {
@@ -1013,13 +1038,33 @@ async fn main() -> Result<(), String> {
                 .await
                 .map_err(|e| e.to_string())?;
             let addr = listener.local_addr().map_err(|e| e.to_string())?;
+            let security = if args.auth {
+                let all = servicelevel::auth::scope::Scope::ALL
+                    .map(servicelevel::auth::scope::Scope::as_str)
+                    .join(",");
+                let name = format!(
+                    "loadgen-{}",
+                    &uuid::Uuid::now_v7().simple().to_string()[..12]
+                );
+                let new = servicelevel::auth::admin::NewClient::parse(&name, &all, &[])?;
+                let (_, token) =
+                    servicelevel::auth::admin::create_client(&store, &new, Utc::now()).await?;
+                let value = format!("Bearer {token}")
+                    .parse()
+                    .map_err(|_| "token is not ASCII".to_string())?;
+                let _ = TOKEN.set(value);
+                servicelevel::auth::Security::required()
+            } else {
+                servicelevel::auth::Security::off()
+            };
             tokio::spawn(async move {
-                let _ = servicelevel::server::serve(
+                let _ = servicelevel::server::serve_secured(
                     store,
                     Arc::new(servicelevel::time::SystemClock),
                     listener,
                     std::future::pending(),
                     servicelevel::server::ServeOptions::default(),
+                    security,
                 )
                 .await;
             });
@@ -1037,7 +1082,7 @@ async fn main() -> Result<(), String> {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let channel = channel.ok_or_else(|| format!("cannot connect to {target}"))?;
+    let channel = ch(channel.ok_or_else(|| format!("cannot connect to {target}"))?);
     setup(channel.clone()).await?;
     if args.scenario == Scenario::Export {
         return export(channel).await;
@@ -1058,7 +1103,7 @@ async fn main() -> Result<(), String> {
     // One HTTP/2 connection per client, as separate services would have.
     let mut channels = Vec::new();
     for _ in 0..args.clients {
-        channels.push(endpoint.connect().await.map_err(|e| e.to_string())?);
+        channels.push(ch(endpoint.connect().await.map_err(|e| e.to_string())?));
     }
     let start = Instant::now() + Duration::from_millis(200);
     let prep = Duration::from_secs(
