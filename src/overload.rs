@@ -1,3 +1,10 @@
+//! Deadlines and load shedding.
+//!
+//! Deadlines: a call runs for at most the caller's `grpc-timeout` or the server's limit,
+//! whichever is shorter, and is then dropped with its database work and answered
+//! DEADLINE_EXCEEDED (tonic's own timeout answers CANCELLED, which clients read as "the
+//! caller gave up" and retry policies treat differently).
+//!
 //! Load shedding: at most so many RPCs run at once; one more is refused at once with
 //! RESOURCE_EXHAUSTED instead of waiting in a queue that grows without bound. A client
 //! retries with backoff (or another replica takes it), and the calls already running keep
@@ -11,6 +18,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::codegen::http;
@@ -116,6 +124,91 @@ where
     }
 }
 
+/// The longest any call may run; a caller's shorter `grpc-timeout` wins.
+#[derive(Debug, Clone, Copy)]
+pub struct DeadlineLayer {
+    limit: Duration,
+}
+
+impl DeadlineLayer {
+    pub fn new(limit: Duration) -> Self {
+        DeadlineLayer { limit }
+    }
+}
+
+impl<S> Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Deadline<S> {
+        Deadline {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    limit: Duration,
+}
+
+/// A `grpc-timeout` value: at most 8 digits and a unit (`H`, `M`, `S`, `m`, `u`, `n`).
+/// `None` for a malformed one, which the call then runs without (the server limit holds).
+fn grpc_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let digits = &value[..value.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(n * 3600),
+        'M' => Duration::from_secs(n * 60),
+        'S' => Duration::from_secs(n),
+        'm' => Duration::from_millis(n),
+        'u' => Duration::from_micros(n),
+        'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+impl<S, B, R> Service<http::Request<B>> for Deadline<S>
+where
+    S: Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, Self::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let caller = req
+            .headers()
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(grpc_timeout);
+        let budget = caller.map_or(self.limit, |c| c.min(self.limit));
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout(budget, fut).await {
+                Ok(response) => response,
+                // The call's future (and its transaction, which rolls back) is dropped.
+                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                    "the call did not finish within its deadline of {budget:?}"
+                ))
+                .into_http::<R>()),
+            }
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::convert::Infallible;
@@ -186,5 +279,50 @@ mod tests {
             .await
             .expect("answered");
         assert_eq!(code(&admitted), None);
+    }
+
+    #[test]
+    fn grpc_timeout_values_are_read_in_their_units() {
+        assert_eq!(grpc_timeout("2H"), Some(Duration::from_secs(7200)));
+        assert_eq!(grpc_timeout("3M"), Some(Duration::from_secs(180)));
+        assert_eq!(grpc_timeout("30S"), Some(Duration::from_secs(30)));
+        assert_eq!(grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            grpc_timeout("99999999u"),
+            Some(Duration::from_micros(99_999_999))
+        );
+        assert_eq!(grpc_timeout("5n"), Some(Duration::from_nanos(5)));
+        for bad in ["", "S", "100", "123456789S", "1s", "-1S", "1.5S", "1\u{e9}"] {
+            assert_eq!(grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_past_its_deadline_is_dropped_and_answered_deadline_exceeded() {
+        struct Signal(Arc<Notify>);
+        impl Drop for Signal {
+            fn drop(&mut self) {
+                self.0.notify_one();
+            }
+        }
+        let dropped = Arc::new(Notify::new());
+        let seen = Arc::clone(&dropped);
+        let inner = tower::service_fn(move |_req: http::Request<()>| {
+            let signal = Signal(Arc::clone(&seen));
+            async move {
+                let _signal = signal;
+                std::future::pending::<()>().await;
+                Ok::<_, Infallible>(http::Response::new(String::new()))
+            }
+        });
+        let svc = DeadlineLayer::new(Duration::from_secs(3600)).layer(inner);
+        let mut req = request("/servicelevel.v1.TicketService/GetTicket");
+        req.headers_mut()
+            .insert("grpc-timeout", http::HeaderValue::from_static("20m"));
+        let answer = svc.oneshot(req).await.expect("answered");
+        // DEADLINE_EXCEEDED is gRPC code 4.
+        assert_eq!(code(&answer), Some("4"));
+        // The call's work was dropped with it.
+        dropped.notified().await;
     }
 }

@@ -188,10 +188,11 @@ pub async fn serve_secured<S: Store>(
     let router = crate::auth::tls::server_builder(&security)?
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        // Per call: the client's grpc-timeout, at most this. A call past it is dropped,
-        // and with it its transaction (rolled back).
-        .timeout(options.rpc_timeout)
         .layer(RpcSpanLayer::new(Arc::clone(&app.metrics)))
+        // Per call: the client's grpc-timeout, at most the server's limit. A call past it
+        // is dropped, and with it its transaction (rolled back). Inside the span layer, so
+        // the span and metrics see DEADLINE_EXCEEDED.
+        .layer(crate::overload::DeadlineLayer::new(options.rpc_timeout))
         // Shed before authenticating: an overloaded server spends nothing on a refusal.
         .layer(crate::overload::AdmissionLayer::new(
             options.max_concurrent_rpcs,

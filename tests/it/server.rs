@@ -229,4 +229,234 @@ crate::on_both_stores!(
     shutdown_turns_health_not_serving_first,
     reflection_lists_the_services,
     every_transition_legal_and_illegal,
+    a_call_past_its_deadline_is_cancelled_with_its_work,
+    calls_past_the_concurrency_limit_are_shed,
+    an_oversized_request_is_refused,
 );
+
+/// Another session holds the write lock the server's writes need, until dropped.
+struct WriteLock(sqlx::AnyConnection);
+
+impl WriteLock {
+    async fn take(s: &TestServer, db: Db) -> WriteLock {
+        use sqlx::Connection as _;
+        let mut conn = sqlx::AnyConnection::connect(&s.url)
+            .await
+            .expect("a second session");
+        let sql = match db {
+            // SQLite has one writer: an open write transaction holds the others off.
+            // Postgres: writes to the catalog wait, reads pass.
+            Db::Sqlite => "BEGIN IMMEDIATE",
+            Db::Postgres => "BEGIN; LOCK TABLE resources IN EXCLUSIVE MODE",
+        };
+        sqlx::raw_sql(sql)
+            .execute(&mut conn)
+            .await
+            .expect("lock taken");
+        WriteLock(conn)
+    }
+
+    async fn release(mut self) {
+        sqlx::raw_sql("ROLLBACK")
+            .execute(&mut self.0)
+            .await
+            .expect("lock released");
+    }
+}
+
+fn calendar_request(id: &str, request_id: &str) -> pb::CreateCalendarRequest {
+    pb::CreateCalendarRequest {
+        calendar_id: id.into(),
+        calendar: Some(pb::Calendar {
+            display_name: id.into(),
+            definition: Some(always_open("UTC")),
+            ..Default::default()
+        }),
+        request_id: request_id.into(),
+    }
+}
+
+/// A call past its deadline ends while the database still keeps it waiting, and its
+/// database work goes with it: nothing is written, no connection is lost, and the same
+/// request id may be retried. The deadline is the caller's (`grpc-timeout`, which the
+/// tonic client also enforces itself) or the server's limit, whichever comes first.
+async fn a_call_past_its_deadline_is_cancelled_with_its_work(db: Db) {
+    let options = servicelevel::server::ServeOptions {
+        rpc_timeout: Duration::from_secs(1),
+        ..test_options()
+    };
+    let s = TestServer::start_with(db, utc(2026, 3, 9, 12, 0), options).await;
+    let lock = WriteLock::take(&s, db).await;
+    // More cancelled calls than the pool has connections: a leaked connection or an
+    // abandoned open transaction would starve the calls after them.
+    for i in 0..10 {
+        let mut req = Request::new(calendar_request(&format!("late-{i}"), &format!("late-{i}")));
+        let callers_deadline = i % 2 == 0;
+        if callers_deadline {
+            req.set_timeout(Duration::from_millis(200));
+        }
+        let outcome = tokio::time::timeout(
+            Duration::from_secs(20),
+            s.calendars.clone().create_calendar(req),
+        )
+        .await
+        .expect("the call ends at its deadline, not when the lock goes");
+        let st = outcome.expect_err("a call past its deadline fails");
+        if callers_deadline {
+            // Whichever side notices first: tonic's client says CANCELLED.
+            assert!(
+                matches!(st.code(), Code::DeadlineExceeded | Code::Cancelled),
+                "{st:?}"
+            );
+        } else {
+            assert_eq!(st.code(), Code::DeadlineExceeded, "{st:?}");
+            assert!(st.message().contains("deadline"), "{st:?}");
+        }
+    }
+    lock.release().await;
+    for i in 0..10 {
+        let id = format!("calendars/late-{i}");
+        // Nothing of the cancelled call was written ...
+        let st = expect_code(
+            s.calendars
+                .clone()
+                .get_calendar(Request::new(pb::GetCalendarRequest {
+                    name: id.clone(),
+                    version: 0,
+                }))
+                .await,
+            Code::NotFound,
+        );
+        assert!(st.message().contains("late"), "{st:?}");
+        // ... and the same request id now does the work.
+        let created = tokio::time::timeout(
+            Duration::from_secs(20),
+            s.calendars
+                .clone()
+                .create_calendar(Request::new(calendar_request(
+                    &format!("late-{i}"),
+                    &format!("late-{i}"),
+                ))),
+        )
+        .await
+        .expect("the database is free again")
+        .expect("the retry succeeds")
+        .into_inner();
+        assert_eq!(created.name, id);
+    }
+    s.stop().await;
+}
+
+/// Past the concurrency limit calls are refused at once with RESOURCE_EXHAUSTED and a
+/// retry hint; health checks are still answered; the calls admitted finish.
+async fn calls_past_the_concurrency_limit_are_shed(db: Db) {
+    let options = servicelevel::server::ServeOptions {
+        max_concurrent_rpcs: 2,
+        ..test_options()
+    };
+    let s = TestServer::start_with(db, utc(2026, 3, 9, 12, 0), options).await;
+    let lock = WriteLock::take(&s, db).await;
+    let admitted: Vec<_> = (0..2)
+        .map(|i| {
+            let mut client = s.calendars.clone();
+            tokio::spawn(async move {
+                // A probe below may hold a slot for a moment as these start: try again.
+                loop {
+                    let r = client
+                        .create_calendar(Request::new(calendar_request(
+                            &format!("admitted-{i}"),
+                            &format!("admitted-{i}"),
+                        )))
+                        .await;
+                    match r {
+                        Err(st) if st.code() == Code::ResourceExhausted => {
+                            tokio::time::sleep(Duration::from_millis(5)).await;
+                        }
+                        r => return r,
+                    }
+                }
+            })
+        })
+        .collect();
+    // Once both hold their slots (they wait on the lock), a third is refused. The probes
+    // run one at a time, so a refused probe means the two writers hold both slots.
+    let mut refused = None;
+    for _ in 0..200 {
+        let r = s
+            .calendars
+            .clone()
+            .list_calendars(Request::new(pb::ListCalendarsRequest::default()))
+            .await;
+        match r {
+            Err(st) if st.code() == Code::ResourceExhausted => {
+                refused = Some(st);
+                break;
+            }
+            Err(st) => panic!("a call is refused only for the limit: {st:?}"),
+            // A list does not wait on the write lock, so while a slot is free it passes.
+            Ok(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+        }
+    }
+    let st = refused.expect("a third call is refused while two run");
+    assert!(st.message().contains("limit of 2"), "{st:?}");
+    assert_eq!(
+        st.metadata()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok()),
+        Some("1")
+    );
+    // Probes are never shed.
+    let mut health = HealthClient::new(connect(s.addr).await);
+    let status = health
+        .check(Request::new(HealthCheckRequest {
+            service: String::new(),
+        }))
+        .await
+        .expect("health answers at the limit")
+        .into_inner()
+        .status;
+    assert_eq!(status, ServingStatus::Serving as i32);
+    lock.release().await;
+    for call in admitted {
+        let created = call
+            .await
+            .expect("joined")
+            .expect("an admitted call finishes")
+            .into_inner();
+        assert!(created.name.starts_with("calendars/admitted-"));
+    }
+    // The slots are back.
+    s.calendars
+        .clone()
+        .list_calendars(Request::new(pb::ListCalendarsRequest::default()))
+        .await
+        .expect("a call after the load passes");
+    s.stop().await;
+}
+
+/// A request over the size limit is refused before it is decoded, and writes nothing.
+async fn an_oversized_request_is_refused(db: Db) {
+    let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
+    let mut big = calendar_request("big", "big");
+    if let Some(c) = big.calendar.as_mut() {
+        c.display_name = "x".repeat(servicelevel::server::MAX_REQUEST_BYTES + 1);
+    }
+    let st = s
+        .calendars
+        .clone()
+        .create_calendar(Request::new(big))
+        .await
+        .expect_err("refused");
+    assert_eq!(st.code(), Code::OutOfRange, "{st:?}");
+    expect_code(
+        s.calendars
+            .clone()
+            .get_calendar(Request::new(pb::GetCalendarRequest {
+                name: "calendars/big".into(),
+                version: 0,
+            }))
+            .await,
+        Code::NotFound,
+    );
+    s.stop().await;
+}

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# Record-event throughput on Postgres with tracing off, with spans exported to a live OTLP
-# receiver in the load generator's process, and with the exporter pointed at a closed port,
+# Record-event throughput on Postgres with tracing and authentication off (the baseline),
+# with spans exported to a live OTLP receiver in the load generator's process, with the
+# exporter pointed at a closed port, and with every call authenticated by a bearer token,
 # each on a fresh schema, repeated `rounds` times in turn. Usage:
-#   scripts/bench-tracing.sh [clients=16] [seconds=20] [rounds=2]
+#   scripts/bench-overhead.sh [clients=16] [seconds=20] [rounds=2]
 # Needs a reachable Postgres (scripts/postgres.sh); builds the load generator (release).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,4 +32,5 @@ for ((r = 1; r <= rounds; r++)); do
   run "off (round $r)" ""
   run "live receiver (round $r)" "" --otlp-sink
   run "closed port (round $r)" http://127.0.0.1:1
+  run "authenticated (round $r)" "" --auth
 done
