@@ -13,7 +13,7 @@ use super::pb;
 use super::{Api, client_of};
 use crate::domain::clock::TicketState;
 use crate::domain::names::{
-    ExternalId, MetricName, PlanName, PriorityLabel, RequestType, ResourceId, ShortText,
+    ExternalId, MetricName, PriorityLabel, RequestType, ResourceId, ShortText,
 };
 use crate::domain::organization::Organization;
 use crate::domain::policy::Policy;
@@ -496,14 +496,19 @@ impl<S: Store> App<S> {
                 StoreError::NotFound(_) => ApiError::NotFound(format!("tickets/{ticket_id}")),
                 e => e.into(),
             })?;
-        let stored = self.store.ticket_events(ticket_id).await?;
-        let loaded = self.load(&mut Reader::Pool(&self.store), &record).await?;
+        self.ticket_of(&record, full).await
+    }
+
+    /// A stored ticket with its clocks folded at now, and its events when `full`.
+    pub async fn ticket_of(&self, record: &TicketRecord, full: bool) -> ApiResult<pb::Ticket> {
+        let stored = self.store.ticket_events(&record.ticket.id).await?;
+        let loaded = self.load(&mut Reader::Pool(&self.store), record).await?;
         let now = self.now();
         let state = self
-            .fold(&loaded, &record, &App::<S>::events(&stored), now)
+            .fold(&loaded, record, &App::<S>::events(&stored), now)
             .map_err(|r| rejected(r, None))?;
         Ok(cv::ticket_to_pb(
-            &record,
+            record,
             &state,
             &loaded.policy,
             full.then_some(&stored[..]),
@@ -947,14 +952,7 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         super::note("ticket", &r.name);
         let mut c = Check::new();
         let id = cv::ticket_id(&mut c, "name", &r.name);
-        let full = match pb::TicketView::try_from(r.view) {
-            Ok(pb::TicketView::Basic) => Some(false),
-            Ok(_) => Some(true),
-            Err(_) => {
-                c.fail("view", format!("unknown view {}", r.view));
-                None
-            }
-        };
+        let full = view_is_full(&mut c, r.view, true);
         let parsed = c.finish(id.zip(full));
         respond(
             async {
@@ -996,7 +994,9 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
             if !r.external_id.is_empty() && r.source_system.is_empty() {
                 c.fail("external_id", "needs source_system");
             }
-            let (size, (organization, status)) = c.finish(size.zip(organization.zip(status)))?;
+            let full = view_is_full(&mut c, r.view, false);
+            let ((size, full), (organization, status)) =
+                c.finish(size.zip(full).zip(organization.zip(status)))?;
             let filter = TicketFilter {
                 organization,
                 status,
@@ -1023,8 +1023,12 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
                 ),
                 _ => String::new(),
             };
+            let mut tickets = Vec::with_capacity(page.len());
+            for record in &page {
+                tickets.push(self.app.ticket_of(record, full).await?);
+            }
             Ok(pb::ListTicketsResponse {
-                tickets: page.iter().map(summary).collect(),
+                tickets,
                 next_page_token: next,
             })
         }
@@ -1123,32 +1127,16 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
 }
 
 /// A ticket in a list: its stored state, without clocks or events (GetTicket has those).
-fn summary(r: &TicketRecord) -> pb::Ticket {
-    let t = &r.ticket;
-    pb::Ticket {
-        name: format!("tickets/{}", t.id),
-        organization: cv::name_of(ResourceKind::Organization, &t.organization),
-        source_system: t.source_system.to_string(),
-        external_id: t.external_id.to_string(),
-        request_type: t.request_type.to_string(),
-        priority: r.priority.clone().unwrap_or_default(),
-        received_time: Some(cv::timestamp(t.received_at)),
-        requested_by: t
-            .requested_by
-            .as_ref()
-            .map(|c| c.to_string())
-            .unwrap_or_default(),
-        estimate_minutes: t.estimate_minutes.map_or(0, |m| m as i32),
-        scheduled_time: cv::opt_timestamp(t.scheduled_at),
-        policy: cv::name_of(ResourceKind::Policy, &t.policy),
-        policy_version: t.policy_version as i32,
-        plan: t.plan.as_ref().map(PlanName::to_string).unwrap_or_default(),
-        status: cv::status_to_pb(r.status) as i32,
-        cycle: r.cycle as i32,
-        clocks: Vec::new(),
-        events: Vec::new(),
-        as_of_time: Some(cv::timestamp(r.updated_at)),
-        create_time: Some(cv::timestamp(r.created_at)),
+/// A requested ticket view: whether it includes the events. Unspecified is `default_full`.
+fn view_is_full(c: &mut Check, view: i32, default_full: bool) -> Option<bool> {
+    match pb::TicketView::try_from(view) {
+        Ok(pb::TicketView::Unspecified) => Some(default_full),
+        Ok(pb::TicketView::Basic) => Some(false),
+        Ok(pb::TicketView::Full) => Some(true),
+        Err(_) => {
+            c.fail("view", format!("unknown view {view}"));
+            None
+        }
     }
 }
 

@@ -316,7 +316,188 @@ async fn pauses_move_every_kind_of_deadline(db: Db) {
     s.stop().await;
 }
 
+fn list_request(
+    organization: &str,
+    page_size: i32,
+    page_token: &str,
+    view: pb::TicketView,
+) -> tonic::Request<pb::ListTicketsRequest> {
+    tonic::Request::new(pb::ListTicketsRequest {
+        organization: organization.into(),
+        page_size,
+        page_token: page_token.into(),
+        view: view as i32,
+        ..Default::default()
+    })
+}
+
+/// Lists page through every ticket once, newest received first, filter by organisation,
+/// status and external id, and show each ticket's clocks as GetTicket does.
+async fn tickets_are_listed_in_pages_with_their_clocks(db: Db) {
+    let s = TestServer::start(db, local(TO, 2026, 3, 13, 17, 0)).await;
+    desk(&s).await;
+    create_org(
+        &s,
+        "globex",
+        organization(
+            "America/Toronto",
+            "",
+            "desk",
+            vec![binding("support", "support")],
+            vec![],
+        ),
+    )
+    .await;
+    let mut created = Vec::new();
+    for (i, org) in ["acme", "globex", "acme", "acme", "globex", "acme", "acme"]
+        .iter()
+        .enumerate()
+    {
+        let priority = if i % 2 == 0 { "sev-1" } else { "sev-2" };
+        let received = local(TO, 2026, 3, 13, 9, i as u32);
+        let t = create_ticket(
+            &s,
+            ticket(org, &format!("L-{i}"), "incident", priority, received),
+        )
+        .await;
+        created.push(t);
+    }
+    let processing = &created[3].name;
+    record(
+        &s,
+        processing,
+        event(
+            local(TO, 2026, 3, 13, 10, 0),
+            status(pb::TicketStatus::Processing),
+        ),
+    )
+    .await
+    .expect("recorded");
+
+    // Every ticket once, newest received first, three pages of at most 3.
+    let mut listed = Vec::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = s
+            .tickets
+            .clone()
+            .list_tickets(list_request("", 3, &token, pb::TicketView::Unspecified))
+            .await
+            .expect("lists")
+            .into_inner();
+        assert!(page.tickets.len() <= 3);
+        pages += 1;
+        listed.extend(page.tickets);
+        token = page.next_page_token;
+        if token.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(pages, 3);
+    let names: Vec<&str> = listed.iter().map(|t| t.name.as_str()).collect();
+    let expected: Vec<&str> = created.iter().rev().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, expected);
+
+    // The basic view: the clocks GetTicket shows, without events.
+    for t in &listed {
+        let full = get(&s, &t.name).await;
+        assert!(!t.clocks.is_empty(), "{} has clocks", t.name);
+        assert_eq!(t.clocks, full.clocks, "{}", t.name);
+        assert_eq!(t.status, full.status);
+        assert!(t.events.is_empty());
+        assert!(!full.events.is_empty());
+    }
+    // The full view adds the events.
+    let full_page = s
+        .tickets
+        .clone()
+        .list_tickets(list_request(
+            "organizations/acme",
+            10,
+            "",
+            pb::TicketView::Full,
+        ))
+        .await
+        .expect("lists")
+        .into_inner();
+    assert_eq!(full_page.tickets.len(), 5);
+    assert!(full_page.next_page_token.is_empty());
+    for t in &full_page.tickets {
+        assert_eq!(t.organization, "organizations/acme");
+        assert_eq!(t, &get(&s, &t.name).await);
+    }
+
+    // Filters.
+    let by_status = s
+        .tickets
+        .clone()
+        .list_tickets(tonic::Request::new(pb::ListTicketsRequest {
+            status: pb::TicketStatus::Processing as i32,
+            ..Default::default()
+        }))
+        .await
+        .expect("lists")
+        .into_inner();
+    let names: Vec<&str> = by_status.tickets.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, vec![processing.as_str()]);
+    let by_external = s
+        .tickets
+        .clone()
+        .list_tickets(tonic::Request::new(pb::ListTicketsRequest {
+            source_system: "crm".into(),
+            external_id: "L-4".into(),
+            ..Default::default()
+        }))
+        .await
+        .expect("lists")
+        .into_inner();
+    let names: Vec<&str> = by_external
+        .tickets
+        .iter()
+        .map(|t| t.name.as_str())
+        .collect();
+    assert_eq!(names, vec![created[4].name.as_str()]);
+
+    // A page token belongs to its query; bad values name their fields.
+    let first = s
+        .tickets
+        .clone()
+        .list_tickets(list_request("", 3, "", pb::TicketView::Basic))
+        .await
+        .expect("lists")
+        .into_inner();
+    expect_code(
+        s.tickets
+            .clone()
+            .list_tickets(list_request(
+                "organizations/acme",
+                3,
+                &first.next_page_token,
+                pb::TicketView::Basic,
+            ))
+            .await,
+        Code::InvalidArgument,
+    );
+    let st = expect_code(
+        s.tickets
+            .clone()
+            .list_tickets(tonic::Request::new(pb::ListTicketsRequest {
+                external_id: "L-4".into(),
+                view: 99,
+                ..Default::default()
+            }))
+            .await,
+        Code::InvalidArgument,
+    );
+    let mut fields = violations(&st);
+    fields.sort();
+    assert_eq!(fields, vec!["external_id".to_string(), "view".to_string()]);
+    s.stop().await;
+}
+
 crate::on_both_stores!(
+    tickets_are_listed_in_pages_with_their_clocks,
     pauses_move_every_kind_of_deadline,
     a_ticket_gets_its_clocks_and_events_move_them,
     illegal_transitions_and_conflicting_late_events_store_nothing,
