@@ -27,6 +27,18 @@ pub(super) type Render<M> = fn(&ResourceVersion) -> ApiResult<M>;
 /// A mutation's idempotency key and what the request was.
 pub(super) type Idempotent = (IdempotencyKey, Fingerprint);
 
+/// ABORTED unless `current` is at the version the caller expects (when it expects one).
+pub(super) fn at_version(current: &ResourceVersion, expected: Option<u32>) -> ApiResult<()> {
+    match expected {
+        Some(v) if v != current.version => Err(ApiError::Aborted(format!(
+            "{} is at version {}, not the expected {v}: read it again and reapply the change",
+            cv::name_of(current.kind, &current.id),
+            current.version
+        ))),
+        _ => Ok(()),
+    }
+}
+
 impl<S: Store> App<S> {
     pub(super) async fn create_resource<M: Message + Default>(
         &self,
@@ -87,6 +99,56 @@ impl<S: Store> App<S> {
         let answer = render(&v)?;
         self.finish(tx, &key, &answer).await?;
         Ok(answer)
+    }
+
+    /// A masked organisation update: the listed fields of `patch` over the current
+    /// version. The merge is checked (references too) outside the write transaction, so
+    /// the write is pinned to the version merged on; if another writer got in between,
+    /// the merge is redone on the newer version (unless the caller pinned one: then the
+    /// conflict is the caller's to resolve).
+    async fn merge_organization(
+        &self,
+        (key, fingerprint): Idempotent,
+        id: &ResourceId,
+        patch: &pb::Organization,
+        fields: &[OrganizationField],
+        expected: Option<u32>,
+    ) -> ApiResult<pb::Organization> {
+        const ATTEMPTS: usize = 5;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let current = self
+                .store
+                .get_resource(ResourceKind::Organization, id, None)
+                .await?;
+            let merged = apply_organization_mask(cv::organization_to_pb(&current)?, patch, fields);
+            let mut c = Check::new();
+            let org = cv::organization(&mut c, "organization", Some(&merged));
+            let org = c.finish(org)?;
+            self.check_references(&org, "organization").await?;
+            let body = json(&org)?;
+            let result = self
+                .update_resource(
+                    (key.clone(), fingerprint.clone()),
+                    (ResourceKind::Organization, id),
+                    Some(org.display_name.as_str()),
+                    |now| {
+                        // Checked after the idempotency claim, so a retry of a request
+                        // that went through gets its answer, not a conflict.
+                        at_version(now, expected)?;
+                        at_version(now, Some(current.version))?;
+                        Ok(body)
+                    },
+                    None,
+                    cv::organization_to_pb,
+                )
+                .await;
+            match result {
+                Err(ApiError::Aborted(_)) if expected.is_none() && attempt < ATTEMPTS => continue,
+                other => return other,
+            }
+        }
     }
 
     async fn archive<M: Message + Default>(
@@ -218,6 +280,95 @@ fn respond<M>(r: ApiResult<M>) -> Result<Response<M>, Status> {
     r.map(Response::new).map_err(Status::from)
 }
 
+/// The organisation fields an update mask may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum OrganizationField {
+    DisplayName,
+    TimeZone,
+    Plan,
+    Policy,
+    Calendars,
+    ExternalIds,
+    Contacts,
+}
+
+const ORGANIZATION_FIELDS: [(&str, OrganizationField); 7] = [
+    ("display_name", OrganizationField::DisplayName),
+    ("time_zone", OrganizationField::TimeZone),
+    ("plan", OrganizationField::Plan),
+    ("policy", OrganizationField::Policy),
+    ("calendars", OrganizationField::Calendars),
+    ("external_ids", OrganizationField::ExternalIds),
+    ("contacts", OrganizationField::Contacts),
+];
+
+/// Output-only fields: ignored in a mask (AIP-203).
+const ORGANIZATION_OUTPUT_ONLY: [&str; 5] = [
+    "name",
+    "version",
+    "archived",
+    "create_time",
+    "recomputation",
+];
+
+/// An update mask: `None` for a whole replacement (no mask, an empty one, or `*`), else
+/// the fields to change.
+fn organization_mask(
+    c: &mut Check,
+    field: &str,
+    mask: Option<&prost_types::FieldMask>,
+) -> Option<Option<Vec<OrganizationField>>> {
+    let paths = mask.map(|m| m.paths.as_slice()).unwrap_or_default();
+    if paths.is_empty() || paths.iter().any(|p| p == "*") {
+        if paths.len() > 1 {
+            c.fail(field, "`*` stands alone: it already names every field");
+            return None;
+        }
+        return Some(None);
+    }
+    let mut fields = Vec::new();
+    let mut ok = true;
+    for path in paths {
+        let path = path.strip_prefix("organization.").unwrap_or(path);
+        if let Some((_, f)) = ORGANIZATION_FIELDS.iter().find(|(n, _)| *n == path) {
+            if !fields.contains(f) {
+                fields.push(*f);
+            }
+        } else if !ORGANIZATION_OUTPUT_ONLY.contains(&path) {
+            let known: Vec<&str> = ORGANIZATION_FIELDS.iter().map(|(n, _)| *n).collect();
+            c.fail(
+                field,
+                format!(
+                    "`{path}` is not a field an update can change; use {} or `*`",
+                    known.join(", ")
+                ),
+            );
+            ok = false;
+        }
+    }
+    ok.then_some(Some(fields))
+}
+
+/// `base` with the masked fields taken from `patch`.
+fn apply_organization_mask(
+    mut base: pb::Organization,
+    patch: &pb::Organization,
+    fields: &[OrganizationField],
+) -> pb::Organization {
+    for f in fields {
+        match f {
+            OrganizationField::DisplayName => base.display_name.clone_from(&patch.display_name),
+            OrganizationField::TimeZone => base.time_zone.clone_from(&patch.time_zone),
+            OrganizationField::Plan => base.plan.clone_from(&patch.plan),
+            OrganizationField::Policy => base.policy.clone_from(&patch.policy),
+            OrganizationField::Calendars => base.calendars.clone_from(&patch.calendars),
+            OrganizationField::ExternalIds => base.external_ids.clone_from(&patch.external_ids),
+            OrganizationField::Contacts => base.contacts.clone_from(&patch.contacts),
+        }
+    }
+    base
+}
+
 #[tonic::async_trait]
 impl<S: Store> pb::calendar_service_server::CalendarService for Api<S> {
     async fn create_calendar(
@@ -324,14 +475,16 @@ impl<S: Store> pb::calendar_service_server::CalendarService for Api<S> {
             cv::display_name(&mut c, "display_name", &r.display_name);
         }
         let rid = cv::request_id(&mut c, "request_id", &r.request_id);
-        let parsed = c.finish(id.zip(spec).zip(effective).zip(rid));
+        let expected = cv::expected_version(&mut c, "expected_version", r.expected_version);
+        let parsed = c.finish(id.zip(spec).zip(effective).zip(rid).zip(expected));
         let result = async {
-            let (((id, spec), effective), rid) = parsed?;
+            let ((((id, spec), effective), rid), expected) = parsed?;
             let fp = Fingerprint::new()
                 .with("name", &r.name)
                 .with("display_name", &r.display_name)
                 .with("definition", &r.definition)
-                .with("effective_time", &r.effective_time);
+                .with("effective_time", &r.effective_time)
+                .with("expected_version", &r.expected_version);
             let body = json(&spec)?;
             let answer = self
                 .app
@@ -339,7 +492,10 @@ impl<S: Store> pb::calendar_service_server::CalendarService for Api<S> {
                     (key(&client, "UpdateCalendar", rid), fp),
                     (ResourceKind::Calendar, &id),
                     Some(&r.display_name),
-                    |_| Ok(body),
+                    |current| {
+                        at_version(current, expected)?;
+                        Ok(body)
+                    },
                     effective,
                     cv::calendar_to_pb,
                 )
@@ -571,25 +727,55 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
             &name,
             ResourceKind::Organization,
         );
-        let org = cv::organization(&mut c, "organization", r.organization.as_ref());
+        let mask = organization_mask(&mut c, "update_mask", r.update_mask.as_ref());
+        // With a mask the request holds only the listed fields: it is checked once merged.
+        let whole = match &mask {
+            Some(None) => {
+                cv::organization(&mut c, "organization", r.organization.as_ref()).map(Some)
+            }
+            _ => Some(None),
+        };
         let rid = cv::request_id(&mut c, "request_id", &r.request_id);
-        let parsed = c.finish(id.zip(org).zip(rid));
+        let expected = cv::expected_version(&mut c, "expected_version", r.expected_version);
+        let parsed = c.finish(id.zip(mask).zip(whole).zip(rid).zip(expected));
         let result = async {
-            let ((id, org), rid) = parsed?;
-            self.app.check_references(&org, "organization").await?;
-            let fp = Fingerprint::new().with("organization", &r.organization);
-            let body = json(&org)?;
-            let answer = self
-                .app
-                .update_resource(
-                    (key(&client, "UpdateOrganization", rid), fp),
-                    (ResourceKind::Organization, &id),
-                    Some(org.display_name.as_str()),
-                    |_| Ok(body),
-                    None,
-                    cv::organization_to_pb,
-                )
-                .await?;
+            let ((((id, mask), whole), rid), expected) = parsed?;
+            let fp = Fingerprint::new()
+                .with("organization", &r.organization)
+                .with("update_mask", &r.update_mask)
+                .with("expected_version", &r.expected_version);
+            let key = key(&client, "UpdateOrganization", rid);
+            let answer = match (whole, mask) {
+                (Some(org), _) => {
+                    self.app.check_references(&org, "organization").await?;
+                    let body = json(&org)?;
+                    self.app
+                        .update_resource(
+                            (key, fp),
+                            (ResourceKind::Organization, &id),
+                            Some(org.display_name.as_str()),
+                            |current| {
+                                at_version(current, expected)?;
+                                Ok(body)
+                            },
+                            None,
+                            cv::organization_to_pb,
+                        )
+                        .await?
+                }
+                (None, mask) => {
+                    let patch = r.organization.clone().unwrap_or_default();
+                    self.app
+                        .merge_organization(
+                            (key, fp),
+                            &id,
+                            &patch,
+                            &mask.unwrap_or_default(),
+                            expected,
+                        )
+                        .await?
+                }
+            };
             self.recompute_organization(&id);
             Ok(answer)
         }
@@ -718,21 +904,26 @@ impl<S: Store> pb::policy_service_server::PolicyService for Api<S> {
             cv::display_name(&mut c, "display_name", &r.display_name);
         }
         let rid = cv::request_id(&mut c, "request_id", &r.request_id);
-        let parsed = c.finish(id.zip(policy).zip(rid));
+        let expected = cv::expected_version(&mut c, "expected_version", r.expected_version);
+        let parsed = c.finish(id.zip(policy).zip(rid).zip(expected));
         respond(
             async {
-                let ((id, policy), rid) = parsed?;
+                let (((id, policy), rid), expected) = parsed?;
                 let fp = Fingerprint::new()
                     .with("name", &r.name)
                     .with("display_name", &r.display_name)
-                    .with("definition", &r.definition);
+                    .with("definition", &r.definition)
+                    .with("expected_version", &r.expected_version);
                 let body = json(&policy)?;
                 self.app
                     .update_resource(
                         (key(&client, "UpdatePolicy", rid), fp),
                         (ResourceKind::Policy, &id),
                         Some(&r.display_name),
-                        |_| Ok(body),
+                        |current| {
+                            at_version(current, expected)?;
+                            Ok(body)
+                        },
                         None,
                         cv::policy_to_pb,
                     )

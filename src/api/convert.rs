@@ -96,6 +96,18 @@ pub fn optional_instant(
     }
 }
 
+/// An optimistic-concurrency precondition: 0 for none, else the version a write needs.
+pub fn expected_version(c: &mut Check, field: &str, v: i32) -> Option<Option<u32>> {
+    match u32::try_from(v) {
+        Ok(0) => Some(None),
+        Ok(v) => Some(Some(v)),
+        Err(_) => {
+            c.fail(field, "must not be negative (0: no check)");
+            None
+        }
+    }
+}
+
 pub fn request_id(c: &mut Check, field: &str, id: &str) -> Option<String> {
     if id.is_empty() {
         c.fail(

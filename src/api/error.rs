@@ -25,6 +25,9 @@ pub enum ApiError {
     /// unmet guard, a late event that conflicts with a stored one.
     #[error("{0}")]
     FailedPrecondition(String),
+    /// A concurrency conflict: the resource is not at the version the caller read.
+    #[error("{0}")]
+    Aborted(String),
     /// The caller may not touch this: an organisation outside its API client's.
     #[error("permission denied: {0}")]
     PermissionDenied(String),
@@ -55,6 +58,7 @@ impl ApiError {
             ApiError::NotFound(_) => Code::NotFound,
             ApiError::AlreadyExists(_) => Code::AlreadyExists,
             ApiError::FailedPrecondition(_) => Code::FailedPrecondition,
+            ApiError::Aborted(_) => Code::Aborted,
             ApiError::PermissionDenied(_) => Code::PermissionDenied,
             ApiError::Unavailable(_) => Code::Unavailable,
             ApiError::Internal(_) => Code::Internal,

@@ -832,22 +832,27 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         }
         let effective = cv::optional_instant(&mut c, "effective_time", r.effective_time.as_ref());
         let rid = cv::request_id(&mut c, "request_id", &r.request_id);
-        let parsed = c.finish(id.zip(parsed_plan).zip(effective).zip(rid));
+        let expected = cv::expected_version(&mut c, "expected_version", r.expected_version);
+        let parsed = c.finish(id.zip(parsed_plan).zip(effective).zip(rid).zip(expected));
         respond(
             async {
-                let (((id, plan), effective), rid) = parsed?;
+                let ((((id, plan), effective), rid), expected) = parsed?;
                 let fp = Fingerprint::new()
                     .with("name", &r.name)
                     .with("display_name", &r.display_name)
                     .with("buckets", &r.buckets)
-                    .with("effective_time", &r.effective_time);
+                    .with("effective_time", &r.effective_time)
+                    .with("expected_version", &r.expected_version);
                 let body = json(&plan)?;
                 self.app
                     .update_resource(
                         (key(&client, "UpdatePlan", rid), fp),
                         (ResourceKind::Plan, &id),
                         Some(&r.display_name),
-                        |_| Ok(body),
+                        |current| {
+                            super::catalog::at_version(current, expected)?;
+                            Ok(body)
+                        },
                         effective,
                         plan_to_pb,
                     )
