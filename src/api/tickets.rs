@@ -447,12 +447,17 @@ impl<S: Store> App<S> {
                     span,
                 )
                 .await?;
+                // Counted once the transaction commits: a rolled-back one recorded nothing.
                 let tier = loaded.organization().plan.as_ref().map(|p| p.to_string());
-                self.metrics
-                    .clock_action(kind, a.metric.as_str(), tier.as_deref());
-                if super::runner::in_due_run() {
-                    self.metrics.due_lag(kind, now - a.at);
-                }
+                let metric = a.metric.to_string();
+                let lag = super::runner::in_due_run().then(|| now - a.at);
+                let metrics = std::sync::Arc::clone(&self.metrics);
+                tx.after_commit(Box::new(move || {
+                    metrics.clock_action(kind, &metric, tier.as_deref());
+                    if let Some(lag) = lag {
+                        metrics.due_lag(kind, lag);
+                    }
+                }));
                 events.push(e);
             }
         }

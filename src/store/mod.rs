@@ -484,9 +484,17 @@ pub trait Store: Clone + Send + Sync + 'static {
     ) -> impl Future<Output = StoreResult<ApiClientRecord>> + Send;
 }
 
+/// Work to do once a transaction has committed, and never if it does not.
+pub type AfterCommit = Box<dyn FnOnce() + Send>;
+
 /// The writes, and the reads that must see them.
 pub trait StoreTx: Send {
+    /// Commits, then runs the `after_commit` hooks in the order they were added.
     fn commit(self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Runs `hook` after a successful commit (counting what the transaction recorded,
+    /// say); a transaction rolled back or dropped drops it unrun.
+    fn after_commit(&mut self, hook: AfterCommit);
 
     /// Claims an idempotency key with the request's fingerprint. A key claimed by a
     /// transaction still in flight blocks until it commits or rolls back.

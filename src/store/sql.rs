@@ -41,6 +41,7 @@ pub struct SqlTx {
     // before the next writer may start.
     tx: Transaction<'static, Any>,
     backend: Backend,
+    after_commit: Vec<super::AfterCommit>,
     _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -538,6 +539,7 @@ impl super::Store for SqlStore {
         Ok(SqlTx {
             tx,
             backend: self.backend,
+            after_commit: Vec::new(),
             _writer: writer,
         })
     }
@@ -1180,7 +1182,22 @@ impl super::Store for SqlStore {
 impl super::StoreTx for SqlTx {
     #[tracing::instrument(level = "debug", name = "db.commit", skip_all)]
     async fn commit(self) -> StoreResult<()> {
-        self.tx.commit().await.map_err(db_error)
+        let SqlTx {
+            tx,
+            after_commit,
+            _writer: writer,
+            ..
+        } = self;
+        tx.commit().await.map_err(db_error)?;
+        drop(writer);
+        for hook in after_commit {
+            hook();
+        }
+        Ok(())
+    }
+
+    fn after_commit(&mut self, hook: super::AfterCommit) {
+        self.after_commit.push(hook);
     }
 
     #[tracing::instrument(level = "debug", name = "db.claim", skip_all)]

@@ -14,5 +14,6 @@ mod replicas;
 mod reports;
 mod runner;
 mod server;
+mod store;
 mod telemetry;
 mod tickets;

@@ -1,0 +1,44 @@
+//! Store behaviour the API layer relies on, on both backends.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use servicelevel::store::{Store as _, StoreTx as _};
+
+use crate::harness::*;
+
+/// After-commit hooks run once the transaction has committed, in order, and never for a
+/// transaction that is dropped (rolled back): what a call counts is what it recorded.
+async fn after_commit_hooks_run_only_on_commit(db: Db) {
+    let s = TestServer::start(db, utc(2026, 3, 1, 12, 0)).await;
+    let ran = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let hook = |n: usize| {
+        let ran = Arc::clone(&ran);
+        Box::new(move || ran.lock().expect("not poisoned").push(n)) as Box<dyn FnOnce() + Send>
+    };
+    let mut tx = s.store.begin().await.expect("begins");
+    tx.after_commit(hook(1));
+    tx.after_commit(hook(2));
+    assert!(
+        ran.lock().expect("not poisoned").is_empty(),
+        "not before the commit"
+    );
+    tx.commit().await.expect("commits");
+    assert_eq!(*ran.lock().expect("not poisoned"), vec![1, 2]);
+
+    let dropped = Arc::new(AtomicUsize::new(0));
+    let mut tx = s.store.begin().await.expect("begins");
+    let count = Arc::clone(&dropped);
+    tx.after_commit(Box::new(move || {
+        count.fetch_add(1, Ordering::SeqCst);
+    }));
+    drop(tx);
+    // The next transaction commits; the dropped one's hook stays unrun.
+    let tx = s.store.begin().await.expect("begins after a rollback");
+    tx.commit().await.expect("commits");
+    assert_eq!(dropped.load(Ordering::SeqCst), 0);
+    assert_eq!(*ran.lock().expect("not poisoned"), vec![1, 2]);
+    s.stop().await;
+}
+
+crate::on_both_stores!(after_commit_hooks_run_only_on_commit);
