@@ -1527,13 +1527,21 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                 };
                 let Some(last) = page.last() else { return };
                 after = Some(last.id.to_string());
+                // A few statements are read at once (each is a handful of round trips),
+                // and sent in order.
+                let mut reading = std::collections::VecDeque::new();
                 for v in page.iter().filter(|v| orgs.allows(v.id.as_str())) {
-                    let item = app
-                        .statement(&v.id, date, r.include_entries)
-                        .await
-                        .map_err(Status::from);
-                    if tx.send(item).await.is_err() {
-                        // The client went away: stop reading the database.
+                    let (app, id) = (Arc::clone(&app), v.id.clone());
+                    reading.push_back(tokio::spawn(async move {
+                        app.statement(&id, date, r.include_entries).await
+                    }));
+                    if reading.len() >= EXPORT_READS_AT_ONCE && !send_next(&tx, &mut reading).await
+                    {
+                        return;
+                    }
+                }
+                while !reading.is_empty() {
+                    if !send_next(&tx, &mut reading).await {
                         return;
                     }
                 }
@@ -1546,4 +1554,32 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
             tokio_stream::wrappers::ReceiverStream::new(rx),
         )))
     }
+}
+
+/// Statements of an export read at once: enough to hide round trips, few enough to leave
+/// the pool to other calls.
+const EXPORT_READS_AT_ONCE: usize = 4;
+
+type StatementRead = tokio::task::JoinHandle<ApiResult<pb::Statement>>;
+
+/// Sends the oldest statement read to the export stream. False when the client went away:
+/// the reads still under way are stopped.
+async fn send_next(
+    tx: &tokio::sync::mpsc::Sender<Result<pb::Statement, Status>>,
+    reading: &mut std::collections::VecDeque<StatementRead>,
+) -> bool {
+    let Some(next) = reading.pop_front() else {
+        return true;
+    };
+    let item = match next.await {
+        Ok(r) => r.map_err(Status::from),
+        Err(e) => Err(Status::internal(format!("a statement read failed: {e}"))),
+    };
+    if tx.send(item).await.is_err() {
+        for read in reading.drain(..) {
+            read.abort();
+        }
+        return false;
+    }
+    true
 }

@@ -1025,7 +1025,85 @@ async fn random_sequences_match_the_core(db: Db) {
     }
 }
 
+/// The export streams every organisation with an hours contract once, by organisation id,
+/// each statement the one GetStatement gives; a client that stops reading stops it.
+async fn the_export_streams_each_statement_once_in_order(db: Db) {
+    let s = TestServer::start(db, local(LON, 2026, 3, 20, 12, 0)).await;
+    let mut h = hours(&s).await;
+    plan(
+        &mut h,
+        "small",
+        vec![bucket("customer_success", pb::PeriodUnit::Month, 120)],
+    )
+    .await;
+    // More organisations than the export reads at once, created out of id order.
+    let mut ids: Vec<String> = (0..13)
+        .map(|i| format!("org-{:02}", (i * 7) % 13))
+        .collect();
+    for (i, id) in ids.iter().enumerate() {
+        org(&s, id, "Europe/London", vec![]).await;
+        contract(&mut h, id, "2026-01-01", &[("small", "2026-01-01")]).await;
+        for k in 0..(i % 3) {
+            h.record_usage(Request::new(usage(
+                id,
+                "customer_success",
+                30,
+                local(LON, 2026, 3, 2 + k as u32, 9, 0),
+            )))
+            .await
+            .expect("usage recorded");
+        }
+    }
+    // One organisation without a contract is not exported.
+    org(&s, "no-contract", "Europe/London", vec![]).await;
+    ids.sort();
+
+    let mut export = h
+        .export_statements(pb::ExportStatementsRequest {
+            date: "2026-03-15".into(),
+            include_entries: true,
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    let mut exported = Vec::new();
+    while let Some(st) = export.message().await.expect("statement") {
+        exported.push(st);
+    }
+    let names: Vec<String> = exported.iter().map(|st| st.organization.clone()).collect();
+    let expected: Vec<String> = ids.iter().map(|id| format!("organizations/{id}")).collect();
+    assert_eq!(names, expected);
+    for (st, id) in exported.iter().zip(&ids) {
+        assert_eq!(st, &statement(&mut h, id, "2026-03-15").await, "{id}");
+    }
+    assert!(
+        exported
+            .iter()
+            .any(|st| bucket_of(st, "customer_success").consumed_from_allowance == 60),
+        "the statements carry their usage"
+    );
+
+    // A client that reads one statement and goes away; the server goes on serving.
+    let mut export = h
+        .export_statements(pb::ExportStatementsRequest {
+            date: "2026-03-15".into(),
+            include_entries: true,
+        })
+        .await
+        .expect("export")
+        .into_inner();
+    export
+        .message()
+        .await
+        .expect("statement")
+        .expect("a first one");
+    drop(export);
+    assert_eq!(statement(&mut h, &ids[0], "2026-03-15").await, exported[0]);
+    s.stop().await;
+}
+
 crate::on_both_stores!(
+    the_export_streams_each_statement_once_in_order,
     concinnity_tiers,
     social_month_reject,
     social_month_bill,
