@@ -496,6 +496,33 @@ pub fn continue_trace(span: &tracing::Span, headers: &http::HeaderMap) {
     }
 }
 
+/// The current span as a W3C `traceparent`, when traces are on: stored with what a call
+/// creates, so later work on it (the due-time runner's) can link back to the call.
+pub fn current_traceparent() -> Option<String> {
+    let cx = tracing::Span::current().context();
+    let span = cx.span();
+    let sc = span.span_context();
+    sc.is_valid().then(|| {
+        format!(
+            "00-{}-{}-{:02x}",
+            sc.trace_id(),
+            sc.span_id(),
+            sc.trace_flags().to_u8()
+        )
+    })
+}
+
+/// Links `span` to the span a stored `traceparent` names (ignored when malformed).
+pub fn link_to(span: &tracing::Span, traceparent: &str) {
+    let mut headers = http::HeaderMap::new();
+    if let Ok(v) = http::HeaderValue::from_str(traceparent) {
+        headers.insert("traceparent", v);
+    }
+    if let Some(cx) = remote_parent(&headers) {
+        span.add_link(cx.span().span_context().clone());
+    }
+}
+
 /// The trace and span ids of the current span, when it is exported.
 pub fn current_ids() -> Option<(String, String)> {
     let cx = tracing::Span::current().context();

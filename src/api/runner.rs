@@ -45,8 +45,13 @@ async fn run<S: Store>(app: Arc<App<S>>, poll: Duration) {
         let mut progressed = false;
         match app.store.tickets_changing_before(now, BATCH).await {
             Ok(ids) => {
-                for id in &ids {
+                for due in &ids {
+                    let id = &due.id;
                     let span = tracing::info_span!("due.run", otel.kind = "internal", ticket = %id);
+                    // A trace of its own, linked to the call that created the ticket.
+                    if let Some(parent) = &due.trace_context {
+                        crate::telemetry::link_to(&span, parent);
+                    }
                     match DUE_RUN.scope((), app.run_due(id)).instrument(span).await {
                         Ok(done) => progressed |= done,
                         Err(e) => {

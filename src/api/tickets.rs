@@ -252,6 +252,7 @@ impl<S: Store> App<S> {
             next_change_at: None,
             created_at: now,
             updated_at: now,
+            trace_context: crate::telemetry::current_traceparent(),
         };
         let loaded = self.load(&mut Reader::Tx(&mut tx), &record).await?;
         tx.insert_ticket(&record).await?;
@@ -723,6 +724,7 @@ impl<S: Store> Api<S> {
             next_change_at: None,
             created_at: now,
             updated_at: now,
+            trace_context: None,
         };
         let loaded = self.app.load(&mut reader, &record).await?;
         let last = events

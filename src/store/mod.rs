@@ -76,6 +76,16 @@ pub struct TicketRecord {
     pub next_change_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
+    /// The W3C `traceparent` of the call that created it, when traces were on.
+    pub trace_context: Option<String>,
+}
+
+/// A ticket the due-time runner is to settle.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTicket {
+    pub id: String,
+    /// Its creating call's `traceparent`, which the runner's span links to.
+    pub trace_context: Option<String>,
 }
 
 /// The state a fold derived, written back with the event that caused it.
@@ -453,7 +463,7 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> impl Future<Output = StoreResult<Vec<String>>> + Send;
+    ) -> impl Future<Output = StoreResult<Vec<DueTicket>>> + Send;
 
     /// What the metrics endpoint reports of the database: active clocks by metric and
     /// state, the outbox head, the pool. Read at scrape time (at most every few seconds).

@@ -46,23 +46,39 @@ pub struct SqlTx {
 }
 
 fn migrations(backend: Backend) -> Migrator {
-    let (sql, description) = match backend {
-        Backend::Postgres => (
+    // Applied migrations are checksummed: a landed file never changes, a change is a new one.
+    let files: [(i64, &str, &'static str, &'static str); 2] = [
+        (
+            1,
+            "init",
             include_str!("../../migrations/postgres/0001_init.sql"),
-            "init",
-        ),
-        Backend::Sqlite => (
             include_str!("../../migrations/sqlite/0001_init.sql"),
-            "init",
         ),
-    };
-    Migrator::with_migrations(vec![Migration::new(
-        1,
-        description.into(),
-        MigrationType::Simple,
-        sql.into_sql_str(),
-        false,
-    )])
+        (
+            2,
+            "ticket trace context",
+            include_str!("../../migrations/postgres/0002_ticket_trace_context.sql"),
+            include_str!("../../migrations/sqlite/0002_ticket_trace_context.sql"),
+        ),
+    ];
+    Migrator::with_migrations(
+        files
+            .into_iter()
+            .map(|(version, description, postgres, sqlite)| {
+                let sql = match backend {
+                    Backend::Postgres => postgres,
+                    Backend::Sqlite => sqlite,
+                };
+                Migration::new(
+                    version,
+                    description.into(),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
+            })
+            .collect(),
+    )
 }
 
 fn unavailable(e: impl std::fmt::Display) -> StoreError {
@@ -159,7 +175,7 @@ fn resource_row(kind: ResourceKind, row: &AnyRow) -> StoreResult<ResourceVersion
 
 const TICKET_COLUMNS: &str = "id, organization, source_system, external_id, request_type, initial_priority, \
      received_us, requested_by, initial_estimate_minutes, initial_scheduled_us, policy, policy_version, plan, \
-     status, cycle, priority, next_change_us, create_us, update_us";
+     status, cycle, priority, next_change_us, create_us, update_us, trace_context";
 
 fn ticket_row(row: &AnyRow) -> StoreResult<TicketRecord> {
     let s = |c: &str| -> StoreResult<String> { row.try_get::<String, _>(c).map_err(db_error) };
@@ -204,6 +220,7 @@ fn ticket_row(row: &AnyRow) -> StoreResult<TicketRecord> {
         next_change_at: opt_from_us(oi("next_change_us")?)?,
         created_at: from_us(i("create_us")?)?,
         updated_at: from_us(i("update_us")?)?,
+        trace_context: os("trace_context")?,
     })
 }
 
@@ -396,6 +413,20 @@ impl SqlStore {
             .run(&self.pool)
             .await
             .map_err(unavailable)
+    }
+
+    /// Applies the migrations up to `version` only: a database as an older release left
+    /// it, for testing upgrades.
+    pub async fn migrate_until(&self, version: i64) -> StoreResult<()> {
+        let mut migrator = migrations(self.backend);
+        migrator.migrations = migrator
+            .migrations
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect::<Vec<_>>()
+            .into();
+        migrator.run(&self.pool).await.map_err(unavailable)
     }
 
     pub async fn close(&self) {
@@ -1058,9 +1089,9 @@ impl super::Store for SqlStore {
         &self,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> StoreResult<Vec<String>> {
+    ) -> StoreResult<Vec<super::DueTicket>> {
         let rows = sqlx::query(self.q(
-            "SELECT id FROM tickets WHERE next_change_us IS NOT NULL AND next_change_us < ? \
+            "SELECT id, trace_context FROM tickets WHERE next_change_us IS NOT NULL AND next_change_us < ? \
              ORDER BY next_change_us LIMIT ?",
         ))
         .bind(us(before))
@@ -1069,7 +1100,12 @@ impl super::Store for SqlStore {
         .await
         .map_err(db_error)?;
         rows.iter()
-            .map(|r| r.try_get::<String, _>("id").map_err(db_error))
+            .map(|r| {
+                Ok(super::DueTicket {
+                    id: r.try_get("id").map_err(db_error)?,
+                    trace_context: r.try_get("trace_context").map_err(db_error)?,
+                })
+            })
             .collect()
     }
 
@@ -1392,8 +1428,8 @@ impl super::StoreTx for SqlTx {
         sqlx::query(self.q(
             "INSERT INTO tickets (id, organization, source_system, external_id, request_type, initial_priority, \
              received_us, requested_by, initial_estimate_minutes, initial_scheduled_us, policy, policy_version, \
-             plan, status, cycle, priority, next_change_us, create_us, update_us) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             plan, status, cycle, priority, next_change_us, create_us, update_us, trace_context) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         ))
         .bind(t.id.as_str())
         .bind(t.organization.as_str())
@@ -1414,6 +1450,7 @@ impl super::StoreTx for SqlTx {
         .bind(r.next_change_at.map(us))
         .bind(us(r.created_at))
         .bind(us(r.updated_at))
+        .bind(r.trace_context.clone())
         .execute(&mut *self.tx)
         .await
         .map_err(unique_as(|| {

@@ -64,6 +64,67 @@ pub fn utc(y: i32, m: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
         .expect("valid instant")
 }
 
+/// An empty database of its own: a SQLite file in a temporary directory, or a Postgres
+/// schema (the URL sets its search path).
+pub struct FreshDatabase {
+    pub url: String,
+    /// The Postgres admin URL and schema, to drop it.
+    pub cleanup: Option<(String, String)>,
+    pub dir: Option<TempDir>,
+}
+
+impl FreshDatabase {
+    /// Drops the Postgres schema (the SQLite directory goes when dropped).
+    pub async fn remove(self) {
+        if let Some((admin, schema)) = self.cleanup
+            && let Ok(store) = SqlStore::connect(&admin, 1).await
+        {
+            let _ = store
+                .execute_raw(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
+                .await;
+            store.close().await;
+        }
+    }
+}
+
+pub async fn fresh_database(db: Db) -> FreshDatabase {
+    let unique = uuid::Uuid::now_v7().simple().to_string();
+    match db {
+        Db::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("servicelevel-test-{unique}"));
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+            FreshDatabase {
+                url,
+                cleanup: None,
+                dir: Some(TempDir(dir)),
+            }
+        }
+        Db::Postgres => {
+            let schema = format!("t_{unique}");
+            let admin = postgres_url();
+            let store = SqlStore::connect(&admin, 1).await.unwrap_or_else(|e| {
+                panic!(
+                    "Postgres at {admin} is required for the Postgres suite ({e}); scripts/test.sh starts it, \
+                     SERVICELEVEL_TEST_POSTGRES_URL points elsewhere"
+                )
+            });
+            store
+                .execute_raw(&format!("CREATE SCHEMA \"{schema}\""))
+                .await
+                .expect("schema created");
+            store.close().await;
+            let sep = if admin.contains('?') { '&' } else { '?' };
+            let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+            FreshDatabase {
+                url,
+                cleanup: Some((admin, schema)),
+                dir: None,
+            }
+        }
+    }
+}
+
 impl TestServer {
     /// A server on `db`, with its clock at `now`.
     pub async fn start(db: Db, now: DateTime<Utc>) -> TestServer {
@@ -76,37 +137,12 @@ impl TestServer {
         now: DateTime<Utc>,
         options: servicelevel::server::ServeOptions,
     ) -> TestServer {
-        let unique = uuid::Uuid::now_v7().simple().to_string();
-        let (store, cleanup, dir) = match db {
-            Db::Sqlite => {
-                let dir = std::env::temp_dir().join(format!("servicelevel-test-{unique}"));
-                std::fs::create_dir_all(&dir).expect("temp dir");
-                let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
-                let store = SqlStore::connect(&url, 8).await.expect("sqlite opens");
-                (store, None, Some(TempDir(dir)))
-            }
-            Db::Postgres => {
-                let schema = format!("t_{unique}");
-                let admin = postgres_url();
-                let store = SqlStore::connect(&admin, 1).await.unwrap_or_else(|e| {
-                    panic!(
-                        "Postgres at {admin} is required for the Postgres suite ({e}); scripts/test.sh starts it, \
-                         SERVICELEVEL_TEST_POSTGRES_URL points elsewhere"
-                    )
-                });
-                store
-                    .execute_raw(&format!("CREATE SCHEMA \"{schema}\""))
-                    .await
-                    .expect("schema created");
-                store.close().await;
-                let sep = if admin.contains('?') { '&' } else { '?' };
-                let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
-                let store = SqlStore::connect(&url, 8).await.expect("postgres opens");
-                (store, Some((admin, schema)), None)
-            }
-        };
+        let fresh = fresh_database(db).await;
+        let store = SqlStore::connect(&fresh.url, 8)
+            .await
+            .expect("the fresh database opens");
+        let (url, cleanup, dir) = (fresh.url, fresh.cleanup, fresh.dir);
         store.migrate().await.expect("migrations apply");
-        let url = store_url(&store, &cleanup, &dir);
         let clock = Arc::new(ManualClock::new(now));
         let security = servicelevel::auth::Security::off();
         let (addr, stop, server) = spawn_server(
@@ -206,14 +242,13 @@ impl TestServer {
             let _ = server.await;
         }
         self.store.close().await;
-        if let Some((admin, schema)) = self.cleanup.take()
-            && let Ok(store) = SqlStore::connect(&admin, 1).await
-        {
-            let _ = store
-                .execute_raw(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-                .await;
-            store.close().await;
+        FreshDatabase {
+            url: String::new(),
+            cleanup: self.cleanup.take(),
+            dir: None,
         }
+        .remove()
+        .await;
     }
 }
 
@@ -268,24 +303,6 @@ async fn spawn_server(
         .expect("server runs");
     });
     (addr, stop, server)
-}
-
-fn store_url(
-    store: &SqlStore,
-    cleanup: &Option<(String, String)>,
-    dir: &Option<TempDir>,
-) -> String {
-    match (cleanup, dir) {
-        (Some((admin, schema)), _) => {
-            let sep = if admin.contains('?') { '&' } else { '?' };
-            format!("{admin}{sep}options=-c%20search_path%3D{schema}")
-        }
-        (None, Some(d)) => format!("sqlite://{}?mode=rwc", d.0.join("test.db").display()),
-        _ => {
-            let _ = store;
-            String::new()
-        }
-    }
 }
 
 pub async fn connect(addr: std::net::SocketAddr) -> Channel {

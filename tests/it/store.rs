@@ -41,4 +41,35 @@ async fn after_commit_hooks_run_only_on_commit(db: Db) {
     s.stop().await;
 }
 
-crate::on_both_stores!(after_commit_hooks_run_only_on_commit);
+crate::on_both_stores!(
+    after_commit_hooks_run_only_on_commit,
+    an_older_database_upgrades_in_place,
+);
+
+/// A database as the first release left it, with a ticket in it, upgrades in place at
+/// start: the ticket reads back unchanged, without a trace context, and migrating again
+/// changes nothing.
+async fn an_older_database_upgrades_in_place(db: Db) {
+    let fresh = fresh_database(db).await;
+    let store = servicelevel::store::SqlStore::connect(&fresh.url, 2)
+        .await
+        .expect("opens");
+    store.migrate_until(1).await.expect("the first schema");
+    store
+        .execute_raw(
+            "INSERT INTO tickets (id, organization, source_system, external_id, request_type, \
+             received_us, policy, policy_version, status, cycle, create_us, update_us) \
+             VALUES ('t-1', 'acme', 'crm', 'C-1', 'incident', 1772366400000000, 'desk', 1, 'NEW', 0, \
+             1772366400000000, 1772366400000000)",
+        )
+        .await
+        .expect("a ticket of the first release");
+    store.migrate().await.expect("upgrades");
+    store.migrate().await.expect("migrating again is nothing");
+    let t = store.get_ticket("t-1").await.expect("reads back");
+    assert_eq!(t.ticket.external_id.as_str(), "C-1");
+    assert_eq!(t.ticket.received_at, utc(2026, 3, 1, 12, 0));
+    assert_eq!(t.trace_context, None);
+    store.close().await;
+    fresh.remove().await;
+}

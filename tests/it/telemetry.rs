@@ -353,6 +353,15 @@ async fn calls_continue_the_callers_trace(db: Db) {
     assert_eq!(run.name, "due.run");
     assert_eq!(str_attr(run, "ticket"), Some(id.as_str()));
     assert_ne!(hex(&run.trace_id), *trace_id);
+    // It links to the call that created the ticket, in the caller's trace.
+    let create = named(&spans, "servicelevel.v1.TicketService/CreateTicket");
+    assert_eq!(create.len(), 1, "{summary:#?}");
+    let links: Vec<(String, String)> = run
+        .links
+        .iter()
+        .map(|l| (hex(&l.trace_id), hex(&l.span_id)))
+        .collect();
+    assert_eq!(links, vec![(trace_id.clone(), hex(&create[0].span_id))]);
     assert!(
         all.iter()
             .any(|s| s.name == "db.append_event" && s.parent_span_id == action.span_id),
