@@ -15,8 +15,13 @@ use super::scope::{self, Access};
 use super::{AuthMode, Caller, Security, token};
 use crate::store::{ApiClientRecord, Store, StoreResult};
 
-/// Most verified tokens kept; past it the cache starts over.
+/// Most token answers kept; past it the cache starts over.
 const MAX_CACHED: usize = 10_000;
+
+/// Token lookups in the database at once. Valid tokens are nearly always cached, so what
+/// misses is mostly refused tokens: a client hammering with a revoked or made-up token
+/// holds at most this many connections, never the pool.
+const LOOKUPS_AT_ONCE: usize = 4;
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -38,12 +43,20 @@ impl<S: Store> Directory for S {
     }
 }
 
-/// Verifies tokens, caching the verified ones for a while.
+/// When a token was looked up, and its caller (`None`: refused).
+type Answer = (Instant, Option<Arc<Caller>>);
+
+/// Verifies tokens, caching the answers (valid or refused) for a while.
 pub struct Authenticator {
     directory: Box<dyn Directory>,
     ttl: Duration,
-    /// Token hash -> (when it was looked up, its caller).
-    cache: Mutex<HashMap<String, (Instant, Arc<Caller>)>>,
+    /// Token hash -> its answer.
+    cache: Mutex<HashMap<String, Answer>>,
+    lookups: tokio::sync::Semaphore,
+}
+
+fn refused() -> Status {
+    Status::unauthenticated("the token is not valid or revoked")
 }
 
 impl Authenticator {
@@ -52,7 +65,23 @@ impl Authenticator {
             directory: Box::new(directory),
             ttl,
             cache: Mutex::new(HashMap::new()),
+            lookups: tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE),
         }
+    }
+
+    /// The cached answer for a token hash, while fresh.
+    fn cached(&self, hash: &str) -> Option<Result<Arc<Caller>, Status>> {
+        let cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let (at, caller) = cache.get(hash)?;
+        (at.elapsed() < self.ttl).then(|| caller.clone().ok_or_else(refused))
+    }
+
+    fn remember(&self, hash: String, caller: Option<Arc<Caller>>) {
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        if cache.len() >= MAX_CACHED {
+            cache.clear();
+        }
+        cache.insert(hash, (Instant::now(), caller));
     }
 
     /// The caller an `authorization` header value names, or UNAUTHENTICATED (UNAVAILABLE
@@ -64,14 +93,18 @@ impl Authenticator {
             ));
         };
         let hash = token::hash(token);
-        if let Some((at, caller)) = self
-            .cache
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&hash)
-            && at.elapsed() < self.ttl
-        {
-            return Ok(Arc::clone(caller));
+        if let Some(answer) = self.cached(&hash) {
+            return answer;
+        }
+        let _permit = self
+            .lookups
+            .acquire()
+            .await
+            .map_err(|_| Status::unavailable("token lookups are closed"))?;
+        // Calls with the same token waited here together: the first one's answer serves
+        // the rest.
+        if let Some(answer) = self.cached(&hash) {
+            return answer;
         }
         let record = self
             .directory
@@ -93,15 +126,12 @@ impl Authenticator {
                     client_id = token::client_id_of(token).unwrap_or(""),
                     "refused a token"
                 );
-                return Err(Status::unauthenticated("the token is not valid or revoked"));
+                self.remember(hash, None);
+                return Err(refused());
             }
         };
         let caller = Arc::new(Caller::of(&record));
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= MAX_CACHED {
-            cache.clear();
-        }
-        cache.insert(hash, (Instant::now(), Arc::clone(&caller)));
+        self.remember(hash, Some(Arc::clone(&caller)));
         Ok(caller)
     }
 
@@ -206,9 +236,21 @@ mod tests {
     use crate::domain::names::ResourceId;
     use crate::store::StoreError;
 
-    /// Clients by token hash; `None` for a database that does not answer.
+    /// Clients by token hash; `None` for a database that does not answer. Counts the
+    /// lookups, and the most at once (each takes a few milliseconds).
     #[derive(Clone, Default)]
-    struct Fake(Arc<Mutex<Option<HashMap<String, ApiClientRecord>>>>);
+    struct Fake(
+        Arc<Mutex<Option<HashMap<String, ApiClientRecord>>>>,
+        Arc<Mutex<(usize, usize, usize)>>,
+    );
+
+    impl Fake {
+        /// (lookups, most at once)
+        fn lookups(&self) -> (usize, usize) {
+            let (n, _, most) = *self.1.lock().unwrap();
+            (n, most)
+        }
+    }
 
     impl Directory for Fake {
         fn client_by_token_hash<'a>(
@@ -219,7 +261,18 @@ mod tests {
                 Some(clients) => Ok(clients.get(token_hash).cloned()),
                 None => Err(StoreError::Unavailable("down".into())),
             };
-            Box::pin(async move { found })
+            {
+                let mut c = self.1.lock().unwrap();
+                c.0 += 1;
+                c.1 += 1;
+                c.2 = c.2.max(c.1);
+            }
+            let counts = Arc::clone(&self.1);
+            Box::pin(async move {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                counts.lock().unwrap().1 -= 1;
+                found
+            })
         }
     }
 
@@ -290,6 +343,50 @@ mod tests {
         assert_eq!(
             code(auth.check(GET, Some("Bearer secret")).await),
             Code::Unauthenticated
+        );
+    }
+
+    #[tokio::test]
+    async fn refused_tokens_are_remembered_and_lookups_are_bounded() {
+        let fake = with_client("secret", &["tickets:read"]);
+        let auth = Arc::new(Authenticator::new(fake.clone(), Duration::from_secs(60)));
+        // A client hammering with a bad token: the database is asked once.
+        for _ in 0..20 {
+            assert_eq!(
+                code(auth.check(GET, Some("Bearer made-up")).await),
+                Code::Unauthenticated
+            );
+        }
+        assert_eq!(fake.lookups().0, 1);
+        // Many different bad tokens at once: a few lookups at a time.
+        let calls: Vec<_> = (0..40)
+            .map(|i| {
+                let auth = Arc::clone(&auth);
+                tokio::spawn(
+                    async move { code(auth.check(GET, Some(&format!("Bearer t{i}"))).await) },
+                )
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), Code::Unauthenticated);
+        }
+        let (lookups, most) = fake.lookups();
+        assert_eq!(lookups, 41);
+        assert!(most <= LOOKUPS_AT_ONCE, "{most} lookups at once");
+        // Many calls with one valid token, its cache entry cold: one lookup serves them.
+        let calls: Vec<_> = (0..40)
+            .map(|_| {
+                let auth = Arc::clone(&auth);
+                tokio::spawn(async move { code(auth.check(GET, Some("Bearer secret")).await) })
+            })
+            .collect();
+        for call in calls {
+            assert_eq!(call.await.unwrap(), Code::Ok);
+        }
+        assert!(
+            fake.lookups().0 <= 41 + LOOKUPS_AT_ONCE,
+            "{:?}",
+            fake.lookups()
         );
     }
 
