@@ -168,6 +168,20 @@ pub async fn serve_secured<S: Store>(
         .map_err(|e| tracing::error!(error = %e, "reflection"))
         .ok();
 
+    // With TLS, connections are accepted (and their handshakes made) by our own task, so
+    // that renewed certificates apply without a restart; a drain stops it first.
+    enum Incoming {
+        Tls(crate::auth::tls::TlsIncoming),
+        Plain(TcpListener),
+    }
+    let incoming = match &security.tls {
+        Some(tls) => Incoming::Tls(crate::auth::tls::incoming(listener, tls)),
+        None => Incoming::Plain(listener),
+    };
+    let stop_accepting = match &incoming {
+        Incoming::Tls(t) => Some(t.stopper()),
+        Incoming::Plain(_) => None,
+    };
     let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
     let drain = {
         let reporter = reporter.clone();
@@ -175,6 +189,9 @@ pub async fn serve_secured<S: Store>(
             shutdown.await;
             tracing::info!("shutting down: NOT_SERVING, finishing RPCs in flight");
             set_all(&reporter, false).await;
+            if let Some(stop) = stop_accepting {
+                stop();
+            }
             let _ = draining_tx.send(true);
         }
     };
@@ -185,7 +202,7 @@ pub async fn serve_secured<S: Store>(
         tokio::time::sleep(drain_timeout).await;
     };
 
-    let router = crate::auth::tls::server_builder(&security)?
+    let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
         .layer(RpcSpanLayer::new(Arc::clone(&app.metrics)))
@@ -225,16 +242,23 @@ pub async fn serve_secured<S: Store>(
             PackServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
         .add_service(DeadlineServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
-    // Tonic sets TCP_NODELAY only on sockets it accepts itself. Without it a response
-    // written as several HTTP/2 frames waits for the client's delayed ACK: ~40 ms a call.
-    let incoming = TcpListenerStream::new(listener).map(|conn| {
-        conn.inspect(|stream| {
-            if let Err(e) = stream.set_nodelay(true) {
-                tracing::warn!(error = %e, "cannot set TCP_NODELAY");
-            }
-        })
-    });
-    let serving = router.serve_with_incoming_shutdown(incoming, drain);
+    type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
+    let serving: Serving = match incoming {
+        Incoming::Tls(tls) => Box::pin(router.serve_with_incoming_shutdown(tls, drain)),
+        Incoming::Plain(listener) => {
+            // Tonic sets TCP_NODELAY only on sockets it accepts itself. Without it a
+            // response written as several HTTP/2 frames waits for the client's delayed
+            // ACK: ~40 ms a call.
+            let incoming = TcpListenerStream::new(listener).map(|conn| {
+                conn.inspect(|stream| {
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::warn!(error = %e, "cannot set TCP_NODELAY");
+                    }
+                })
+            });
+            Box::pin(router.serve_with_incoming_shutdown(incoming, drain))
+        }
+    };
     let result = tokio::select! {
         r = serving => r,
         () = deadline => {

@@ -1091,7 +1091,73 @@ async fn the_binary_serves_tls_and_the_bootstrap_admin() {
         .expect("the bootstrap admin over TLS");
 }
 
+/// Waits (at most 10 s, the reload interval being 100 ms) until a new TLS client
+/// trusting the test CA reaches the server, or stops reaching it.
+async fn until_reaches(addr: std::net::SocketAddr, wanted: bool) -> bool {
+    for _ in 0..100 {
+        if reaches(addr, None).await == wanted {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+/// Certificate files are read again while serving: a renewed certificate applies to new
+/// connections without a restart, and files rustls refuses leave the current one in use.
+async fn renewed_certificates_apply_without_a_restart(db: Db) {
+    let s = TestServer::start(db, now()).await;
+    let dir = std::env::temp_dir().join(format!("servicelevel-tls-{}", rid("d")));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let _dir = TempDir(dir.clone());
+    let (crt, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let install = |c: &str, k: &str| {
+        std::fs::write(&crt, cert(c)).expect("certificate written");
+        std::fs::write(&key, cert(k)).expect("key written");
+    };
+    install("server.crt", "server.key");
+    let tls = TlsConfig::from_files(Some(&crt), Some(&key), None)
+        .expect("tls")
+        .expect("configured")
+        .reload_every(Duration::from_millis(100));
+    let security = Security {
+        tls: Some(tls),
+        ..Security::off()
+    };
+    let (addr, _stop) = spawn_secured(s.store.clone(), security).await;
+    assert!(reaches(addr, None).await, "the first certificate serves");
+    // An open channel keeps working across reloads.
+    let open = tls_channel(addr, None).await.expect("tls");
+
+    // Renewed with a certificate the clients do not trust (another CA): new handshakes
+    // get it, so they fail.
+    install("rogue.crt", "rogue.key");
+    assert!(
+        until_reaches(addr, false).await,
+        "the new certificate is served"
+    );
+    // Broken files (a key that is not the certificate's) are refused: the current
+    // certificate stays.
+    install("server.crt", "rogue.key");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(
+        !reaches(addr, None).await,
+        "a refused change keeps the current certificate"
+    );
+    // Back to a trusted one.
+    install("server.crt", "server.key");
+    assert!(
+        until_reaches(addr, true).await,
+        "the renewed certificate is served"
+    );
+    health_over(open)
+        .await
+        .expect("a connection made before the reloads still works");
+    s.stop().await;
+}
+
 crate::on_both_stores!(
+    renewed_certificates_apply_without_a_restart,
     every_rpc_checks_its_scope,
     health_is_open_and_reflection_needs_a_token,
     restricted_clients_touch_their_organisations_only,
