@@ -34,9 +34,14 @@ async fn desk(s: &TestServer) {
         },
     )
     .await;
+    desk_org(s, "acme").await;
+}
+
+/// Another organisation on the desk's policy and calendar.
+async fn desk_org(s: &TestServer, id: &str) {
     create_org(
         s,
-        "acme",
+        id,
         organization(
             "America/Toronto",
             "",
@@ -336,18 +341,7 @@ fn list_request(
 async fn tickets_are_listed_in_pages_with_their_clocks(db: Db) {
     let s = TestServer::start(db, local(TO, 2026, 3, 13, 17, 0)).await;
     desk(&s).await;
-    create_org(
-        &s,
-        "globex",
-        organization(
-            "America/Toronto",
-            "",
-            "desk",
-            vec![binding("support", "support")],
-            vec![],
-        ),
-    )
-    .await;
+    desk_org(&s, "globex").await;
     let mut created = Vec::new();
     for (i, org) in ["acme", "globex", "acme", "acme", "globex", "acme", "acme"]
         .iter()
