@@ -381,7 +381,7 @@ async fn calls_past_the_concurrency_limit_are_shed(db: Db) {
     // Once both hold their slots (they wait on the lock), a third is refused. The probes
     // run one at a time, so a refused probe means the two writers hold both slots.
     let mut refused = None;
-    for _ in 0..200 {
+    for _ in 0..1000 {
         let r = s
             .calendars
             .clone()
