@@ -67,10 +67,11 @@ async fn health_follows_the_database_and_shutdown(db: Db) {
     s.stop().await;
 }
 
-async fn shutdown_turns_health_not_serving_first(db: Db) {
-    let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
-    let mut health = HealthClient::new(connect(s.addr).await);
-    let mut watch = health
+/// A health watch on the whole server, after its first answer, SERVING.
+async fn watch_serving(
+    channel: tonic::transport::Channel,
+) -> tonic::Streaming<tonic_health::pb::HealthCheckResponse> {
+    let mut watch = HealthClient::new(channel)
         .watch(Request::new(HealthCheckRequest {
             service: String::new(),
         }))
@@ -79,6 +80,12 @@ async fn shutdown_turns_health_not_serving_first(db: Db) {
         .into_inner();
     let first = watch.message().await.expect("stream").expect("a status");
     assert_eq!(first.status, ServingStatus::Serving as i32);
+    watch
+}
+
+async fn shutdown_turns_health_not_serving_first(db: Db) {
+    let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
+    let mut watch = watch_serving(connect(s.addr).await).await;
     let stopping = tokio::spawn(s.stop());
     let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
         .await
@@ -224,7 +231,109 @@ async fn every_transition_legal_and_illegal(db: Db) {
     s.stop().await;
 }
 
+/// A child process killed if a test ends without it having exited.
+struct Process(std::process::Child);
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// A `servicelevel serve` process given SIGTERM: readiness turns NOT_SERVING first, the
+/// call in flight finishes (here once the database lets it), and the process exits
+/// cleanly, well before its drain timeout.
+async fn sigterm_drains_a_real_process(db: Db) {
+    let fresh = fresh_database(db).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let mut child = Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_servicelevel"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--drain-timeout",
+                "20",
+            ])
+            .env("SERVICELEVEL_DATABASE_URL", &fresh.url)
+            .env("RUST_LOG", "warn")
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("servicelevel starts"),
+    );
+    let addr: std::net::SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut channel = None;
+    for _ in 0..300 {
+        if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+        {
+            channel = Some(ch);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let channel = channel.expect("the process listens (migrated, serving)");
+    let mut watch = watch_serving(channel.clone()).await;
+
+    // A call in flight, held by the database.
+    let lock = WriteLock::take_on(&fresh.url, db).await;
+    let mut calendars = CalendarServiceClient::new(channel);
+    let in_flight = tokio::spawn(async move {
+        calendars
+            .create_calendar(Request::new(calendar_request("draining", "draining")))
+            .await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &child.0.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.message())
+        .await
+        .expect("a status soon after SIGTERM")
+        .expect("the stream is open")
+        .expect("a status");
+    assert_eq!(next.status, ServingStatus::NotServing as i32);
+    // A probe's stream would be cut at the drain timeout; this one lets go.
+    drop(watch);
+    assert!(
+        !in_flight.is_finished(),
+        "the call waits on the database, not refused"
+    );
+    lock.release().await;
+    let created = tokio::time::timeout(Duration::from_secs(10), in_flight)
+        .await
+        .expect("the call in flight finishes")
+        .expect("joined")
+        .expect("and succeeds")
+        .into_inner();
+    assert_eq!(created.name, "calendars/draining");
+    // Then the process exits by itself, cleanly, long before its 20 s drain timeout.
+    let mut exited = None;
+    for _ in 0..200 {
+        if let Some(status) = child.0.try_wait().expect("waits") {
+            exited = Some(status);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let status = exited.expect("the process exits within 10 s of its last call");
+    assert!(status.success(), "{status:?}");
+    fresh.remove().await;
+}
+
 crate::on_both_stores!(
+    sigterm_drains_a_real_process,
     health_follows_the_database_and_shutdown,
     shutdown_turns_health_not_serving_first,
     reflection_lists_the_services,
@@ -239,8 +348,12 @@ struct WriteLock(sqlx::AnyConnection);
 
 impl WriteLock {
     async fn take(s: &TestServer, db: Db) -> WriteLock {
+        WriteLock::take_on(&s.url, db).await
+    }
+
+    async fn take_on(url: &str, db: Db) -> WriteLock {
         use sqlx::Connection as _;
-        let mut conn = sqlx::AnyConnection::connect(&s.url)
+        let mut conn = sqlx::AnyConnection::connect(url)
             .await
             .expect("a second session");
         let sql = match db {
