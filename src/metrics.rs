@@ -195,6 +195,8 @@ pub struct Metrics {
     source: Mutex<Option<Arc<dyn GaugeSource>>>,
     cache: tokio::sync::Mutex<Option<(Instant, Result<StoreGauges, String>)>>,
     spans: Mutex<Option<Arc<SpanStats>>>,
+    /// TLS files read again while serving: (applied, refused); `None` without TLS files.
+    tls_reloads: Mutex<Option<(u64, u64)>>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -239,6 +241,22 @@ impl Metrics {
     /// Reports the span queue's counters (when tracing is on).
     pub fn set_span_stats(&self, stats: Arc<SpanStats>) {
         *lock(&self.spans) = Some(stats);
+    }
+
+    /// The TLS files are watched (the counters show, at zero, from then on).
+    pub fn tls_reloads_watched(&self) {
+        lock(&self.tls_reloads).get_or_insert((0, 0));
+    }
+
+    /// Changed TLS files read again: applied, or refused by rustls (the old ones stay).
+    pub fn tls_reload(&self, applied: bool) {
+        let mut r = lock(&self.tls_reloads);
+        let (ok, refused) = r.get_or_insert((0, 0));
+        if applied {
+            *ok += 1;
+        } else {
+            *refused += 1;
+        }
     }
 
     /// One finished RPC: `method` is the gRPC path (`/pkg.Service/Method`).
@@ -354,7 +372,23 @@ impl Metrics {
             self.render_store(&mut out, g);
         }
         self.render_spans(&mut out);
+        self.render_tls(&mut out);
         out
+    }
+
+    fn render_tls(&self, out: &mut String) {
+        let Some((ok, refused)) = *lock(&self.tls_reloads) else {
+            return;
+        };
+        let name = "servicelevel_tls_reloads_total";
+        header(
+            out,
+            name,
+            "counter",
+            "Changed TLS files read again: applied, or refused (the current certificate stays).",
+        );
+        let _ = writeln!(out, "{name}{{result=\"applied\"}} {ok}");
+        let _ = writeln!(out, "{name}{{result=\"refused\"}} {refused}");
     }
 
     fn render_rpc(&self, out: &mut String) {
@@ -623,7 +657,20 @@ mod tests {
         m.clock_action("warning", "first\"response", Some("gold"));
         m.clock_action("escalation", "first_response", None);
         m.due_lag("breach", chrono::TimeDelta::milliseconds(1500));
+        assert!(!m.render().await.contains("servicelevel_tls_reloads_total"));
+        m.tls_reloads_watched();
+        m.tls_reload(true);
+        m.tls_reload(false);
+        m.tls_reload(false);
         let text = m.render().await;
+        assert_eq!(
+            sample(&text, "servicelevel_tls_reloads_total{result=\"applied\"}").as_deref(),
+            Some("1")
+        );
+        assert_eq!(
+            sample(&text, "servicelevel_tls_reloads_total{result=\"refused\"}").as_deref(),
+            Some("2")
+        );
         let ok = "method=\"servicelevel.v1.TicketService/RecordEvent\",code=\"OK\"";
         assert_eq!(
             sample(&text, &format!("servicelevel_rpc_requests_total{{{ok}}}")).as_deref(),

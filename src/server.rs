@@ -175,7 +175,11 @@ pub async fn serve_secured<S: Store>(
         Plain(TcpListener),
     }
     let incoming = match &security.tls {
-        Some(tls) => Incoming::Tls(crate::auth::tls::incoming(listener, tls)),
+        Some(tls) => Incoming::Tls(crate::auth::tls::incoming(
+            listener,
+            tls,
+            Arc::clone(&app.metrics),
+        )),
         None => Incoming::Plain(listener),
     };
     let stop_accepting = match &incoming {

@@ -203,12 +203,17 @@ impl Drop for TlsIncoming {
 /// 10 s. With certificate files, they are read again every `reload_every`; a change that
 /// rustls accepts applies to the next handshakes, a change it refuses is logged and the
 /// current certificate kept.
-pub fn incoming(listener: TcpListener, tls: &TlsConfig) -> TlsIncoming {
+pub fn incoming(
+    listener: TcpListener,
+    tls: &TlsConfig,
+    metrics: Arc<crate::metrics::Metrics>,
+) -> TlsIncoming {
     let current = Arc::new(RwLock::new(Arc::clone(&tls.config)));
     let mut tasks = Vec::new();
     if let Some(files) = tls.files.clone() {
         let current = Arc::clone(&current);
         let every = tls.reload_every;
+        metrics.tls_reloads_watched();
         let reload = tokio::spawn(async move {
             let mut last = files.read().ok();
             loop {
@@ -227,11 +232,13 @@ pub fn incoming(listener: TcpListener, tls: &TlsConfig) -> TlsIncoming {
                 match server_config(cert, key, ca.as_deref()) {
                     Ok(config) => {
                         *current.write().unwrap_or_else(PoisonError::into_inner) = Arc::new(config);
+                        metrics.tls_reload(true);
                         tracing::info!(certificate = %files.cert.display(), "TLS certificate reloaded");
                     }
                     // A certificate written before its key, say: the next change is tried.
                     Err(e) => {
-                        tracing::warn!(error = %e, "the TLS files changed but are not usable: keeping the current certificate")
+                        metrics.tls_reload(false);
+                        tracing::warn!(error = %e, "the TLS files changed but are not usable: keeping the current certificate");
                     }
                 }
                 last = Some(contents);
