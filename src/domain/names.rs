@@ -2,8 +2,6 @@
 //!
 //! Each newtype can only hold a valid value, so nothing past the API checks them again.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 /// Why a name was refused.
@@ -17,7 +15,8 @@ pub enum NameError {
     BadCharacters(String, &'static str),
 }
 
-fn check(
+/// Checks a name: not empty, at most `max` characters, each `allowed` at its position.
+pub(crate) fn check(
     s: &str,
     max: usize,
     allowed: fn(usize, char) -> bool,
@@ -36,6 +35,7 @@ fn check(
     Ok(())
 }
 
+/// A string newtype that only holds names `check` accepts (serde included).
 macro_rules! name_type {
     ($(#[$doc:meta])* $name:ident, $max:expr, $allowed:expr, $what:expr) => {
         $(#[$doc])*
@@ -46,8 +46,8 @@ macro_rules! name_type {
         impl $name {
             pub const MAX_LEN: usize = $max;
 
-            pub fn parse(s: &str) -> Result<Self, NameError> {
-                check(s, $max, $allowed, $what)?;
+            pub fn parse(s: &str) -> Result<Self, $crate::domain::names::NameError> {
+                $crate::domain::names::check(s, $max, $allowed, $what)?;
                 Ok($name(s.to_string()))
             }
 
@@ -57,9 +57,9 @@ macro_rules! name_type {
         }
 
         impl TryFrom<String> for $name {
-            type Error = NameError;
-            fn try_from(s: String) -> Result<Self, NameError> {
-                check(&s, $max, $allowed, $what)?;
+            type Error = $crate::domain::names::NameError;
+            fn try_from(s: String) -> Result<Self, $crate::domain::names::NameError> {
+                $crate::domain::names::check(&s, $max, $allowed, $what)?;
                 Ok($name(s))
             }
         }
@@ -70,19 +70,21 @@ macro_rules! name_type {
             }
         }
 
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        impl ::std::fmt::Display for $name {
+            fn fmt(&self, f: &mut ::std::fmt::Formatter<'_>) -> ::std::fmt::Result {
                 f.write_str(&self.0)
             }
         }
     };
 }
+pub(crate) use name_type;
 
 fn id_char(i: usize, c: char) -> bool {
     c.is_ascii_lowercase() || c.is_ascii_digit() || (i > 0 && c == '-')
 }
 
-fn snake_char(i: usize, c: char) -> bool {
+/// snake_case: a-z first, then a-z, 0-9 and `_`.
+pub(crate) fn snake_char(i: usize, c: char) -> bool {
     c.is_ascii_lowercase() || (i > 0 && (c.is_ascii_digit() || c == '_'))
 }
 

@@ -5,72 +5,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::domain::names::NameError;
-
-fn check(
-    s: &str,
-    max: usize,
-    allowed: fn(usize, char) -> bool,
-    what: &'static str,
-) -> Result<(), NameError> {
-    if s.is_empty() {
-        return Err(NameError::Empty);
-    }
-    let len = s.chars().count();
-    if len > max {
-        return Err(NameError::TooLong { len, max });
-    }
-    if !s.chars().enumerate().all(|(i, c)| allowed(i, c)) {
-        return Err(NameError::BadCharacters(s.to_string(), what));
-    }
-    Ok(())
-}
-
-macro_rules! name_type {
-    ($(#[$doc:meta])* $name:ident, $max:expr, $allowed:expr, $what:expr) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-        #[serde(try_from = "String", into = "String")]
-        pub struct $name(String);
-
-        impl $name {
-            pub const MAX_LEN: usize = $max;
-
-            pub fn parse(s: &str) -> Result<Self, NameError> {
-                check(s, $max, $allowed, $what)?;
-                Ok($name(s.to_string()))
-            }
-
-            pub fn as_str(&self) -> &str {
-                &self.0
-            }
-        }
-
-        impl TryFrom<String> for $name {
-            type Error = NameError;
-            fn try_from(s: String) -> Result<Self, NameError> {
-                check(&s, $max, $allowed, $what)?;
-                Ok($name(s))
-            }
-        }
-
-        impl From<$name> for String {
-            fn from(n: $name) -> String {
-                n.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str(&self.0)
-            }
-        }
-    };
-}
-
-fn snake_char(i: usize, c: char) -> bool {
-    c.is_ascii_lowercase() || (i > 0 && (c.is_ascii_digit() || c == '_'))
-}
+use crate::domain::names::{NameError, check, name_type, snake_char};
 
 fn upper_char(_: usize, c: char) -> bool {
     c.is_ascii_uppercase()
