@@ -426,12 +426,13 @@ fn actor(client: &str) -> ApiResult<ExternalId> {
 }
 
 impl<S: Store> App<S> {
-    /// The organisation's hours context, cached while the catalogue is unchanged.
+    /// The organisation's hours context, cached while the catalogue is unchanged, and the
+    /// catalogue epoch it is valid for (what the ledger cache is keyed on too).
     async fn hours_context(
         &self,
         reader: &mut Reader<'_, S>,
         org: &ResourceId,
-    ) -> ApiResult<Arc<HoursContext>> {
+    ) -> ApiResult<(i64, Arc<HoursContext>)> {
         let epoch = reader.catalog_epoch().await?;
         if let Some((at, ctx)) = self
             .hours
@@ -441,7 +442,7 @@ impl<S: Store> App<S> {
             .get(org)
             && *at == epoch
         {
-            return Ok(Arc::clone(ctx));
+            return Ok((epoch, Arc::clone(ctx)));
         }
         let org_v = reader
             .resource_opt(ResourceKind::Organization, org)
@@ -485,7 +486,7 @@ impl<S: Store> App<S> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         cache.insert(org.clone(), (epoch, Arc::clone(&ctx)));
-        Ok(ctx)
+        Ok((epoch, ctx))
     }
 
     fn cached_ledger(&self, org: &ResourceId, bucket: &BucketName) -> Option<(i64, Ledger)> {
@@ -553,8 +554,7 @@ impl<S: Store> App<S> {
         }
         let next_seq = tx.lock_account(org, bucket.as_str()).await?;
         let mut reader = Reader::Tx(&mut tx);
-        let epoch = reader.catalog_epoch().await?;
-        let ctx = self.hours_context(&mut reader, org).await?;
+        let (epoch, ctx) = self.hours_context(&mut reader, org).await?;
         let mut ledger = self
             .ledger(&mut reader, &ctx, epoch, org, bucket, next_seq)
             .await?;
@@ -589,8 +589,7 @@ impl<S: Store> App<S> {
     ) -> ApiResult<(Arc<HoursContext>, Ledger)> {
         let now = self.now();
         let mut reader = Reader::Pool(&self.store);
-        let epoch = reader.catalog_epoch().await?;
-        let ctx = self.hours_context(&mut reader, org).await?;
+        let (epoch, ctx) = self.hours_context(&mut reader, org).await?;
         if !ctx.buckets.contains(bucket) {
             return Err(ApiError::NotFound(format!(
                 "bucket {bucket}: the hours contract of {} has no such bucket",
@@ -615,8 +614,7 @@ impl<S: Store> App<S> {
         let mut tx = self.store.begin().await?;
         let next_seq = tx.lock_account(org, bucket.as_str()).await?;
         let mut reader = Reader::Tx(&mut tx);
-        let epoch = reader.catalog_epoch().await?;
-        let ctx = self.hours_context(&mut reader, org).await?;
+        let (epoch, ctx) = self.hours_context(&mut reader, org).await?;
         let mut ledger = self
             .ledger(&mut reader, &ctx, epoch, org, bucket, next_seq)
             .await?;
@@ -636,8 +634,9 @@ impl<S: Store> App<S> {
         with_entries: bool,
     ) -> ApiResult<pb::Statement> {
         let now = self.now();
-        let mut reader = Reader::Pool(&self.store);
-        let ctx = self.hours_context(&mut reader, org).await?;
+        let (_, ctx) = self
+            .hours_context(&mut Reader::Pool(&self.store), org)
+            .await?;
         let mut buckets = Vec::new();
         for bucket in &ctx.buckets {
             let (_, ledger) = self.settled_ledger(org, bucket).await?;
@@ -660,6 +659,22 @@ impl<S: Store> App<S> {
             buckets,
             as_of_time: Some(cv::timestamp(now)),
         })
+    }
+
+    /// The ticket a usage or hold names, checked against the organisation; nothing is
+    /// read without one (the write itself reads the hours context, in its transaction).
+    async fn usage_ticket(
+        &self,
+        org: &ResourceId,
+        ticket: Option<String>,
+    ) -> ApiResult<Option<TicketRef>> {
+        let Some(ticket) = ticket else {
+            return Ok(None);
+        };
+        let (_, ctx) = self
+            .hours_context(&mut Reader::Pool(&self.store), org)
+            .await?;
+        self.ticket_ref(&ctx, org, &ticket).await.map(Some)
     }
 
     /// Whether a ticket's work was authorised by the organisation's main stakeholder.
@@ -1066,14 +1081,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                 let (((((org, bucket), rid), (minutes, activity)), (service_at, ticket)), reason) =
                     parsed?;
                 super::note("organization", &org);
-                let ctx = self
-                    .app
-                    .hours_context(&mut Reader::Pool(&self.app.store), &org)
-                    .await?;
-                let ticket = match ticket {
-                    Some(t) => Some(self.app.ticket_ref(&ctx, &org, &t).await?),
-                    None => None,
-                };
+                let ticket = self.app.usage_ticket(&org, ticket).await?;
                 let fp = Fingerprint::new()
                     .with("organization", &r.organization)
                     .with("bucket", &r.bucket)
@@ -1141,14 +1149,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
             async {
                 let (((((org, bucket), rid), (hold, minutes)), (service_at, activity)), ticket) =
                     parsed?;
-                let ctx = self
-                    .app
-                    .hours_context(&mut Reader::Pool(&self.app.store), &org)
-                    .await?;
-                let ticket = match ticket {
-                    Some(t) => Some(self.app.ticket_ref(&ctx, &org, &t).await?),
-                    None => None,
-                };
+                let ticket = self.app.usage_ticket(&org, ticket).await?;
                 let fp = Fingerprint::new()
                     .with("organization", &r.organization)
                     .with("bucket", &r.bucket)
