@@ -177,6 +177,57 @@ const TICKET_COLUMNS: &str = "id, organization, source_system, external_id, requ
      received_us, requested_by, initial_estimate_minutes, initial_scheduled_us, policy, policy_version, plan, \
      status, cycle, priority, next_change_us, create_us, update_us, trace_context";
 
+/// The clock listings' shared tail: the filter's conditions, the keyset condition after a
+/// cursor on (`key`, ticket, metric, instance), that order, and the limit. Bound by
+/// [`bind_clock_page`] in the same order.
+fn clock_page_sql(text: &mut String, filter: &ClockFilter, after: bool, key: &str) {
+    for (set, column) in [
+        (filter.organization.is_some(), "organization"),
+        (filter.metric.is_some(), "metric"),
+        (filter.priority.is_some(), "priority"),
+    ] {
+        if set {
+            text.push_str(&format!(" AND c.{column} = ?"));
+        }
+    }
+    if after {
+        text.push_str(&format!(
+            " AND (c.{key} > ? OR (c.{key} = ? AND (c.ticket_id > ? OR (c.ticket_id = ? \
+             AND (c.metric > ? OR (c.metric = ? AND c.instance > ?))))))"
+        ));
+    }
+    text.push_str(&format!(
+        " ORDER BY c.{key}, c.ticket_id, c.metric, c.instance LIMIT ?"
+    ));
+}
+
+type AnyQuery<'q> = sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>;
+
+fn bind_clock_page<'q>(
+    mut sql: AnyQuery<'q>,
+    filter: &ClockFilter,
+    after: Option<&ClockCursor>,
+    limit: u32,
+) -> AnyQuery<'q> {
+    for v in [&filter.organization, &filter.metric, &filter.priority]
+        .into_iter()
+        .flatten()
+    {
+        sql = sql.bind(v.clone());
+    }
+    if let Some(c) = after {
+        sql = sql
+            .bind(c.deadline_us)
+            .bind(c.deadline_us)
+            .bind(c.ticket_id.clone())
+            .bind(c.ticket_id.clone())
+            .bind(c.metric.clone())
+            .bind(c.metric.clone())
+            .bind(i64::from(c.instance));
+    }
+    sql.bind(i64::from(limit))
+}
+
 fn ticket_row(row: &AnyRow) -> StoreResult<TicketRecord> {
     let s = |c: &str| -> StoreResult<String> { row.try_get::<String, _>(c).map_err(db_error) };
     let os = |c: &str| -> StoreResult<Option<String>> {
@@ -736,46 +787,14 @@ impl super::Store for SqlStore {
                 text.push_str(" AND c.warning_us <= ? AND c.deadline_us >= ?")
             }
         }
-        if filter.organization.is_some() {
-            text.push_str(" AND c.organization = ?");
-        }
-        if filter.metric.is_some() {
-            text.push_str(" AND c.metric = ?");
-        }
-        if filter.priority.is_some() {
-            text.push_str(" AND c.priority = ?");
-        }
-        if after.is_some() {
-            text.push_str(
-                " AND (c.deadline_us > ? OR (c.deadline_us = ? AND (c.ticket_id > ? OR (c.ticket_id = ? \
-                 AND (c.metric > ? OR (c.metric = ? AND c.instance > ?))))))",
-            );
-        }
-        text.push_str(" ORDER BY c.deadline_us, c.ticket_id, c.metric, c.instance LIMIT ?");
+        clock_page_sql(&mut text, filter, after.is_some(), "deadline_us");
         let mut sql = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
         match query {
             ClockQuery::Due { from, to } => sql = sql.bind(us(*from)).bind(us(*to)),
             ClockQuery::Breached { now } => sql = sql.bind(us(*now)),
             ClockQuery::AtRisk { now } => sql = sql.bind(us(*now)).bind(us(*now)),
         }
-        for v in [&filter.organization, &filter.metric, &filter.priority]
-            .into_iter()
-            .flatten()
-        {
-            sql = sql.bind(v.clone());
-        }
-        if let Some(c) = after {
-            sql = sql
-                .bind(c.deadline_us)
-                .bind(c.deadline_us)
-                .bind(c.ticket_id.clone())
-                .bind(c.ticket_id.clone())
-                .bind(c.metric.clone())
-                .bind(c.metric.clone())
-                .bind(i64::from(c.instance));
-        }
-        let rows = sql
-            .bind(i64::from(limit))
+        let rows = bind_clock_page(sql, filter, after, limit)
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
@@ -794,43 +813,11 @@ impl super::Store for SqlStore {
             "SELECT c.ticket_id, c.organization, c.metric, c.instance, c.priority, c.state, c.settled_us, \
              c.elapsed_s FROM clocks c WHERE c.settled_us >= ? AND c.settled_us < ? AND c.kind = 'promise'",
         );
-        if filter.organization.is_some() {
-            text.push_str(" AND c.organization = ?");
-        }
-        if filter.metric.is_some() {
-            text.push_str(" AND c.metric = ?");
-        }
-        if filter.priority.is_some() {
-            text.push_str(" AND c.priority = ?");
-        }
-        if after.is_some() {
-            text.push_str(
-                " AND (c.settled_us > ? OR (c.settled_us = ? AND (c.ticket_id > ? OR (c.ticket_id = ? \
-                 AND (c.metric > ? OR (c.metric = ? AND c.instance > ?))))))",
-            );
-        }
-        text.push_str(" ORDER BY c.settled_us, c.ticket_id, c.metric, c.instance LIMIT ?");
-        let mut sql = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+        clock_page_sql(&mut text, filter, after.is_some(), "settled_us");
+        let sql = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
             .bind(us(from))
             .bind(us(to));
-        for v in [&filter.organization, &filter.metric, &filter.priority]
-            .into_iter()
-            .flatten()
-        {
-            sql = sql.bind(v.clone());
-        }
-        if let Some(c) = after {
-            sql = sql
-                .bind(c.deadline_us)
-                .bind(c.deadline_us)
-                .bind(c.ticket_id.clone())
-                .bind(c.ticket_id.clone())
-                .bind(c.metric.clone())
-                .bind(c.metric.clone())
-                .bind(i64::from(c.instance));
-        }
-        let rows = sql
-            .bind(i64::from(limit))
+        let rows = bind_clock_page(sql, filter, after, limit)
             .fetch_all(&self.pool)
             .await
             .map_err(db_error)?;
