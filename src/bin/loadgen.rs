@@ -152,6 +152,39 @@ fn rid(prefix: &str, run: &str, n: u64) -> String {
     format!("{prefix}-{run}-{n}")
 }
 
+/// A setup call's outcome: done now, or done by an earlier run.
+fn ok_or_exists(r: Result<(), tonic::Status>) -> Result<(), String> {
+    match r {
+        Ok(()) => Ok(()),
+        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+        Err(s) => Err(s.to_string()),
+    }
+}
+
+/// An organisation on the load generator's desk policy and support calendar.
+fn desk_org(
+    id: String,
+    display_name: String,
+    zone: &str,
+    request_id: String,
+) -> pb::CreateOrganizationRequest {
+    pb::CreateOrganizationRequest {
+        organization_id: id,
+        organization: Some(pb::Organization {
+            display_name,
+            time_zone: zone.into(),
+            policy: "policies/lg-desk".into(),
+            calendars: vec![pb::CalendarBinding {
+                slot: "support".into(),
+                calendar: "calendars/lg-support".into(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }),
+        request_id,
+    }
+}
+
 /// The catalogue every run uses: a support calendar, a policy with three clocks, ten
 /// organisations. Creating them again is a no-op (fixed request ids).
 async fn setup(channel: Ch) -> Result<(), String> {
@@ -164,11 +197,6 @@ async fn setup(channel: Ch) -> Result<(), String> {
             open: "08:00".into(),
             close: "18:30".into(),
         }],
-    };
-    let ok_or_exists = |r: Result<(), tonic::Status>| match r {
-        Ok(()) => Ok(()),
-        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
-        Err(s) => Err(s.to_string()),
     };
     ok_or_exists(
         cal.create_calendar(pb::CreateCalendarRequest {
@@ -268,21 +296,12 @@ async fn setup(channel: Ch) -> Result<(), String> {
     )?;
     for i in 0..10 {
         ok_or_exists(
-            org.create_organization(pb::CreateOrganizationRequest {
-                organization_id: format!("lg-org-{i}"),
-                organization: Some(pb::Organization {
-                    display_name: format!("Load org {i}"),
-                    time_zone: "America/Toronto".into(),
-                    policy: "policies/lg-desk".into(),
-                    calendars: vec![pb::CalendarBinding {
-                        slot: "support".into(),
-                        calendar: "calendars/lg-support".into(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                request_id: format!("lg-setup-org-{i}"),
-            })
+            org.create_organization(desk_org(
+                format!("lg-org-{i}"),
+                format!("Load org {i}"),
+                "America/Toronto",
+                format!("lg-setup-org-{i}"),
+            ))
             .await
             .map(|_| ()),
         )?;
@@ -586,12 +605,7 @@ fn hours_plan() -> pb::Plan {
 async fn setup_hours(channel: Ch, n: usize) -> Result<(), String> {
     let mut h = HoursServiceClient::new(channel.clone());
     let mut org = OrganizationServiceClient::new(channel);
-    let exists = |r: Result<(), tonic::Status>| match r {
-        Ok(()) => Ok(()),
-        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
-        Err(s) => Err(s.to_string()),
-    };
-    exists(
+    ok_or_exists(
         h.create_plan(pb::CreatePlanRequest {
             plan_id: "lg-hours".into(),
             plan: Some(hours_plan()),
@@ -601,22 +615,13 @@ async fn setup_hours(channel: Ch, n: usize) -> Result<(), String> {
         .map(|_| ()),
     )?;
     for i in 0..n {
-        exists(
-            org.create_organization(pb::CreateOrganizationRequest {
-                organization_id: format!("lg-h-{i}"),
-                organization: Some(pb::Organization {
-                    display_name: format!("Hours {i}"),
-                    time_zone: "Europe/London".into(),
-                    policy: "policies/lg-desk".into(),
-                    calendars: vec![pb::CalendarBinding {
-                        slot: "support".into(),
-                        calendar: "calendars/lg-support".into(),
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }),
-                request_id: format!("lg-setup-horg-{i}"),
-            })
+        ok_or_exists(
+            org.create_organization(desk_org(
+                format!("lg-h-{i}"),
+                format!("Hours {i}"),
+                "Europe/London",
+                format!("lg-setup-horg-{i}"),
+            ))
             .await
             .map(|_| ()),
         )?;
@@ -806,11 +811,6 @@ async fn export(channel: Ch) -> Result<(), String> {
 async fn setup_due_lag(channel: Ch) -> Result<(), String> {
     let mut pol = PolicyServiceClient::new(channel.clone());
     let mut org = OrganizationServiceClient::new(channel);
-    let ok_or_exists = |r: Result<(), tonic::Status>| match r {
-        Ok(()) => Ok(()),
-        Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
-        Err(s) => Err(s.to_string()),
-    };
     let trig = |k: pb::trigger::Kind| pb::Trigger { kind: Some(k) };
     ok_or_exists(
         pol.create_policy(pb::CreatePolicyRequest {
