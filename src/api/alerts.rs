@@ -55,7 +55,7 @@ fn to_pb(a: &AlertRow) -> Result<pb::Alert, Status> {
         kind: alert_kind(&a.kind) as i32,
         event: Some(pb::TicketEvent {
             occurred_time: Some(cv::timestamp(a.occurred_at)),
-            kind: Some(cv::event_kind_to_pb(&kind)),
+            kind: Some(cv::event_kind_to_pb(&kind, a.occurred_at)),
             sequence: a.event_seq,
             recorded_by: SYSTEM_ACTOR.to_string(),
             record_time: Some(cv::timestamp(a.recorded_at)),

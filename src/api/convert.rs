@@ -1217,7 +1217,10 @@ pub fn event(
     })
 }
 
-pub fn event_kind_to_pb(k: &EventKind) -> pb::ticket_event::Kind {
+/// An event's kind; `occurred_at` is the due instant of system events recorded before
+/// they carried one.
+pub fn event_kind_to_pb(k: &EventKind, occurred_at: DateTime<Utc>) -> pb::ticket_event::Kind {
+    let due = |d: &Option<DateTime<Utc>>| Some(timestamp(d.unwrap_or(occurred_at)));
     use pb::ticket_event::Kind;
     match k {
         EventKind::StatusChanged { to, reason } => Kind::StatusChange(pb::StatusChange {
@@ -1246,22 +1249,31 @@ pub fn event_kind_to_pb(k: &EventKind) -> pb::ticket_event::Kind {
             metric,
             instance,
             level,
+            due_at,
         } => Kind::ClockWarning(pb::ClockWarningEvent {
             metric: metric.to_string(),
             instance: *instance as i32,
             level: i32::from(*level),
+            due_time: due(due_at),
         }),
-        EventKind::ClockBreached { metric, instance } => Kind::ClockBreach(pb::ClockBreachEvent {
+        EventKind::ClockBreached {
+            metric,
+            instance,
+            due_at,
+        } => Kind::ClockBreach(pb::ClockBreachEvent {
             metric: metric.to_string(),
             instance: *instance as i32,
+            due_time: due(due_at),
         }),
         EventKind::ActionTaken {
             metric,
             instance,
             action,
+            due_at,
         } => Kind::ActionTaken(pb::ActionTakenEvent {
             metric: metric.to_string(),
             instance: *instance as i32,
+            due_time: due(due_at),
             action: match action {
                 DueAction::Escalate { level } => Some(
                     pb::action_taken_event::Action::EscalatedToLevel(*level as i32),
@@ -1292,7 +1304,7 @@ pub fn event_to_pb(e: &StoredEvent) -> pb::TicketEvent {
             .as_ref()
             .map(|c| c.to_string())
             .unwrap_or_default(),
-        kind: Some(event_kind_to_pb(&e.event.kind)),
+        kind: Some(event_kind_to_pb(&e.event.kind, e.event.occurred_at)),
         request_id: e.event.request_id.clone(),
         sequence: e.event.seq,
         recorded_by: e.event.actor.client.clone(),

@@ -334,11 +334,11 @@ impl<S: Store> App<S> {
         Ok(())
     }
 
-    /// Brings a locked ticket's own events in line with its fold as of `now`: records what
-    /// its clocks reached (each stamped with the instant it was reached), in time order
-    /// up to the first move (a move changes what follows), and retracts what a
-    /// later-arriving event showed wrong. Each with an alert in the outbox, in this
-    /// transaction. Returns the settled state.
+    /// Brings a locked ticket's own events in line with its fold as of `now`, in one
+    /// fold: records what its clocks reached that is not recorded yet (each stamped with
+    /// the instant it took effect and its due instant), and retracts what the fold no
+    /// longer reaches (a later-arriving event showed it wrong). Each with an alert in the
+    /// outbox, in this transaction. Returns the settled state.
     pub(super) async fn settle(
         &self,
         tx: &mut S::Tx,
@@ -353,118 +353,93 @@ impl<S: Store> App<S> {
             client: SYSTEM_ACTOR.to_string(),
             contact: None,
         };
-        // Each round records or retracts at least one event; a handful always suffices.
-        for _ in 0..16 {
-            let state = self
-                .fold(loaded, record, events, now)
-                .map_err(|r| rejected(r, new_seq))?;
-            let mut missing: Vec<SystemAction> = state
-                .reached
+        let state = self
+            .fold(loaded, record, events, now)
+            .map_err(|r| rejected(r, new_seq))?;
+        for seq in &state.wrong {
+            let metric = events
                 .iter()
-                .filter(|a| !state.recorded.contains(a))
-                .cloned()
-                .collect();
-            if state.wrong.is_empty() && missing.is_empty() {
-                return Ok(state);
-            }
-            for seq in &state.wrong {
-                let metric = events
-                    .iter()
-                    .find(|e| e.seq == *seq)
-                    .and_then(|e| SystemAction::of_event(e.occurred_at, &e.kind))
-                    .map(|a| a.metric.to_string())
-                    .unwrap_or_default();
-                let reason = ShortText::parse("a later-arriving event showed it wrong")
-                    .map_err(|e| ApiError::Internal(e.to_string()))?;
-                let e = tx
-                    .append_event(
-                        &id,
-                        &NewEvent {
-                            occurred_at: now,
-                            kind: EventKind::Retracted { seq: *seq, reason },
-                            actor: system.clone(),
-                            request_id: format!("sl:retract:{seq}"),
-                        },
-                        now,
-                    )
-                    .await?;
-                self.alert(tx, record, &e, &metric, "retraction", now)
-                    .await?;
-                events.push(e);
-            }
-            if !state.wrong.is_empty() {
-                // A retraction can change what the clocks reach: fold again first.
-                continue;
-            }
-            missing.sort();
-            if let Some(i) = missing
-                .iter()
-                .position(|a| matches!(a.what, ActionKind::MoveTo { .. }))
-            {
-                missing.truncate(i + 1);
-            }
-            for a in missing {
-                let kind = match &a.what {
-                    ActionKind::Warning { .. } => "warning",
-                    ActionKind::Breach => "breach",
-                    ActionKind::Escalate { .. } => "escalation",
-                    ActionKind::MoveTo { .. } => "move",
-                };
-                // Telemetry: a span per action, linked to the ticket by its id; warnings
-                // and breaches counted by metric and plan; the runner's lag measured.
-                let span = tracing::info_span!(
-                    "sla.action",
-                    ticket = %id,
-                    organization = %record.ticket.organization,
-                    metric = %a.metric,
-                    action = kind,
-                    due_at = %a.at.to_rfc3339(),
-                    lag_ms = (now - a.at).num_milliseconds(),
-                );
-                let e = tracing::Instrument::instrument(
-                    tx.append_event(
-                        &id,
-                        &NewEvent {
-                            occurred_at: a.at,
-                            kind: a.event_kind(),
-                            actor: system.clone(),
-                            request_id: system_request_id(
-                                events,
-                                format!(
-                                    "sl:{}:{}:{kind}:{}",
-                                    a.metric,
-                                    a.instance,
-                                    a.at.timestamp_micros()
-                                ),
-                            ),
-                        },
-                        now,
-                    ),
-                    span.clone(),
+                .find(|e| e.seq == *seq)
+                .and_then(|e| SystemAction::of_event(e.occurred_at, &e.kind))
+                .map(|a| a.metric.to_string())
+                .unwrap_or_default();
+            let reason = ShortText::parse("a later-arriving event showed it wrong")
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let e = tx
+                .append_event(
+                    &id,
+                    &NewEvent {
+                        occurred_at: now,
+                        kind: EventKind::Retracted { seq: *seq, reason },
+                        actor: system.clone(),
+                        request_id: format!("sl:retract:{seq}"),
+                    },
+                    now,
                 )
                 .await?;
-                tracing::Instrument::instrument(
-                    self.alert(tx, record, &e, a.metric.as_str(), kind, now),
-                    span,
-                )
+            self.alert(tx, record, &e, &metric, "retraction", now)
                 .await?;
-                // Counted once the transaction commits: a rolled-back one recorded nothing.
-                let tier = loaded.organization().plan.as_ref().map(|p| p.to_string());
-                let metric = a.metric.to_string();
-                let lag = super::runner::in_due_run().then(|| now - a.at);
-                let metrics = std::sync::Arc::clone(&self.metrics);
-                tx.after_commit(Box::new(move || {
-                    metrics.clock_action(kind, &metric, tier.as_deref());
-                    if let Some(lag) = lag {
-                        metrics.due_lag(kind, lag);
-                    }
-                }));
-                events.push(e);
-            }
+            events.push(e);
         }
-        Err(ApiError::Internal(format!(
-            "the clocks of tickets/{id} do not settle"
-        )))
+        for a in &state.missing {
+            let kind = match &a.what {
+                ActionKind::Warning { .. } => "warning",
+                ActionKind::Breach => "breach",
+                ActionKind::Escalate { .. } => "escalation",
+                ActionKind::MoveTo { .. } => "move",
+            };
+            // Telemetry: a span per action, linked to the ticket by its id; warnings
+            // and breaches counted by metric and plan; the runner's lag measured.
+            let span = tracing::info_span!(
+                "sla.action",
+                ticket = %id,
+                organization = %record.ticket.organization,
+                metric = %a.metric,
+                action = kind,
+                due_at = %a.due.to_rfc3339(),
+                lag_ms = (now - a.at).num_milliseconds(),
+            );
+            let e = tracing::Instrument::instrument(
+                tx.append_event(
+                    &id,
+                    &NewEvent {
+                        occurred_at: a.at,
+                        kind: a.event_kind(),
+                        actor: system.clone(),
+                        request_id: system_request_id(
+                            events,
+                            format!(
+                                "sl:{}:{}:{kind}:{}",
+                                a.metric,
+                                a.instance,
+                                a.at.timestamp_micros()
+                            ),
+                        ),
+                    },
+                    now,
+                ),
+                span.clone(),
+            )
+            .await?;
+            tracing::Instrument::instrument(
+                self.alert(tx, record, &e, a.metric.as_str(), kind, now),
+                span,
+            )
+            .await?;
+            // Counted once the transaction commits: a rolled-back one recorded nothing.
+            let tier = loaded.organization().plan.as_ref().map(|p| p.to_string());
+            let metric = a.metric.to_string();
+            let lag = super::runner::in_due_run().then(|| now - a.at);
+            let metrics = std::sync::Arc::clone(&self.metrics);
+            tx.after_commit(Box::new(move || {
+                metrics.clock_action(kind, &metric, tier.as_deref());
+                if let Some(lag) = lag {
+                    metrics.due_lag(kind, lag);
+                }
+            }));
+            events.push(e);
+        }
+        Ok(state)
     }
 
     async fn alert(

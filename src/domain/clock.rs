@@ -205,13 +205,22 @@ pub struct TicketState {
     /// (a deadline or warning is reached): when the due-time runner must look again.
     pub next_change_at: Option<DateTime<Utc>>,
     /// What the clocks reached by themselves up to `as_of` (warnings crossed, promises
-    /// breached, timers fired with an action): what servicelevel records as events.
+    /// breached, timers fired with an action), in time order: what servicelevel records
+    /// as its own events.
     pub reached: Vec<SystemAction>,
-    /// The recorded system events that stand at their place in the log.
-    pub recorded: Vec<SystemAction>,
-    /// Recorded system events that a later-arriving event showed to be wrong, by
-    /// sequence number: they must be retracted.
+    /// What of `reached` no recorded system event stands for yet: to record.
+    pub missing: Vec<SystemAction>,
+    /// Recorded system events the fold no longer reaches (a later-arriving event showed
+    /// them wrong), by sequence number: to retract.
     pub wrong: Vec<i64>,
+}
+
+/// The ticket's attributes a clock's target and duration rule are resolved from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Attrs {
+    priority: Option<PriorityLabel>,
+    estimate: Option<u32>,
+    scheduled_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone)]
@@ -222,9 +231,14 @@ struct Instance {
     start: DateTime<Utc>,
     pauses: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
     end: Option<(DateTime<Utc>, EndReason)>,
-    /// Set when the deadline was reached while running: from then on the outcome and the
+    /// The nominal deadline, once reached while running: from then on the outcome and the
     /// deadline are fixed, whatever re-targeting comes later.
     due_at: Option<DateTime<Utc>>,
+    /// The warning thresholds crossed, with the instant each threshold had.
+    warned: Vec<(u8, DateTime<Utc>)>,
+    /// The attributes in force when the clock's outcome became final (it ended, or a
+    /// promise breached): changes after that never re-target it.
+    frozen: Option<Attrs>,
 }
 
 impl Instance {
@@ -234,6 +248,13 @@ impl Instance {
 
     fn paused(&self) -> bool {
         self.pauses.last().is_some_and(|(_, to)| to.is_none())
+    }
+
+    fn crossed(&self, percent: u8) -> Option<DateTime<Utc>> {
+        self.warned
+            .iter()
+            .find(|(p, _)| *p == percent)
+            .map(|(_, at)| *at)
     }
 }
 
@@ -275,24 +296,39 @@ struct Fold<'a> {
     ctx: FoldContext<'a>,
     status: Status,
     cycle: u32,
-    priority: Option<PriorityLabel>,
-    estimate: Option<u32>,
-    scheduled_at: Option<DateTime<Utc>>,
+    attrs: Attrs,
+    /// The instant of the caller's event folded last. What an event makes already past
+    /// (a deadline, a warning, a timer) takes effect here: never before its cause.
+    now: DateTime<Utc>,
     /// Approvals: (cycle, contact, when).
     approvals: Vec<(u32, Option<ExternalId>, DateTime<Utc>)>,
     instances: Vec<Instance>,
     relevant: Vec<bool>,
-    recorded: Vec<SystemAction>,
-    wrong: Vec<i64>,
+    /// What the clocks reached, in the order reached.
+    reached: Vec<SystemAction>,
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Folds run on this thread: the property tests count them per write.
+    pub(crate) static FOLDS: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
 }
 
 /// Folds `events` (in any order: they are sorted here) into the ticket's state as of
 /// `as_of`. The first event that cannot stand where it is is rejected.
+///
+/// Only callers' events are folded. Servicelevel's own events (warnings, breaches, due
+/// actions) are outputs: the fold reaches them itself, in its single pass, and compares
+/// them with the recorded ones at the end (`missing`, `wrong`). So a change that puts a
+/// deadline in the past (a priority raised after the new target's deadline) is folded
+/// once, with its consequences at its own instant, whatever was recorded before it.
 pub fn fold(
     ctx: FoldContext<'_>,
     events: &[Event],
     as_of: DateTime<Utc>,
 ) -> Result<TicketState, Rejected> {
+    #[cfg(test)]
+    FOLDS.with(|c| c.set(c.get() + 1));
     let retracted: BTreeSet<i64> = events
         .iter()
         .filter_map(|e| match &e.kind {
@@ -300,23 +336,27 @@ pub fn fold(
             _ => None,
         })
         .collect();
-    let mut sorted: Vec<&Event> = events
+    let mut recorded: Vec<(i64, SystemAction)> = events
         .iter()
-        .filter(|e| !retracted.contains(&e.seq) && !matches!(e.kind, EventKind::Retracted { .. }))
+        .filter(|e| !retracted.contains(&e.seq))
+        .filter_map(|e| SystemAction::of_event(e.occurred_at, &e.kind).map(|a| (e.seq, a)))
         .collect();
+    let mut sorted: Vec<&Event> = events.iter().filter(|e| !e.kind.is_system()).collect();
     sort_events(&mut sorted);
     let t = ctx.ticket;
     let mut f = Fold {
         ctx,
         status: Status::New,
         cycle: 0,
-        priority: t.priority.clone(),
-        estimate: t.estimate_minutes,
-        scheduled_at: t.scheduled_at,
+        attrs: Attrs {
+            priority: t.priority.clone(),
+            estimate: t.estimate_minutes,
+            scheduled_at: t.scheduled_at,
+        },
+        now: t.received_at,
         approvals: Vec::new(),
         instances: Vec::new(),
-        recorded: Vec::new(),
-        wrong: Vec::new(),
+        reached: Vec::new(),
         relevant: ctx
             .policy
             .clocks
@@ -333,20 +373,31 @@ pub fn fold(
         if e.occurred_at < t.received_at {
             return Err(f.reject(e, Violation::BeforeReceived));
         }
-        if e.kind.is_system() {
-            // Servicelevel's own events come after what happened at their instant, and
-            // stand only if the clocks reached them there.
-            f.advance_through(e.occurred_at);
-            f.system(e);
-            continue;
-        }
         f.advance(e.occurred_at);
+        f.now = e.occurred_at;
         f.apply(e).map_err(|v| f.reject(e, v))?;
+        // What the event put in the past (a shorter target, a resume after the budget ran
+        // out) is reached now, at the event's own instant.
+        f.advance(e.occurred_at);
     }
     // Only deadlines strictly before `as_of` have passed: a clock exactly at its deadline
     // has used its budget but is not past it, and an event at that instant still meets it.
     f.advance(as_of);
-    Ok(f.view(as_of))
+    let mut state = f.view(as_of);
+    let mut missing = Vec::new();
+    for a in &state.reached {
+        match recorded.iter().position(|(_, r)| r == a) {
+            Some(i) => {
+                recorded.swap_remove(i);
+            }
+            None => missing.push(a.clone()),
+        }
+    }
+    let mut wrong: Vec<i64> = recorded.into_iter().map(|(seq, _)| seq).collect();
+    wrong.sort_unstable();
+    state.missing = missing;
+    state.wrong = wrong;
+    Ok(state)
 }
 
 impl<'a> Fold<'a> {
@@ -362,104 +413,95 @@ impl<'a> Fold<'a> {
         &self.ctx.policy.clocks[i.def]
     }
 
-    /// Processes deadlines reached before `t`: timers fire, promises breach, and clocks
-    /// chained to them start. Events at the deadline instant itself come first, so a clock
-    /// stopped exactly at its deadline is met.
+    /// Processes what the running clocks reach before `t`, earliest first: warning
+    /// thresholds are crossed, promises breach, timers fire (taking their action), and
+    /// clocks chained to them start. Each takes effect at its own instant, or at `now`
+    /// when an event already put it in the past. Paused clocks reach nothing. Events at a
+    /// deadline instant itself come first, so a clock stopped exactly at its deadline is
+    /// met.
     fn advance(&mut self, t: DateTime<Utc>) {
-        self.advance_until(t, false);
-    }
-
-    /// Like [`Self::advance`], with the deadlines at `t` itself too.
-    fn advance_through(&mut self, t: DateTime<Utc>) {
-        self.advance_until(t, true);
-    }
-
-    fn advance_until(&mut self, t: DateTime<Utc>, inclusive: bool) {
         loop {
-            let next = self
-                .instances
-                .iter()
-                .enumerate()
-                .filter(|(_, i)| i.active() && i.due_at.is_none())
-                // A paused clock reaches nothing, except a fixed deadline (a scheduled
-                // time), which pauses do not move.
-                .filter_map(|(k, i)| {
-                    if i.paused() {
-                        self.resolve(i).ok().and_then(|r| r.fixed).map(|d| (d, k))
-                    } else {
-                        self.deadline(i).map(|d| (d, k))
+            // (instant, deadline after warnings, clock, warning threshold)
+            let mut next: Option<(DateTime<Utc>, bool, usize, Option<u8>)> = None;
+            for (k, inst) in self.instances.iter().enumerate() {
+                if !inst.active() || inst.paused() || inst.due_at.is_some() {
+                    continue;
+                }
+                let Ok(r) = self.resolve(inst) else { continue };
+                let thresholds = &self.def(inst).targets[r.target].warnings;
+                let warnings = thresholds
+                    .iter()
+                    .filter(|p| inst.crossed(**p).is_none())
+                    .filter_map(|p| Some((self.warning_at(inst, &r, *p)?, false, k, Some(*p))));
+                let deadline = self.deadline(inst).map(|d| (d, true, k, None));
+                for c in warnings.chain(deadline).filter(|c| c.0 < t) {
+                    if next.is_none_or(|n| c < n) {
+                        next = Some(c);
                     }
-                })
-                .filter(|(d, _)| *d < t || (inclusive && *d == t))
-                .min();
-            let Some((due, k)) = next else { return };
+                }
+            }
+            let Some((due, _, k, warning)) = next else {
+                return;
+            };
+            let at = due.max(self.now);
+            let inst = &self.instances[k];
+            let (metric, instance) = (self.def(inst).metric.clone(), inst.seq);
+            if let Some(level) = warning {
+                self.instances[k].warned.push((level, due));
+                self.reached.push(SystemAction {
+                    at,
+                    due,
+                    metric,
+                    instance,
+                    what: ActionKind::Warning { level },
+                });
+                continue;
+            }
+            let kind = self.def(inst).kind;
+            let attrs = self.attrs.clone();
             let inst = &mut self.instances[k];
             inst.due_at = Some(due);
-            let def = &self.ctx.policy.clocks[inst.def];
-            if def.kind == ClockKind::Timer {
-                inst.end = Some((due, EndReason::Fired));
+            inst.frozen.get_or_insert(attrs);
+            let action = match kind {
+                ClockKind::Promise => Some(ActionKind::Breach),
+                ClockKind::Timer => {
+                    inst.end = Some((at, EndReason::Fired));
+                    self.due_action(&self.instances[k])
+                }
+            };
+            self.signal(at, &[Trigger::TargetDue(metric.clone())], None);
+            if let Some(ActionKind::MoveTo { status, .. }) = &action {
+                let from = self.status;
+                if from.check_transition(*status).is_err() {
+                    // Nowhere to move (already there, or final): the timer fired and
+                    // nothing is recorded.
+                    continue;
+                }
+                self.status = *status;
+                self.signal(
+                    at,
+                    &[Trigger::LeftStatus(from), Trigger::EnteredStatus(*status)],
+                    Some((from, *status)),
+                );
             }
-            let metric = def.metric.clone();
-            self.signal(due, &[Trigger::TargetDue(metric)], None);
-        }
-    }
-
-    /// A system event: it stands if the clocks reached what it records at its instant
-    /// (and, for a move, if the move is legal there); otherwise it is wrong.
-    fn system(&mut self, e: &Event) {
-        let Some(action) = SystemAction::of_event(e.occurred_at, &e.kind) else {
-            return;
-        };
-        if !self.reaches(&action) {
-            self.wrong.push(e.seq);
-            return;
-        }
-        if let ActionKind::MoveTo { status, .. } = &action.what {
-            let from = self.status;
-            if from.check_transition(*status).is_err() {
-                self.wrong.push(e.seq);
-                return;
-            }
-            self.status = *status;
-            self.signal(
-                e.occurred_at,
-                &[Trigger::LeftStatus(from), Trigger::EnteredStatus(*status)],
-                Some((from, *status)),
-            );
-        }
-        self.recorded.push(action);
-    }
-
-    /// Whether the clock an action names reached it at its instant.
-    fn reaches(&self, a: &SystemAction) -> bool {
-        let Some(inst) = self
-            .instances
-            .iter()
-            .find(|i| self.def(i).metric == a.metric && i.seq == a.instance)
-        else {
-            return false;
-        };
-        let def = self.def(inst);
-        match &a.what {
-            ActionKind::Breach => def.kind == ClockKind::Promise && inst.due_at == Some(a.at),
-            ActionKind::Warning { level } => self.warning_at(inst, *level) == Some(a.at),
-            ActionKind::Escalate { .. } | ActionKind::MoveTo { .. } => {
-                matches!(inst.end, Some((at, EndReason::Fired)) if at == a.at)
-                    && self.due_action(inst).as_ref() == Some(&a.what)
+            if let Some(what) = action {
+                self.reached.push(SystemAction {
+                    at,
+                    due,
+                    metric,
+                    instance,
+                    what,
+                });
             }
         }
     }
 
-    /// The instant a clock crosses a warning threshold of its target, with the pauses
-    /// known so far.
-    fn warning_at(&self, inst: &Instance, percent: u8) -> Option<DateTime<Utc>> {
-        let r = self.resolve(inst).ok()?;
-        let target = &self.def(inst).targets[r.target];
-        if !target.warnings.contains(&percent) {
-            return None;
-        }
+    /// The instant a running clock crosses a warning threshold of its target, with the
+    /// pauses known so far; `None` while paused before it.
+    fn warning_at(&self, inst: &Instance, r: &Resolved, percent: u8) -> Option<DateTime<Utc>> {
         let share = r.budget * i32::from(percent) / 100;
         match r.fixed {
+            Some(_) if inst.paused() => None,
             Some(_) => r.calendar.add(inst.start, share).ok(),
             None => after_running(&r.calendar, inst.start, &inst.pauses, share)
                 .ok()
@@ -478,52 +520,6 @@ impl<'a> Fold<'a> {
                 reason: reason.clone(),
             }),
         }
-    }
-
-    /// Everything the clocks reached by themselves before `as_of`.
-    fn reached(&self, as_of: DateTime<Utc>) -> Vec<SystemAction> {
-        let mut out = Vec::new();
-        for inst in &self.instances {
-            let def = self.def(inst);
-            let metric = def.metric.clone();
-            let Ok(r) = self.resolve(inst) else { continue };
-            let until = inst.end.as_ref().map_or(as_of, |(t, _)| *t);
-            for p in &def.targets[r.target].warnings {
-                if let Some(at) = self.warning_at(inst, *p)
-                    && at < as_of
-                    && at <= until
-                    && inst.due_at.is_none_or(|d| at <= d)
-                {
-                    out.push(SystemAction {
-                        at,
-                        metric: metric.clone(),
-                        instance: inst.seq,
-                        what: ActionKind::Warning { level: *p },
-                    });
-                }
-            }
-            match (def.kind, inst.due_at, &inst.end) {
-                (ClockKind::Promise, Some(at), _) => out.push(SystemAction {
-                    at,
-                    metric: metric.clone(),
-                    instance: inst.seq,
-                    what: ActionKind::Breach,
-                }),
-                (ClockKind::Timer, _, Some((at, EndReason::Fired))) => {
-                    if let Some(what) = self.due_action(inst) {
-                        out.push(SystemAction {
-                            at: *at,
-                            metric: metric.clone(),
-                            instance: inst.seq,
-                            what,
-                        });
-                    }
-                }
-                _ => {}
-            }
-        }
-        out.sort();
-        out
     }
 
     fn apply(&mut self, e: &Event) -> Result<(), Violation> {
@@ -591,23 +587,24 @@ impl<'a> Fold<'a> {
                     .push((self.cycle, e.actor.contact.clone(), t));
                 self.signal(t, &[Trigger::Event(EventSignal::Approved)], None);
             }
-            // Re-targeting needs no bookkeeping: deadlines are resolved from the current
-            // priority, estimate and schedule each time they are needed, from each clock's
-            // original start, with its own pauses.
+            // Re-targeting needs no bookkeeping: the deadlines of clocks still running or
+            // paused are resolved from the current priority, estimate and schedule each
+            // time they are needed, from each clock's original start, with its own
+            // pauses. Clocks whose outcome is final keep the attributes they ended with.
             EventKind::PriorityChanged { to } => {
                 if !self.ctx.policy.priorities.contains(to) {
                     return Err(Violation::UnknownPriority(to.clone()));
                 }
-                self.priority = Some(to.clone());
+                self.attrs.priority = Some(to.clone());
             }
             EventKind::EstimateSet { minutes } => {
                 if *minutes == 0 {
                     return Err(Violation::ZeroEstimate);
                 }
-                self.estimate = Some(*minutes);
+                self.attrs.estimate = Some(*minutes);
             }
-            EventKind::ScheduledTimeSet { at } => self.scheduled_at = Some(*at),
-            // Handled by `system` before they get here.
+            EventKind::ScheduledTimeSet { at } => self.attrs.scheduled_at = Some(*at),
+            // Outputs of the fold, never folded (see `fold`).
             EventKind::ClockWarning { .. }
             | EventKind::ClockBreached { .. }
             | EventKind::ActionTaken { .. }
@@ -657,6 +654,7 @@ impl<'a> Fold<'a> {
         let entered = moved.map(|(_, to)| to);
         let resolution = entered.is_some_and(Status::is_resolution);
         let policy = self.ctx.policy;
+        let attrs = &self.attrs;
         for k in 0..self.instances.len() {
             if !self.instances[k].active() {
                 continue;
@@ -700,6 +698,7 @@ impl<'a> Fold<'a> {
                         chained.push(Trigger::TargetStoppedUnresolved(def.metric.clone()));
                     }
                     inst.end = Some((t, reason));
+                    inst.frozen.get_or_insert_with(|| attrs.clone());
                 }
                 None => {
                     if let Some((from, to)) = moved {
@@ -737,6 +736,8 @@ impl<'a> Fold<'a> {
                     pauses: if paused { vec![(t, None)] } else { Vec::new() },
                     end: None,
                     due_at: None,
+                    warned: Vec::new(),
+                    frozen: None,
                 });
             }
         }
@@ -745,18 +746,24 @@ impl<'a> Fold<'a> {
         }
     }
 
-    fn target(&self, def: &'a ClockDefinition) -> Option<(usize, &'a Target)> {
-        let t = self.ctx.ticket;
-        def.target_for(t.plan.as_ref(), self.priority.as_ref(), &t.request_type)
+    /// The attributes a clock resolves with: those it ended with, else the current ones.
+    fn attrs_of<'i>(&'i self, inst: &'i Instance) -> &'i Attrs {
+        inst.frozen.as_ref().unwrap_or(&self.attrs)
     }
 
-    /// Resolves a clock's rule for its start with the ticket's current attributes.
+    fn target(&self, def: &'a ClockDefinition, attrs: &Attrs) -> Option<(usize, &'a Target)> {
+        let t = self.ctx.ticket;
+        def.target_for(t.plan.as_ref(), attrs.priority.as_ref(), &t.request_type)
+    }
+
+    /// Resolves a clock's rule for its start with the ticket's attributes (see `attrs_of`).
     fn resolve(&self, inst: &Instance) -> Result<Resolved, NotStartedReason> {
         let def = self.def(inst);
+        let attrs = self.attrs_of(inst);
         let (index, target) = self
-            .target(def)
-            .ok_or_else(|| NotStartedReason::NoTargetForPriority(self.priority.clone()))?;
-        let (calendar, nominal, fixed) = self.nominal(&target.duration, inst.start)?;
+            .target(def, attrs)
+            .ok_or_else(|| NotStartedReason::NoTargetForPriority(attrs.priority.clone()))?;
+        let (calendar, nominal, fixed) = self.nominal(&target.duration, inst.start, attrs)?;
         let budget = calendar
             .elapsed(inst.start, nominal)
             .map_err(|_| NotStartedReason::OutOfRange)?;
@@ -782,10 +789,15 @@ impl<'a> Fold<'a> {
 
     /// The nominal deadline of a rule for a clock starting at `s`, and the calendar the
     /// clock counts on.
-    fn nominal(&self, rule: &DurationRule, s: DateTime<Utc>) -> Result<Nominal, NotStartedReason> {
+    fn nominal(
+        &self,
+        rule: &DurationRule,
+        s: DateTime<Utc>,
+        attrs: &Attrs,
+    ) -> Result<Nominal, NotStartedReason> {
         let range =
             |r: Result<DateTime<Utc>, TimeError>| r.map_err(|_| NotStartedReason::OutOfRange);
-        Ok(match self.leaf(rule, s)? {
+        Ok(match self.leaf(rule, s, attrs)? {
             DurationRule::WallClock { minutes } => (
                 ClockCalendar::RealTime,
                 range(ClockCalendar::RealTime.add(s, TimeDelta::minutes(i64::from(*minutes))))?,
@@ -817,7 +829,9 @@ impl<'a> Fold<'a> {
                 )
             }
             DurationRule::ScheduledTime => {
-                let at = self.scheduled_at.ok_or(NotStartedReason::NoScheduledTime)?;
+                let at = attrs
+                    .scheduled_at
+                    .ok_or(NotStartedReason::NoScheduledTime)?;
                 (ClockCalendar::RealTime, at, Some(at))
             }
             DurationRule::NextWeek { calendar } => {
@@ -849,6 +863,7 @@ impl<'a> Fold<'a> {
         &self,
         rule: &'r DurationRule,
         s: DateTime<Utc>,
+        attrs: &Attrs,
     ) -> Result<&'r DurationRule, NotStartedReason> {
         match rule {
             DurationRule::ByOpenHours {
@@ -860,26 +875,29 @@ impl<'a> Fold<'a> {
                     .slot(calendar)?
                     .is_open(s)
                     .map_err(|_| NotStartedReason::OutOfRange)?;
-                self.leaf(if open { inside } else { outside }, s)
+                self.leaf(if open { inside } else { outside }, s, attrs)
             }
             DurationRule::ByEstimate { buckets } => {
-                let estimate = self.estimate.ok_or(NotStartedReason::NoEstimate)?;
+                let estimate = attrs.estimate.ok_or(NotStartedReason::NoEstimate)?;
                 let bucket = buckets.iter().find(|b| estimate <= b.up_to_minutes).ok_or(
                     NotStartedReason::NeedsQuote {
                         estimate_minutes: estimate,
                     },
                 )?;
-                self.leaf(&bucket.duration, s)
+                self.leaf(&bucket.duration, s, attrs)
             }
             other => Ok(other),
         }
     }
 
-    /// The clock's deadline with its current rule and pauses; `None` while paused (or
-    /// when it cannot be set).
+    /// The clock's deadline with its rule and pauses; `None` while paused (a scheduled
+    /// time too: a paused clock reaches nothing) or when it cannot be set.
     fn deadline(&self, inst: &Instance) -> Option<DateTime<Utc>> {
         if let Some(d) = inst.due_at {
             return Some(d);
+        }
+        if inst.paused() {
+            return None;
         }
         let r = self.resolve(inst).ok()?;
         if let Some(fixed) = r.fixed {
@@ -914,14 +932,18 @@ impl<'a> Fold<'a> {
         TicketState {
             status: self.status,
             cycle: self.cycle,
-            priority: self.priority.clone(),
-            estimate_minutes: self.estimate,
-            scheduled_at: self.scheduled_at,
+            priority: self.attrs.priority.clone(),
+            estimate_minutes: self.attrs.estimate,
+            scheduled_at: self.attrs.scheduled_at,
             clocks,
             next_change_at: next_change,
-            reached: self.reached(as_of),
-            recorded: self.recorded.clone(),
-            wrong: self.wrong.clone(),
+            reached: {
+                let mut reached = self.reached.clone();
+                reached.sort();
+                reached
+            },
+            missing: Vec::new(),
+            wrong: Vec::new(),
         }
     }
 
@@ -988,7 +1010,11 @@ impl<'a> Fold<'a> {
         let deadline = self.deadline(inst);
         v.target_index = Some(resolved.target);
         v.rule = self
-            .leaf(&def.targets[resolved.target].duration, inst.start)
+            .leaf(
+                &def.targets[resolved.target].duration,
+                inst.start,
+                self.attrs_of(inst),
+            )
             .ok()
             .cloned();
         v.budget = Some(resolved.budget);
@@ -1003,35 +1029,34 @@ impl<'a> Fold<'a> {
             .warnings
             .iter()
             .map(|p| {
-                let share = resolved.budget * i32::from(*p) / 100;
-                let at = match resolved.fixed {
-                    Some(_) => cal.add(inst.start, share).ok(),
-                    None => after_running(cal, inst.start, &inst.pauses, share)
-                        .ok()
-                        .flatten(),
-                };
+                let at = inst
+                    .crossed(*p)
+                    .or_else(|| self.warning_at(inst, &resolved, *p));
                 (*p, at)
             })
             .collect();
-        v.warning_level = v
-            .warnings
-            .iter()
-            .filter(|(_, at)| at.is_some_and(|a| a <= until))
-            .map(|(p, _)| *p)
-            .max()
-            .unwrap_or(0);
+        v.warning_level = inst.warned.iter().map(|(p, _)| *p).max().unwrap_or(0);
         v.deadline = if v.paused && v.breached_at.is_none() {
             None
         } else {
             deadline
         };
-        if v.paused && v.breached_at.is_none() && resolved.fixed.is_none() {
-            let left = (resolved.budget - elapsed).max(TimeDelta::zero());
-            v.deadline_if_resumed = resolved.due_after(as_of.max(inst.start), left);
-        } else if v.paused && resolved.fixed.is_some() {
-            v.deadline = resolved.fixed;
+        if v.paused && v.breached_at.is_none() {
+            v.deadline_if_resumed = match resolved.fixed {
+                Some(fixed) => Some(fixed),
+                None => {
+                    let left = (resolved.budget - elapsed).max(TimeDelta::zero());
+                    resolved.due_after(as_of.max(inst.start), left)
+                }
+            };
         }
         v.state = match (&inst.end, def.kind) {
+            // Cancelling does not erase a promise already broken.
+            (Some((_, EndReason::Cancelled { .. })), ClockKind::Promise)
+                if inst.due_at.is_some() =>
+            {
+                ClockState::Breached
+            }
             (Some((_, EndReason::Cancelled { .. })), _) => ClockState::Cancelled,
             (Some((_, EndReason::Fired)), _) => ClockState::Fired,
             (Some((at, EndReason::Stopped { .. })), ClockKind::Promise) => {

@@ -810,7 +810,7 @@ fn only_the_main_stakeholder_authorises_and_approves_publishing() {
 }
 
 #[test]
-fn scheduled_time_is_fixed_and_pauses_do_not_move_it() {
+fn scheduled_time_is_fixed_a_pause_hides_it_and_a_late_resume_breaches() {
     let p = policy(json!({
         "priorities": ["P6"],
         "clocks": [{
@@ -846,9 +846,32 @@ fn scheduled_time_is_fixed_and_pauses_do_not_move_it() {
         ),
         ev(2, at(NY, 3, 10, 9, 0), status(Status::RequiresDeliverables)),
     ];
+    // Paused like every other clock: no deadline, the scheduled time if resumed.
     let c = w.clock(&events, at(NY, 3, 11, 9, 0), "first_response");
     assert_eq!(c.state, ClockState::Paused);
+    assert_eq!(c.deadline, None);
+    assert_eq!(c.deadline_if_resumed, Some(at(NY, 3, 14, 2, 0)));
+    // Still paused past the scheduled time: not breached while the customer holds it.
+    let c = w.clock(&events, at(NY, 3, 16, 9, 0), "first_response");
+    assert_eq!((c.state, c.breached_at), (ClockState::Paused, None));
+    // Resumed Monday 09:00, after the scheduled time: breached at once, its deadline the
+    // scheduled time, the breach taking effect at the resume.
+    let mut resumed = events.to_vec();
+    resumed.push(ev(3, at(NY, 3, 16, 9, 0), status(Status::Processing)));
+    let state = w.fold(&resumed, at(NY, 3, 16, 9, 30)).expect("legal");
+    let c = state.clocks.last().expect("a clock").clone();
+    assert_eq!(c.state, ClockState::Breached);
     assert_eq!(c.deadline, Some(at(NY, 3, 14, 2, 0)));
+    assert_eq!(c.breached_at, Some(at(NY, 3, 14, 2, 0)));
+    let breach = state
+        .reached
+        .iter()
+        .find(|a| a.what == ActionKind::Breach)
+        .expect("breach reached");
+    assert_eq!(
+        (breach.at, breach.due),
+        (at(NY, 3, 16, 9, 0), at(NY, 3, 14, 2, 0))
+    );
 }
 
 #[test]
@@ -969,7 +992,7 @@ fn system(seq: i64, t: DateTime<Utc>, action: &SystemAction) -> Event {
 }
 
 #[test]
-fn a_fired_timer_moves_the_ticket_once_recorded() {
+fn a_fired_timer_moves_the_ticket_in_the_fold_and_is_recorded_once() {
     // Submitted Thursday 2026-03-26 11:00; auto-close due Thursday 04-02 17:00 (Good
     // Friday is a holiday in this office).
     let w = concinnity_world("tier-3", at(NY, 3, 20, 9, 0));
@@ -984,17 +1007,17 @@ fn a_fired_timer_moves_the_ticket_once_recorded() {
         .find(|a| matches!(a.what, ActionKind::MoveTo { .. }))
         .cloned()
         .expect("the auto-close is due");
-    assert_eq!(close.at, due);
-    assert_eq!(
-        state.status,
-        Status::SubmittedForReview,
-        "not moved until recorded"
-    );
-    // Recorded (stamped with the due instant, whenever the runner got to it): CLOSED.
+    assert_eq!((close.at, close.due), (due, due));
+    // The fold takes the action itself: what is recorded is its output.
+    assert_eq!(state.status, Status::Closed);
+    assert!(state.missing.contains(&close));
+    // Recorded (stamped with the due instant, whenever the runner got to it): nothing
+    // more to record, nothing wrong.
     let events = [submitted.clone(), system(2, due, &close)];
     let state = w.fold(&events, at(NY, 4, 3, 9, 0)).expect("legal");
     assert_eq!(state.status, Status::Closed);
-    assert_eq!(state.recorded, vec![close.clone()]);
+    assert!(state.reached.contains(&close));
+    assert!(state.missing.iter().all(|a| a != &close));
     assert!(state.wrong.is_empty());
     // A reply the CRM sends late: the customer answered Wednesday, moving the ticket back
     // to PROCESSING before the timer was due. The recorded auto-close is now wrong, and

@@ -60,24 +60,35 @@ pub enum EventKind {
     Custom {
         name: CustomEventName,
     },
-    /// Recorded by servicelevel itself: a clock crossed a warning threshold (the event's
-    /// time is the instant it was crossed).
+    /// Recorded by servicelevel itself: a clock crossed a warning threshold. The event's
+    /// time is when that took effect: the threshold's instant, or the caller's event that
+    /// made it already past (a priority raised after it); `due_at` is the threshold's own
+    /// instant.
     ClockWarning {
         metric: MetricName,
         instance: u32,
         level: u8,
+        /// Absent in events recorded before it existed: then the event's time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_at: Option<DateTime<Utc>>,
     },
-    /// Recorded by servicelevel itself: a promise passed its deadline (stamped with it).
+    /// Recorded by servicelevel itself: a promise passed its deadline (`due_at`), taking
+    /// effect at the event's time (the deadline, or the change that put it in the past).
     ClockBreached {
         metric: MetricName,
         instance: u32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_at: Option<DateTime<Utc>>,
     },
-    /// Recorded by servicelevel itself: a timer fell due and its action was taken
-    /// (stamped with the due instant). A move to a status changes the ticket's status.
+    /// Recorded by servicelevel itself: a timer fell due (`due_at`) and its action was
+    /// taken at the event's time, never before the event that made it due. A move to a
+    /// status changes the ticket's status.
     ActionTaken {
         metric: MetricName,
         instance: u32,
         action: DueAction,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        due_at: Option<DateTime<Utc>>,
     },
     /// An event of servicelevel's own that a later-arriving event showed to be wrong: it
     /// stays in the log and no longer counts.
@@ -124,7 +135,10 @@ impl EventKind {
 /// which clock, what, and when, so each is recorded exactly once.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct SystemAction {
+    /// When it took effect: `due`, or the caller's event that made `due` already past.
     pub at: DateTime<Utc>,
+    /// The nominal instant: the deadline or warning threshold as the clock's rule puts it.
+    pub due: DateTime<Utc>,
     pub metric: MetricName,
     pub instance: u32,
     pub what: ActionKind,
@@ -141,52 +155,72 @@ pub enum ActionKind {
 impl SystemAction {
     /// The event that records it.
     pub fn event_kind(&self) -> EventKind {
+        let (metric, instance, due_at) = (self.metric.clone(), self.instance, Some(self.due));
         match &self.what {
             ActionKind::Warning { level } => EventKind::ClockWarning {
-                metric: self.metric.clone(),
-                instance: self.instance,
+                metric,
+                instance,
                 level: *level,
+                due_at,
             },
             ActionKind::Breach => EventKind::ClockBreached {
-                metric: self.metric.clone(),
-                instance: self.instance,
+                metric,
+                instance,
+                due_at,
             },
             ActionKind::Escalate { level } => EventKind::ActionTaken {
-                metric: self.metric.clone(),
-                instance: self.instance,
+                metric,
+                instance,
                 action: DueAction::Escalate { level: *level },
+                due_at,
             },
             ActionKind::MoveTo { status, reason } => EventKind::ActionTaken {
-                metric: self.metric.clone(),
-                instance: self.instance,
+                metric,
+                instance,
                 action: DueAction::MoveTo {
                     status: *status,
                     reason: reason.clone(),
                 },
+                due_at,
             },
         }
     }
 
     /// The action a recorded event stands for, if it is one.
     pub fn of_event(at: DateTime<Utc>, kind: &EventKind) -> Option<SystemAction> {
-        let (metric, instance, what) = match kind {
+        let (metric, instance, what, due_at) = match kind {
             EventKind::ClockWarning {
                 metric,
                 instance,
                 level,
-            } => (metric, *instance, ActionKind::Warning { level: *level }),
-            EventKind::ClockBreached { metric, instance } => {
-                (metric, *instance, ActionKind::Breach)
-            }
+                due_at,
+            } => (
+                metric,
+                *instance,
+                ActionKind::Warning { level: *level },
+                due_at,
+            ),
+            EventKind::ClockBreached {
+                metric,
+                instance,
+                due_at,
+            } => (metric, *instance, ActionKind::Breach, due_at),
             EventKind::ActionTaken {
                 metric,
                 instance,
                 action: DueAction::Escalate { level },
-            } => (metric, *instance, ActionKind::Escalate { level: *level }),
+                due_at,
+            } => (
+                metric,
+                *instance,
+                ActionKind::Escalate { level: *level },
+                due_at,
+            ),
             EventKind::ActionTaken {
                 metric,
                 instance,
                 action: DueAction::MoveTo { status, reason },
+                due_at,
             } => (
                 metric,
                 *instance,
@@ -194,11 +228,13 @@ impl SystemAction {
                     status: *status,
                     reason: reason.clone(),
                 },
+                due_at,
             ),
             _ => return None,
         };
         Some(SystemAction {
             at,
+            due: due_at.unwrap_or(at),
             metric: metric.clone(),
             instance,
             what,

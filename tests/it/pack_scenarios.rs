@@ -1212,11 +1212,13 @@ mod priority_matrix {
             status(S::RequiresDeliverables),
         )
         .await;
-        // Waiting for the customer from Sat 09:00: paused, but a scheduled time is a fixed
-        // instant that pauses do not move: still Sun 22:30.
+        // Waiting for the customer from Sat 09:00: paused like every clock, so no deadline
+        // while paused; a scheduled time is a fixed instant that pauses do not move, so
+        // resumed it is still Sun 22:30.
         assert_eq!(state(&p6, "first_response"), CS::Paused);
+        assert_eq!(deadline(&p6, "first_response"), None);
         assert_eq!(
-            deadline(&p6, "first_response"),
+            from_ts(&clock(&p6, "first_response").deadline_if_resumed_time),
             Some(local(NY, 2026, 3, 15, 22, 30))
         );
         at(
@@ -1586,14 +1588,11 @@ mod priority_matrix {
         s.stop().await;
     }
 
-    /// KNOWN BUG (ignored below). A scheduled-time deadline is a fixed instant that
-    /// pauses do not move (docs/clocks.md), so a P6 clock still waiting for the customer
-    /// when its scheduled time passes is breached: GetTicket says BREACHED with that
-    /// breach time and ListBreachedClocks lists it. But the due-time runner never records
-    /// the breach event (nor its alert), even once the clock has stopped, because
-    /// `Fold::advance_until` (src/domain/clock.rs) skips paused instances, so `due_at` is
-    /// never set and `reached` emits no breach.
-    async fn p6_paused_past_its_scheduled_time_records_the_breach(db: Db) {
+    /// A scheduled time is a fixed instant that pauses do not move, and a paused clock
+    /// breaches nothing: a P6 clock still waiting for the customer when its scheduled time
+    /// passes stays paused, and is breached at once when the customer answers, its
+    /// deadline the scheduled time, the breach taking effect at the answer.
+    async fn p6_paused_past_its_scheduled_time_breaches_when_resumed(db: Db) {
         let s = TestServer::start(db, local(NY, 2026, 3, 13, 10, 0)).await;
         setup(&s, &[("client", &[])]).await;
         let mut t = ticket(
@@ -1615,18 +1614,39 @@ mod priority_matrix {
         s.set_now(local(NY, 2026, 3, 16, 10, 0));
         let g = get(&s, &t.name).await;
         // Scheduled for Sun 03-15 22:30; waiting for the customer since Sat 09:00; seen
-        // Mon 10:00: breached at Sun 22:30 (passes today).
-        assert_eq!(state(&g, "first_response"), CS::Breached);
+        // Mon 10:00: paused, no deadline, the scheduled time if resumed, nothing recorded.
+        assert_eq!(state(&g, "first_response"), CS::Paused);
+        assert_eq!(deadline(&g, "first_response"), None);
         assert_eq!(
-            from_ts(&clock(&g, "first_response").breach_time),
+            from_ts(&clock(&g, "first_response").deadline_if_resumed_time),
             Some(local(NY, 2026, 3, 15, 22, 30))
         );
-        // The runner should have recorded that breach, stamped Sun 22:30 (fails: none is
-        // ever recorded).
+        assert_eq!(clock(&g, "first_response").breach_time, None);
+        assert_eq!(system_events_of(&g), vec![]);
+        // The customer answers Mon 10:30: breached at once, deadline Sun 22:30, the breach
+        // stamped 10:30 with its due time Sun 22:30.
+        let g = at(
+            &s,
+            &t.name,
+            local(NY, 2026, 3, 16, 10, 30),
+            status(S::Processing),
+        )
+        .await;
+        assert_eq!(state(&g, "first_response"), CS::Breached);
+        assert_eq!(
+            deadline(&g, "first_response"),
+            Some(local(NY, 2026, 3, 15, 22, 30))
+        );
         assert_eq!(
             system_events(&s, &t.name, 1).await,
-            vec![ev("breach:first_response", local(NY, 2026, 3, 15, 22, 30))]
+            vec![ev("breach:first_response", local(NY, 2026, 3, 16, 10, 30))]
         );
+        let full = get(&s, &t.name).await;
+        let due = full.events.iter().find_map(|e| match &e.kind {
+            Some(K::ClockBreach(b)) => from_ts(&b.due_time),
+            _ => None,
+        });
+        assert_eq!(due, Some(local(NY, 2026, 3, 15, 22, 30)));
         s.stop().await;
     }
 
@@ -1638,7 +1658,7 @@ mod priority_matrix {
         dst_weeks_move_wall_clock_targets_by_real_time_and_business_days_by_local_time,
         requires_deliverables_pauses_p1_minutes_and_p4_desk_hours,
         late_crm_events_retract_a_breach_and_retarget_a_priority,
-        p6_paused_past_its_scheduled_time_records_the_breach,
+        p6_paused_past_its_scheduled_time_breaches_when_resumed,
     );
 }
 
