@@ -1110,3 +1110,7 @@ fn after_running(
 #[cfg(test)]
 #[path = "clock_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "clock_props.rs"]
+mod props;
