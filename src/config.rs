@@ -143,6 +143,10 @@ pub struct ServeArgs {
     /// Longest a unary RPC may run, in seconds (a client's shorter deadline wins).
     #[arg(long, env = "SERVICELEVEL_RPC_TIMEOUT", default_value_t = 30)]
     pub rpc_timeout: u64,
+    /// How many seconds ahead of the server's clock an event's occurred time or a
+    /// ticket's received time may be; further ahead is refused as INVALID_ARGUMENT.
+    #[arg(long, env = "SERVICELEVEL_MAX_FUTURE_SKEW", default_value_t = 300)]
+    pub max_future_skew: u64,
     /// Policy packs to import at start (built-in names or pack files); repeatable.
     #[arg(long = "pack", env = "SERVICELEVEL_PACKS", value_delimiter = ',')]
     pub packs: Vec<String>,

@@ -136,6 +136,7 @@ async fn serve(
         metrics: Some(metrics),
         max_concurrent_rpcs: args.max_concurrent_rpcs,
         rpc_timeout: std::time::Duration::from_secs(args.rpc_timeout.max(1)),
+        max_future_skew: std::time::Duration::from_secs(args.max_future_skew),
         ..ServeOptions::default()
     };
     let security = Security {

@@ -80,6 +80,10 @@ pub struct ServeOptions {
     /// Longest a unary call may run (a client's shorter `grpc-timeout` wins); the call is
     /// then cancelled with its database work.
     pub rpc_timeout: Duration,
+    /// How far ahead of the server's clock an event's `occurred_time` or a ticket's
+    /// `received_time` may be: a CRM's clock may run a little fast, a wrong one is
+    /// refused (INVALID_ARGUMENT) instead of stopping clocks in advance.
+    pub max_future_skew: Duration,
 }
 
 impl Default for ServeOptions {
@@ -90,6 +94,7 @@ impl Default for ServeOptions {
             metrics: None,
             max_concurrent_rpcs: 512,
             rpc_timeout: Duration::from_secs(30),
+            max_future_skew: Duration::from_secs(300),
         }
     }
 }
@@ -119,6 +124,8 @@ pub async fn serve_secured<S: Store>(
 ) -> Result<(), tonic::transport::Error> {
     let auth = AuthLayer::new(&security, store.clone());
     let mut app = App::new(store, clock);
+    app.max_future_skew =
+        chrono::TimeDelta::from_std(options.max_future_skew).unwrap_or(chrono::TimeDelta::MAX);
     if let Some(metrics) = &options.metrics {
         app.metrics = Arc::clone(metrics);
     }

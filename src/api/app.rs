@@ -40,6 +40,8 @@ pub struct App<S: Store> {
     /// Assembled organisation contexts, valid while the catalogue epoch they were read at
     /// is current.
     contexts: Mutex<HashMap<ResourceId, (i64, Arc<OrgContext>)>>,
+    /// How far ahead of `now` a caller's event or received time may be.
+    pub max_future_skew: chrono::TimeDelta,
 }
 
 /// An organisation (latest version) and its clock calendars over all versions.
@@ -199,7 +201,27 @@ impl<S: Store> App<S> {
             hours: super::hours::HoursCache::default(),
             alerts_written: Arc::new(tokio::sync::Notify::new()),
             metrics: crate::metrics::Metrics::new(),
+            max_future_skew: chrono::TimeDelta::minutes(5),
         }
+    }
+
+    /// INVALID_ARGUMENT on `field` when `at` is further ahead of now than the allowed
+    /// skew: nothing a caller reports can have happened in the future.
+    pub fn not_in_future(&self, field: &str, at: DateTime<Utc>) -> ApiResult<()> {
+        let now = self.now();
+        if at <= now + self.max_future_skew {
+            return Ok(());
+        }
+        Err(ApiError::invalid(
+            field,
+            format!(
+                "{} is {} s ahead of the server's clock ({}); at most {} s ahead is accepted",
+                at.to_rfc3339(),
+                (at - now).num_seconds(),
+                now.to_rfc3339(),
+                self.max_future_skew.num_seconds()
+            ),
+        ))
     }
 
     pub fn now(&self) -> DateTime<Utc> {

@@ -7,7 +7,7 @@ use chrono_tz::Tz;
 use super::error::{ApiError, ApiResult, Check};
 use super::pb;
 use crate::domain::calendar::{CalendarSpec, Hours, Window, parse_zone};
-use crate::domain::clock::{ClockState, ClockView, EndReason, TicketState};
+use crate::domain::clock::{ClockState, ClockView, EndReason, NotStartedReason, TicketState};
 use crate::domain::names::{
     CustomEventName, ExternalId, MetricName, PlanName, PriorityLabel, RequestType, ResourceId,
     RoleName, ShortText, SlotName,
@@ -1294,6 +1294,17 @@ pub fn event_kind_to_pb(k: &EventKind, occurred_at: DateTime<Utc>) -> pb::ticket
     }
 }
 
+fn not_started_code(r: &NotStartedReason) -> pb::NotStartedCode {
+    match r {
+        NotStartedReason::NoTargetForPriority(_) => pb::NotStartedCode::NoTarget,
+        NotStartedReason::NeedsQuote { .. } => pb::NotStartedCode::NeedsQuote,
+        NotStartedReason::NoEstimate => pb::NotStartedCode::NoEstimate,
+        NotStartedReason::NoScheduledTime => pb::NotStartedCode::NoScheduledTime,
+        NotStartedReason::CalendarNotBound(_) => pb::NotStartedCode::CalendarNotBound,
+        NotStartedReason::OutOfRange => pb::NotStartedCode::OutOfRange,
+    }
+}
+
 pub fn event_to_pb(e: &StoredEvent) -> pb::TicketEvent {
     pb::TicketEvent {
         occurred_time: Some(timestamp(e.event.occurred_at)),
@@ -1374,6 +1385,11 @@ pub fn clock_to_pb(v: &ClockView, policy: &Policy) -> pb::Clock {
             .as_ref()
             .map(|r| r.to_string())
             .unwrap_or_default(),
+        not_started_code: v
+            .not_started
+            .as_ref()
+            .map_or(pb::NotStartedCode::Unspecified, not_started_code)
+            as i32,
         start_time: Some(timestamp(v.started_at)),
         end_time: opt_timestamp(v.ended_at),
         end_reason: match &v.end_reason {

@@ -66,7 +66,8 @@ pub fn client_of<T>(req: &tonic::Request<T>) -> String {
     req.metadata()
         .get("x-servicelevel-client")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64)
+        // `tickets/...` scopes event keys (`IdempotencyKey::event`): no client's name.
+        .filter(|v| !v.is_empty() && v.len() <= 64 && !v.starts_with("tickets/"))
         .unwrap_or("anonymous")
         .to_string()
 }

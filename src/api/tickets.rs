@@ -182,7 +182,30 @@ impl<S: Store> App<S> {
         t: NewTicket,
     ) -> ApiResult<(pb::Ticket, bool)> {
         let mut tx = self.store.begin().await?;
-        if let Some(answer) = self.claim::<pb::Ticket>(&mut tx, &key, &fp).await? {
+        let done = self.create_ticket_in(&mut tx, &key, &fp, t).await?;
+        self.commit(tx).await?;
+        Ok(done)
+    }
+
+    /// Commits a transaction whose idempotency records are complete, and wakes what waits
+    /// for alerts.
+    async fn commit(&self, tx: S::Tx) -> ApiResult<()> {
+        tx.commit().await?;
+        self.alerts_written.notify_waiters();
+        Ok(())
+    }
+
+    /// Creates a ticket inside a transaction, its answer stored under `key`; nothing is
+    /// written unless the caller commits.
+    async fn create_ticket_in(
+        &self,
+        tx: &mut S::Tx,
+        key: &IdempotencyKey,
+        fp: &Fingerprint,
+        t: NewTicket,
+    ) -> ApiResult<(pb::Ticket, bool)> {
+        self.not_in_future("ticket.received_time", t.received_at)?;
+        if let Some(answer) = self.claim::<pb::Ticket>(tx, key, fp).await? {
             return Ok((answer, false));
         }
         let org_v = match tx
@@ -210,7 +233,7 @@ impl<S: Store> App<S> {
             .await?;
         let policy_version = policy_v.version;
         let policy = self
-            .policy(&mut Reader::Tx(&mut tx), &org.policy, policy_version)
+            .policy(&mut Reader::Tx(tx), &org.policy, policy_version)
             .await?;
         check_priority(&policy, t.priority.as_ref(), "ticket.priority")?;
         let missing = missing_slots(&policy, &org);
@@ -254,14 +277,14 @@ impl<S: Store> App<S> {
             updated_at: now,
             trace_context: crate::telemetry::current_traceparent(),
         };
-        let loaded = self.load(&mut Reader::Tx(&mut tx), &record).await?;
+        let loaded = self.load(&mut Reader::Tx(tx), &record).await?;
         tx.insert_ticket(&record).await?;
         let state = self
-            .settle(&mut tx, &record, &loaded, &mut Vec::new(), now, None)
+            .settle(tx, &record, &loaded, &mut Vec::new(), now, None)
             .await?;
         tx.save_derived(&record, &derived(&state), now).await?;
         let answer = cv::ticket_to_pb(&record, &state, &loaded.policy, None, now);
-        self.finish(tx, &key, &answer).await?;
+        tx.complete(key, &answer.encode_to_vec()).await?;
         tracing::info!(ticket = %record.ticket.id, organization = %record.ticket.organization, "ticket created");
         Ok((answer, true))
     }
@@ -275,7 +298,25 @@ impl<S: Store> App<S> {
         event: NewEvent,
     ) -> ApiResult<(pb::Ticket, bool)> {
         let mut tx = self.store.begin().await?;
-        if let Some(answer) = self.claim::<pb::Ticket>(&mut tx, &key, &fp).await? {
+        let done = self
+            .record_event_in(&mut tx, &key, &fp, ticket_id, event)
+            .await?;
+        self.commit(tx).await?;
+        Ok(done)
+    }
+
+    /// Records an event inside a transaction, its answer stored under `key`; nothing is
+    /// written unless the caller commits.
+    async fn record_event_in(
+        &self,
+        tx: &mut S::Tx,
+        key: &IdempotencyKey,
+        fp: &Fingerprint,
+        ticket_id: &str,
+        event: NewEvent,
+    ) -> ApiResult<(pb::Ticket, bool)> {
+        self.not_in_future("event.occurred_time", event.occurred_at)?;
+        if let Some(answer) = self.claim::<pb::Ticket>(tx, key, fp).await? {
             return Ok((answer, false));
         }
         let record = tx.lock_ticket(ticket_id).await.map_err(|e| match e {
@@ -283,7 +324,7 @@ impl<S: Store> App<S> {
             e => e.into(),
         })?;
         let stored = tx.ticket_events(ticket_id).await?;
-        let loaded = self.load(&mut Reader::Tx(&mut tx), &record).await?;
+        let loaded = self.load(&mut Reader::Tx(tx), &record).await?;
         if let EventKind::PriorityChanged { to } = &event.kind {
             check_priority(&loaded.policy, Some(to), "event.priority_change.priority")?;
         }
@@ -292,11 +333,11 @@ impl<S: Store> App<S> {
         let mut events: Vec<Event> = App::<S>::events(&stored);
         events.push(new.clone());
         let state = self
-            .settle(&mut tx, &record, &loaded, &mut events, now, Some(new.seq))
+            .settle(tx, &record, &loaded, &mut events, now, Some(new.seq))
             .await?;
         tx.save_derived(&record, &derived(&state), now).await?;
         let answer = cv::ticket_to_pb(&record, &state, &loaded.policy, None, now);
-        self.finish(tx, &key, &answer).await?;
+        tx.complete(key, &answer.encode_to_vec()).await?;
         tracing::info!(ticket = %ticket_id, event = new.kind.name(), seq = new.seq, "event recorded");
         Ok((answer, true))
     }
@@ -519,6 +560,31 @@ fn system_request_id(events: &[Event], base: String) -> String {
     }
 }
 
+/// The error of one part of a batch, named from the batch's root: a violation of
+/// `event.x` becomes one of `items[2].events[1].x`, and a message says which part.
+fn within(e: ApiError, prefix: &str, root: &str) -> ApiError {
+    let rename = |field: String| match field.strip_prefix(root) {
+        Some(rest) if rest.is_empty() || rest.starts_with(['.', '[']) => format!("{prefix}{rest}"),
+        _ => format!("{prefix}.{field}"),
+    };
+    match e {
+        ApiError::InvalidArgument(violations) => ApiError::InvalidArgument(
+            violations
+                .into_iter()
+                .map(|v| super::error::Violation {
+                    field: rename(v.field),
+                    description: v.description,
+                })
+                .collect(),
+        ),
+        ApiError::NotFound(m) => ApiError::NotFound(format!("{prefix}: {m}")),
+        ApiError::AlreadyExists(m) => ApiError::AlreadyExists(format!("{prefix}: {m}")),
+        ApiError::FailedPrecondition(m) => ApiError::FailedPrecondition(format!("{prefix}: {m}")),
+        ApiError::Aborted(m) => ApiError::Aborted(format!("{prefix}: {m}")),
+        other => other,
+    }
+}
+
 fn respond<M>(r: ApiResult<M>) -> Result<Response<M>, Status> {
     r.map(Response::new).map_err(Status::from)
 }
@@ -558,16 +624,16 @@ impl<S: Store> Api<S> {
             .collect();
         let events: Option<Vec<NewEvent>> = events.into_iter().collect();
         let ((t, rid), events) = c.finish(t.zip(rid).zip(events))?;
-        let existing = self
-            .app
-            .store
+        // One transaction per item: it applies whole or leaves nothing behind.
+        let mut tx = self.app.store.begin().await?;
+        let existing = tx
             .find_ticket(t.source_system.as_str(), t.external_id.as_str())
             .await?;
         let (ticket_id, created) = match existing {
             Some(r) => {
                 if r.ticket.organization != t.organization {
                     return Err(ApiError::FailedPrecondition(format!(
-                        "ticket {}/{} belongs to {}, not {}",
+                        "{field}: ticket {}/{} belongs to {}, not {}",
                         t.source_system,
                         t.external_id,
                         cv::name_of(ResourceKind::Organization, &r.ticket.organization),
@@ -584,8 +650,9 @@ impl<S: Store> Api<S> {
                 };
                 let (answer, created) = self
                     .app
-                    .create_ticket(key, ticket_fingerprint(&item.ticket), t)
-                    .await?;
+                    .create_ticket_in(&mut tx, &key, &ticket_fingerprint(&item.ticket), t)
+                    .await
+                    .map_err(|e| within(e, &format!("{field}.ticket"), "ticket"))?;
                 (
                     answer.name.trim_start_matches("tickets/").to_string(),
                     created,
@@ -593,16 +660,17 @@ impl<S: Store> Api<S> {
             }
         };
         let mut recorded = 0;
-        for (e, raw) in events.into_iter().zip(&item.events) {
-            let key = IdempotencyKey {
-                client: client.to_string(),
-                method: "RecordEvent",
-                request_id: e.request_id.clone(),
-            };
+        for (j, (e, raw)) in events.into_iter().zip(&item.events).enumerate() {
+            let key = IdempotencyKey::event(&ticket_id, &e.request_id);
             let fp = event_fingerprint(&format!("tickets/{ticket_id}"), &Some(raw.clone()));
-            let (_, fresh) = self.app.record_event(key, fp, &ticket_id, e).await?;
+            let (_, fresh) = self
+                .app
+                .record_event_in(&mut tx, &key, &fp, &ticket_id, e)
+                .await
+                .map_err(|e| within(e, &format!("{field}.events[{j}]"), "event"))?;
             recorded += i32::from(fresh);
         }
+        self.app.commit(tx).await?;
         let ticket = self.app.ticket_view(&ticket_id, false).await?;
         Ok(pb::UpsertTicketResult {
             status: Some(tonic_types::pb::Status::default()),
@@ -1035,11 +1103,7 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         respond(
             async {
                 let (id, event) = parsed?;
-                let key = IdempotencyKey {
-                    client: client.clone(),
-                    method: "RecordEvent",
-                    request_id: event.request_id.clone(),
-                };
+                let key = IdempotencyKey::event(&id, &event.request_id);
                 let fp = event_fingerprint(&r.ticket, &r.event);
                 self.app
                     .record_event(key, fp, &id, event)

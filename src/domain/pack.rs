@@ -1257,7 +1257,7 @@ mod tests {
                 },
             )],
         );
-        handoff.pause_statuses = vec![];
+        handoff.pause_statuses = vec![Status::RequiresDeliverables];
         let expected = Policy {
             priorities: vec![],
             clocks: vec![

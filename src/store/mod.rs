@@ -228,6 +228,18 @@ pub struct IdempotencyKey {
     pub request_id: String,
 }
 
+impl IdempotencyKey {
+    /// The key of an event: its request id is unique per ticket, whoever the client, so
+    /// the ticket takes the client's place (`tickets/{id}`, which no client name can be).
+    pub fn event(ticket_id: &str, request_id: &str) -> Self {
+        IdempotencyKey {
+            client: format!("tickets/{ticket_id}"),
+            method: "RecordEvent",
+            request_id: request_id.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{0} not found")]

@@ -47,7 +47,7 @@ pub struct SqlTx {
 
 fn migrations(backend: Backend) -> Migrator {
     // Applied migrations are checksummed: a landed file never changes, a change is a new one.
-    let files: [(i64, &str, &'static str, &'static str); 2] = [
+    let files: [(i64, &str, &'static str, &'static str); 3] = [
         (
             1,
             "init",
@@ -59,6 +59,12 @@ fn migrations(backend: Backend) -> Migrator {
             "ticket trace context",
             include_str!("../../migrations/postgres/0002_ticket_trace_context.sql"),
             include_str!("../../migrations/sqlite/0002_ticket_trace_context.sql"),
+        ),
+        (
+            3,
+            "event keys per ticket",
+            include_str!("../../migrations/postgres/0003_event_keys_per_ticket.sql"),
+            include_str!("../../migrations/sqlite/0003_event_keys_per_ticket.sql"),
         ),
     ];
     Migrator::with_migrations(

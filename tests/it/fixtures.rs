@@ -153,7 +153,19 @@ pub fn ticket(
     }
 }
 
+/// Moves the server's clock up to `t` if it is behind: nothing can be reported before it
+/// happens (the server refuses instants ahead of its clock).
+pub fn reach(s: &TestServer, t: &Option<prost_types::Timestamp>) {
+    use servicelevel::time::Clock as _;
+    if let Some(t) = from_ts(t)
+        && t > s.clock.now()
+    {
+        s.set_now(t);
+    }
+}
+
 pub async fn create_ticket(s: &TestServer, t: pb::Ticket) -> pb::Ticket {
+    reach(s, &t.received_time);
     s.tickets
         .clone()
         .create_ticket(Request::new(pb::CreateTicketRequest {
@@ -186,6 +198,7 @@ pub async fn record(
     ticket: &str,
     e: pb::TicketEvent,
 ) -> Result<pb::Ticket, tonic::Status> {
+    reach(s, &e.occurred_time);
     s.tickets
         .clone()
         .record_event(Request::new(pb::RecordEventRequest {

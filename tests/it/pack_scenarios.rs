@@ -2101,15 +2101,32 @@ mod contently {
             status(S::RequiresDeliverables),
         )
         .await;
-        // Waiting for the customer again from Wed 10:00: the hand-off is a date, nothing
-        // pauses it; still running, still due Mon 03-23 09:00.
-        assert_eq!(state(&t, "engineering_handoff"), CS::Running);
-        assert!(!clock(&t, "engineering_handoff").paused);
+        // Waiting for the customer again from Wed 10:00: the hand-off pauses like every
+        // promise (the customer owes the next step). Its budget is the open time from
+        // Tue 14:00 to Mon 09:00, 27 h; 4 h were used (Tue 14:00-17:00, Wed 09:00-10:00).
+        // Resumed at once, the 23 h left end Fri 17:00: due the next opening, Mon 09:00.
+        assert_eq!(state(&t, "engineering_handoff"), CS::Paused);
+        assert_eq!(deadline(&t, "engineering_handoff"), None);
         assert_eq!(
-            deadline(&t, "engineering_handoff"),
+            from_ts(&clock(&t, "engineering_handoff").deadline_if_resumed_time),
             Some(local(NY, 2026, 3, 23, 9, 0))
         );
-        let t = at(&s, &t.name, local(NY, 2026, 3, 20, 11, 0), engaged()).await;
+        // The customer answers Fri 03-20 11:00: 23 h left from then end Wed 03-25 10:00.
+        let t = at(
+            &s,
+            &t.name,
+            local(NY, 2026, 3, 20, 11, 0),
+            status(S::Processing),
+        )
+        .await;
+        assert_eq!(state(&t, "engineering_handoff"), CS::Running);
+        assert_eq!(
+            deadline(&t, "engineering_handoff"),
+            Some(local(NY, 2026, 3, 25, 10, 0))
+        );
+        // Engaged Tue 03-24, after the old Monday deadline: met, the customer's days not
+        // counted against it.
+        let t = at(&s, &t.name, local(NY, 2026, 3, 24, 11, 0), engaged()).await;
         assert_eq!(state(&t, "engineering_handoff"), CS::Met);
         s.stop().await;
     }

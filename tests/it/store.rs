@@ -44,7 +44,56 @@ async fn after_commit_hooks_run_only_on_commit(db: Db) {
 crate::on_both_stores!(
     after_commit_hooks_run_only_on_commit,
     an_older_database_upgrades_in_place,
+    event_keys_stored_per_client_move_under_their_ticket,
 );
+
+/// RecordEvent's idempotency records were per client before events were keyed per
+/// ticket: the upgrade copies each under its ticket, so a retry after it gets the first
+/// answer, whoever sends it.
+async fn event_keys_stored_per_client_move_under_their_ticket(db: Db) {
+    use servicelevel::store::{Claim, IdempotencyKey};
+    let fresh = fresh_database(db).await;
+    let store = servicelevel::store::SqlStore::connect(&fresh.url, 2)
+        .await
+        .expect("opens");
+    store.migrate_until(2).await.expect("the second schema");
+    let fingerprint = r#"{"event":"Some(TicketEvent { .. })","ticket":"\"tickets/t-1\""}"#;
+    let mut tx = store.begin().await.expect("begins");
+    let old = IdempotencyKey {
+        client: "crm".into(),
+        method: "RecordEvent",
+        request_id: "comment-1".into(),
+    };
+    assert_eq!(
+        tx.claim(&old, fingerprint).await.expect("claims"),
+        Claim::Fresh
+    );
+    tx.complete(&old, b"first answer").await.expect("completes");
+    tx.commit().await.expect("commits");
+    store.migrate().await.expect("upgrades");
+    let mut tx = store.begin().await.expect("begins");
+    let claim = tx
+        .claim(&IdempotencyKey::event("t-1", "comment-1"), fingerprint)
+        .await
+        .expect("claims");
+    assert_eq!(
+        claim,
+        Claim::Seen {
+            fingerprint: fingerprint.to_string(),
+            response: b"first answer".to_vec(),
+        }
+    );
+    // The same id on another ticket is another event.
+    assert_eq!(
+        tx.claim(&IdempotencyKey::event("t-2", "comment-1"), fingerprint)
+            .await
+            .expect("claims"),
+        Claim::Fresh
+    );
+    drop(tx);
+    store.close().await;
+    fresh.remove().await;
+}
 
 /// A database as the first release left it, with a ticket in it, upgrades in place at
 /// start: the ticket reads back unchanged, without a trace context, and migrating again

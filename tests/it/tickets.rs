@@ -91,6 +91,7 @@ async fn a_ticket_gets_its_clocks_and_events_move_them(db: Db) {
         Some(local(TO, 2026, 3, 16, 10, 30))
     );
     // An unknown priority label is bad input and changes nothing.
+    s.set_now(local(TO, 2026, 3, 13, 17, 20));
     let status = expect_code(
         s.tickets
             .clone()
