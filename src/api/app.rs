@@ -47,6 +47,12 @@ pub struct App<S: Store> {
 /// An organisation (latest version) and its clock calendars over all versions.
 pub type OrgContext = (Organization, ClockCalendars);
 
+/// A version not written yet, for a preview.
+pub enum Extra<'a> {
+    Calendar(&'a ResourceId, Dated<CalendarSpec>),
+    Organization(Dated<Organization>),
+}
+
 /// Most organisation contexts kept; beyond it the cache starts over.
 const MAX_CONTEXTS: usize = 4096;
 
@@ -280,24 +286,22 @@ impl<S: Store> App<S> {
         Ok(ctx)
     }
 
-    /// The organisation's context as it would be with one more calendar version: what a
-    /// calendar update would do, before it is made.
-    pub async fn context_with_calendar(
+    /// The organisation's context as it would be with one more version of a calendar or
+    /// of the organisation itself: what an update would do, before it is made.
+    pub async fn context_with(
         &self,
         reader: &mut Reader<'_, S>,
         id: &ResourceId,
-        calendar: &ResourceId,
-        version: Dated<CalendarSpec>,
+        extra: Extra<'_>,
     ) -> ApiResult<OrgContext> {
-        self.assemble_context(reader, id, Some((calendar, version)))
-            .await
+        self.assemble_context(reader, id, Some(extra)).await
     }
 
     async fn assemble_context(
         &self,
         reader: &mut Reader<'_, S>,
         id: &ResourceId,
-        extra: Option<(&ResourceId, Dated<CalendarSpec>)>,
+        extra: Option<Extra<'_>>,
     ) -> ApiResult<OrgContext> {
         let versions = reader.versions(ResourceKind::Organization, id).await?;
         let mut orgs: Vec<Dated<Organization>> = versions
@@ -309,6 +313,15 @@ impl<S: Store> App<S> {
                 })
             })
             .collect::<ApiResult<_>>()?;
+        let (extra_calendar, extra_org) = match extra {
+            Some(Extra::Calendar(calendar, version)) => (Some((calendar, version)), None),
+            Some(Extra::Organization(version)) => (None, Some(version)),
+            None => (None, None),
+        };
+        if let Some(version) = extra_org {
+            orgs.push(version);
+            orgs.sort_by_key(|v| v.effective_at);
+        }
         let mut calendars: BTreeMap<ResourceId, Vec<Dated<CalendarSpec>>> = BTreeMap::new();
         for o in &orgs {
             for b in &o.value.calendars {
@@ -328,7 +341,7 @@ impl<S: Store> App<S> {
                 calendars.insert(b.calendar.clone(), specs);
             }
         }
-        if let Some((calendar, version)) = extra
+        if let Some((calendar, version)) = extra_calendar
             && let Some(versions) = calendars.get_mut(calendar)
         {
             versions.push(version);

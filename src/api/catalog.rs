@@ -240,7 +240,7 @@ impl<S: Store> App<S> {
                 )
                 .await?;
             let base: CalendarSpec = parse_body(&calendar)?;
-            base.customised(b.zone, b.hours.clone(), &b.extra_holidays)
+            b.adapt(&base)
                 .map_err(|e| ApiError::invalid(format!("{field}.calendars[{i}]"), e.to_string()))?;
         }
         let policy: Policy = parse_body(&policy)?;
@@ -599,7 +599,7 @@ impl<S: Store> pb::calendar_service_server::CalendarService for Api<S> {
                     |current| {
                         let base: CalendarSpec = parse_body(current)?;
                         let spec = base
-                            .customised(None, None, &dates)
+                            .customised(None, None, &dates, &Default::default())
                             .map_err(|e| ApiError::invalid("ics", e.to_string()))?;
                         json(&spec)
                     },
@@ -781,6 +781,66 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
         }
         .await;
         respond(result)
+    }
+
+    async fn preview_organization_update(
+        &self,
+        req: Request<pb::PreviewOrganizationUpdateRequest>,
+    ) -> Result<Response<pb::ChangePreview>, Status> {
+        let name = req
+            .get_ref()
+            .update
+            .as_ref()
+            .and_then(|u| u.organization.as_ref())
+            .map(|o| o.name.clone())
+            .unwrap_or_default();
+        super::OrgScope::of(&req).allow(&name)?;
+        let r = req.into_inner().update.unwrap_or_default();
+        super::note("organization", &name);
+        let mut c = Check::new();
+        let id = cv::resource_name(
+            &mut c,
+            "update.organization.name",
+            &name,
+            ResourceKind::Organization,
+        );
+        let mask = organization_mask(&mut c, "update.update_mask", r.update_mask.as_ref());
+        let whole = match &mask {
+            Some(None) => {
+                cv::organization(&mut c, "update.organization", r.organization.as_ref()).map(Some)
+            }
+            _ => Some(None),
+        };
+        let parsed = c.finish(id.zip(mask).zip(whole));
+        respond(
+            async {
+                let ((id, mask), whole) = parsed?;
+                let org = match (whole, mask) {
+                    (Some(org), _) => org,
+                    (None, mask) => {
+                        let current = self
+                            .app
+                            .store
+                            .get_resource(ResourceKind::Organization, &id, None)
+                            .await?;
+                        let patch = r.organization.clone().unwrap_or_default();
+                        let merged = apply_organization_mask(
+                            cv::organization_to_pb(&current)?,
+                            &patch,
+                            &mask.unwrap_or_default(),
+                        );
+                        let mut c = Check::new();
+                        let org = cv::organization(&mut c, "update.organization", Some(&merged));
+                        c.finish(org)?
+                    }
+                };
+                self.app
+                    .check_references(&org, "update.organization")
+                    .await?;
+                self.app.preview_organization(&id, org).await
+            }
+            .await,
+        )
     }
 
     async fn archive_organization(

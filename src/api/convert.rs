@@ -1,6 +1,8 @@
 //! Requests become domain values here, once (parse, don't validate); domain values become
 //! responses here. Field paths in errors are spelled as the proto spells them.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
@@ -439,6 +441,36 @@ pub fn organization(
         for (k, h) in b.extra_holidays.iter().enumerate() {
             extra.extend(date(c, &format!("{f}.extra_holidays[{k}]"), h));
         }
+        let mut overrides = BTreeMap::new();
+        for (k, o) in b.overrides.iter().enumerate() {
+            let g = format!("{f}.overrides[{k}]");
+            let day = date(c, &format!("{g}.date"), &o.date);
+            let ws = windows(c, &format!("{g}.windows"), &o.windows);
+            let (Some(day), Some(ws)) = (day, ws) else {
+                continue;
+            };
+            if extra.contains(&day) {
+                c.fail(
+                    format!("{g}.date"),
+                    "is also one of extra_holidays: a date is either closed or opens with these windows",
+                );
+                continue;
+            }
+            let Some(ws) = c.ok(
+                format!("{g}.windows"),
+                CalendarSpec::checked_override(day, ws),
+            ) else {
+                continue;
+            };
+            match overrides.entry(day) {
+                std::collections::btree_map::Entry::Occupied(_) => {
+                    c.fail(format!("{g}.date"), "two overrides for this date");
+                }
+                std::collections::btree_map::Entry::Vacant(v) => {
+                    v.insert(ws);
+                }
+            }
+        }
         if let (Some(slot), Some(calendar), Some(zone), Some(hours)) = (slot, calendar, tz, hours) {
             calendars.push(CalendarBinding {
                 slot,
@@ -446,6 +478,7 @@ pub fn organization(
                 zone,
                 hours,
                 extra_holidays: extra,
+                overrides,
             });
         }
     }
@@ -528,6 +561,14 @@ pub fn organization_to_pb(v: &ResourceVersion) -> ApiResult<pb::Organization> {
                     _ => Vec::new(),
                 },
                 extra_holidays: b.extra_holidays.iter().map(|d| d.to_string()).collect(),
+                overrides: b
+                    .overrides
+                    .iter()
+                    .map(|(d, ws)| pb::DateOverride {
+                        date: d.to_string(),
+                        windows: ws.iter().map(hm).collect(),
+                    })
+                    .collect(),
             })
             .collect(),
         external_ids: o

@@ -5,13 +5,14 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::app::{App, Loaded, Reader, rejected};
+use super::app::{App, Extra, Loaded, OrgContext, Reader, rejected};
 use super::convert::{self as cv};
 use super::error::{ApiError, ApiResult};
 use super::pb;
 use crate::domain::calendar::CalendarSpec;
 use crate::domain::catalog::Dated;
 use crate::domain::names::ResourceId;
+use crate::domain::organization::Organization;
 use crate::domain::policy::Policy;
 use crate::domain::preview::{Moved, compare};
 use crate::store::{ResourceKind, Store, StoreError, TicketRecord};
@@ -133,39 +134,90 @@ impl<S: Store> App<S> {
         let mut tally = Tally::default();
         let orgs = super::recompute::organizations_binding(self, calendar).await?;
         'orgs: for org in &orgs {
-            let changed = Arc::new(
-                self.context_with_calendar(
+            let changed = self
+                .context_with(
                     &mut Reader::Pool(&self.store),
                     org,
-                    calendar,
-                    version.clone(),
+                    Extra::Calendar(calendar, version.clone()),
                 )
-                .await?,
-            );
-            for id in self.store.open_ticket_ids(org).await? {
-                if tally.tickets >= MAX_TICKETS {
-                    tally.truncated = true;
-                    break 'orgs;
-                }
-                let Some((record, events, loaded)) = self.preview_ticket(&id).await? else {
-                    continue;
-                };
-                tally.tickets += 1;
-                let before = self
-                    .fold(&loaded, &record, &events, now)
-                    .map_err(|r| rejected(r, None))?;
-                let alt = Loaded {
-                    policy: Arc::clone(&loaded.policy),
-                    context: Arc::clone(&changed),
-                };
-                // A calendar change cannot make an event illegal; a fold that refuses
-                // under it leaves the ticket's clocks as they are.
-                if let Ok(after) = self.fold(&alt, &record, &events, now) {
-                    tally.add(&record, compare(&before, &after));
-                }
+                .await?;
+            if !self
+                .tally_organization(&mut tally, org, changed, now)
+                .await?
+            {
+                break 'orgs;
             }
         }
         Ok(tally.finish())
+    }
+
+    /// What a new version of an organisation, effective now, would do.
+    pub async fn preview_organization(
+        &self,
+        id: &ResourceId,
+        org: Organization,
+    ) -> ApiResult<pb::ChangePreview> {
+        let now = self.now();
+        let current = self
+            .store
+            .get_resource(ResourceKind::Organization, id, None)
+            .await?;
+        if current.archived {
+            return Err(ApiError::FailedPrecondition(format!(
+                "{} is archived; archived resources do not change",
+                cv::name_of(ResourceKind::Organization, id)
+            )));
+        }
+        let version = Dated {
+            effective_at: now,
+            value: org,
+        };
+        let changed = self
+            .context_with(
+                &mut Reader::Pool(&self.store),
+                id,
+                Extra::Organization(version),
+            )
+            .await?;
+        let mut tally = Tally::default();
+        self.tally_organization(&mut tally, id, changed, now)
+            .await?;
+        Ok(tally.finish())
+    }
+
+    /// Folds every open ticket of an organisation as it is and under `changed`, into the
+    /// tally; `false` once the tally is full.
+    async fn tally_organization(
+        &self,
+        tally: &mut Tally,
+        org: &ResourceId,
+        changed: OrgContext,
+        now: DateTime<Utc>,
+    ) -> ApiResult<bool> {
+        let changed = Arc::new(changed);
+        for id in self.store.open_ticket_ids(org).await? {
+            if tally.tickets >= MAX_TICKETS {
+                tally.truncated = true;
+                return Ok(false);
+            }
+            let Some((record, events, loaded)) = self.preview_ticket(&id).await? else {
+                continue;
+            };
+            tally.tickets += 1;
+            let before = self
+                .fold(&loaded, &record, &events, now)
+                .map_err(|r| rejected(r, None))?;
+            let alt = Loaded {
+                policy: Arc::clone(&loaded.policy),
+                context: Arc::clone(&changed),
+            };
+            // A calendar change cannot make an event illegal; a fold that refuses under
+            // it leaves the ticket's clocks as they are.
+            if let Ok(after) = self.fold(&alt, &record, &events, now) {
+                tally.add(&record, compare(&before, &after));
+            }
+        }
+        Ok(true)
     }
 
     /// What moving every open ticket on `policy` to `definition` would do.

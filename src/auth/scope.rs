@@ -335,6 +335,13 @@ pub const METHODS: &[Method] = &[
         PoliciesAdmin,
         Org,
     ),
+    // Changes nothing, but reads the organisation's open tickets: for whoever may
+    // make the update.
+    m(
+        "/servicelevel.v1.OrganizationService/PreviewOrganizationUpdate",
+        PoliciesAdmin,
+        Org,
+    ),
     m(
         "/servicelevel.v1.OrganizationService/ArchiveOrganization",
         PoliciesAdmin,

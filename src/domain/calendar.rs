@@ -327,18 +327,30 @@ impl CalendarSpec {
     }
 
     /// This calendar as an organisation adapts it: its own zone, its own weekly hours,
-    /// and its own holidays added. An added holiday on a date the base calendar overrides
-    /// closes that date (the organisation's word is the later one). A 24x7 calendar with
-    /// holidays added becomes every day 00:00-24:00 minus those dates.
+    /// its own holidays added and its own dated overrides. The organisation's word is the
+    /// later one: an added holiday on a date the base calendar overrides closes that date,
+    /// and an organisation's override on a date the base calendar makes a holiday or
+    /// overrides opens it with the organisation's windows. An added holiday and an override
+    /// on one date is an error. A 24x7 calendar with holidays or overrides added becomes
+    /// every day 00:00-24:00 with those exceptions.
     pub fn customised(
         &self,
         zone: Option<Tz>,
         hours: Option<Hours>,
         extra_holidays: &[NaiveDate],
+        extra_overrides: &BTreeMap<NaiveDate, Vec<Window>>,
     ) -> Result<CalendarSpec, CalendarError> {
+        if let Some(d) = extra_holidays
+            .iter()
+            .find(|d| extra_overrides.contains_key(d))
+        {
+            return Err(CalendarError::HolidayAndOverride(*d));
+        }
         let mut hours = hours.unwrap_or_else(|| self.hours.clone());
         if matches!(hours, Hours::AlwaysOpen)
-            && !(extra_holidays.is_empty() && self.holidays.is_empty())
+            && !(extra_holidays.is_empty()
+                && self.holidays.is_empty()
+                && extra_overrides.is_empty())
         {
             let all_day = vec![Window {
                 open: WallClock::MIDNIGHT,
@@ -350,15 +362,30 @@ impl CalendarSpec {
             .holidays
             .iter()
             .chain(extra_holidays)
+            .filter(|d| !extra_overrides.contains_key(d))
             .copied()
             .collect();
-        let overrides: Vec<(NaiveDate, Vec<Window>)> = self
+        let mut overrides: BTreeMap<NaiveDate, Vec<Window>> = self
             .overrides
             .iter()
             .filter(|(d, _)| !holidays.contains(d))
             .map(|(d, w)| (*d, w.clone()))
             .collect();
+        overrides.extend(extra_overrides.iter().map(|(d, w)| (*d, w.clone())));
         CalendarSpec::new(zone.unwrap_or(self.zone), hours, holidays, overrides)
+    }
+
+    /// Checks one date's windows as an override takes them: sorted, none overlapping,
+    /// at most the daily limit, and the date in range.
+    pub fn checked_override(
+        date: NaiveDate,
+        windows: Vec<Window>,
+    ) -> Result<Vec<Window>, CalendarError> {
+        let (first, last) = supported_dates();
+        if date < first || date > last {
+            return Err(CalendarError::DateOutOfRange(date));
+        }
+        checked_day(DayRef::Date(date), windows)
     }
 
     /// Whether any window exists at all. A calendar can still turn out never open after
@@ -652,7 +679,12 @@ mod tests {
         )
         .expect("valid");
         let org = base
-            .customised(Some(chrono_tz::America::Chicago), None, &[eve, boxing])
+            .customised(
+                Some(chrono_tz::America::Chicago),
+                None,
+                &[eve, boxing],
+                &BTreeMap::new(),
+            )
             .expect("valid");
         assert_eq!(org.zone(), chrono_tz::America::Chicago);
         assert!(
@@ -661,10 +693,59 @@ mod tests {
         );
         assert!(org.holidays().contains(&boxing));
         let always = CalendarSpec::always_open(chrono_tz::UTC)
-            .customised(None, None, &[boxing])
+            .customised(None, None, &[boxing], &BTreeMap::new())
             .expect("valid");
         assert!(always.windows_on(boxing).is_empty());
         assert_eq!(always.windows_on(eve), &[w("00:00-24:00")]);
+    }
+
+    #[test]
+    fn an_organisations_override_wins_on_its_date() {
+        let eve = NaiveDate::from_ymd_opt(2026, 12, 24).expect("valid");
+        let christmas = NaiveDate::from_ymd_opt(2026, 12, 25).expect("valid");
+        let saturday = NaiveDate::from_ymd_opt(2026, 12, 19).expect("valid");
+        let base = CalendarSpec::new(
+            chrono_tz::America::New_York,
+            weekly(&[(3, &["09:00-17:00"]), (4, &["09:00-17:00"])]),
+            [christmas],
+            [(eve, vec![w("09:00-12:00")])],
+        )
+        .expect("valid");
+        let mine = BTreeMap::from([
+            (eve, vec![w("09:00-13:00")]),
+            (christmas, vec![w("10:00-12:00")]),
+            (saturday, vec![w("10:00-14:00")]),
+        ]);
+        let org = base.customised(None, None, &[], &mine).expect("valid");
+        assert_eq!(
+            org.windows_on(eve),
+            &[w("09:00-13:00")],
+            "over the calendar's override"
+        );
+        assert_eq!(
+            org.windows_on(christmas),
+            &[w("10:00-12:00")],
+            "over its holiday"
+        );
+        assert_eq!(
+            org.windows_on(saturday),
+            &[w("10:00-14:00")],
+            "an extra opening"
+        );
+        // A holiday and an override of the organisation's own on one date: refused.
+        assert_eq!(
+            base.customised(None, None, &[saturday], &mine),
+            Err(CalendarError::HolidayAndOverride(saturday))
+        );
+        // A 24x7 calendar with an override: every day all day, the date as overridden.
+        let always = CalendarSpec::always_open(chrono_tz::UTC)
+            .customised(None, None, &[], &mine)
+            .expect("valid");
+        assert_eq!(always.windows_on(saturday), &[w("10:00-14:00")]);
+        assert_eq!(
+            always.windows_on(saturday + chrono::Days::new(1)),
+            &[w("00:00-24:00")]
+        );
     }
 
     #[test]

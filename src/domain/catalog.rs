@@ -83,8 +83,8 @@ pub fn clock_calendars(
                 .ok_or_else(|| CatalogError::MissingCalendar(binding.calendar.clone()))?;
             let base = in_force(versions, at)
                 .ok_or_else(|| CatalogError::MissingCalendar(binding.calendar.clone()))?;
-            let spec = base
-                .customised(binding.zone, binding.hours.clone(), &binding.extra_holidays)
+            let spec = binding
+                .adapt(base)
                 .map_err(|error| CatalogError::Calendar {
                     slot: slot.clone(),
                     error,
@@ -144,6 +144,7 @@ mod tests {
                 zone: None,
                 hours: None,
                 extra_holidays: holidays,
+                overrides: BTreeMap::new(),
             }],
             external_ids: vec![],
             contacts: vec![],

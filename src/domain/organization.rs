@@ -1,11 +1,13 @@
 //! Organisations: who the customer is, which policy and plan they are on, which calendars
 //! their clocks count on, and who may speak for them.
 
+use std::collections::BTreeMap;
+
 use chrono::{DateTime, NaiveDate, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use super::calendar::Hours;
+use super::calendar::{CalendarError, CalendarSpec, Hours, Window};
 use super::names::{ExternalId, PlanName, ResourceId, RoleName, ShortText, SlotName};
 
 /// A person at the customer, with the role they hold and when.
@@ -42,6 +44,22 @@ pub struct CalendarBinding {
     /// The organisation's own holidays, added to the calendar's.
     #[serde(default)]
     pub extra_holidays: Vec<NaiveDate>,
+    /// The organisation's own dated exceptions (a half day, an extra opening): on their
+    /// date they win over the calendar's holiday or override.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub overrides: BTreeMap<NaiveDate, Vec<Window>>,
+}
+
+impl CalendarBinding {
+    /// The bound calendar as this organisation adapts it.
+    pub fn adapt(&self, base: &CalendarSpec) -> Result<CalendarSpec, CalendarError> {
+        base.customised(
+            self.zone,
+            self.hours.clone(),
+            &self.extra_holidays,
+            &self.overrides,
+        )
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +178,7 @@ mod tests {
             zone: None,
             hours: None,
             extra_holidays: vec![],
+            overrides: BTreeMap::new(),
         };
         let org = Organization {
             display_name: ShortText::parse("Acme").expect("valid"),
