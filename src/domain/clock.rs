@@ -250,6 +250,16 @@ impl Instance {
         self.pauses.last().is_some_and(|(_, to)| to.is_none())
     }
 
+    /// `at`, unless the clock is paused and `at` is not before the pause began: a paused
+    /// clock reaches nothing, but what it reached while running (a shorter target
+    /// applied to it while paused) stays reached.
+    fn reached_before_pause(&self, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        match self.pauses.last() {
+            Some((from, None)) if at >= *from => None,
+            _ => Some(at),
+        }
+    }
+
     fn crossed(&self, percent: u8) -> Option<DateTime<Utc>> {
         self.warned
             .iter()
@@ -416,15 +426,16 @@ impl<'a> Fold<'a> {
     /// Processes what the running clocks reach before `t`, earliest first: warning
     /// thresholds are crossed, promises breach, timers fire (taking their action), and
     /// clocks chained to them start. Each takes effect at its own instant, or at `now`
-    /// when an event already put it in the past. Paused clocks reach nothing. Events at a
-    /// deadline instant itself come first, so a clock stopped exactly at its deadline is
-    /// met.
+    /// when an event already put it in the past. A paused clock reaches nothing new, but a
+    /// shorter target applied while it is paused can find its budget already used up
+    /// before the pause: breached at once. Events at a deadline instant itself come
+    /// first, so a clock stopped exactly at its deadline is met.
     fn advance(&mut self, t: DateTime<Utc>) {
         loop {
             // (instant, deadline after warnings, clock, warning threshold)
             let mut next: Option<(DateTime<Utc>, bool, usize, Option<u8>)> = None;
             for (k, inst) in self.instances.iter().enumerate() {
-                if !inst.active() || inst.paused() || inst.due_at.is_some() {
+                if !inst.active() || inst.due_at.is_some() {
                     continue;
                 }
                 let Ok(r) = self.resolve(inst) else { continue };
@@ -496,17 +507,17 @@ impl<'a> Fold<'a> {
         }
     }
 
-    /// The instant a running clock crosses a warning threshold of its target, with the
-    /// pauses known so far; `None` while paused before it.
+    /// The instant a clock crosses a warning threshold of its target, with the pauses
+    /// known so far; `None` while paused before it.
     fn warning_at(&self, inst: &Instance, r: &Resolved, percent: u8) -> Option<DateTime<Utc>> {
         let share = r.budget * i32::from(percent) / 100;
-        match r.fixed {
-            Some(_) if inst.paused() => None,
+        let at = match r.fixed {
             Some(_) => r.calendar.add(inst.start, share).ok(),
             None => after_running(&r.calendar, inst.start, &inst.pauses, share)
                 .ok()
                 .flatten(),
-        }
+        }?;
+        inst.reached_before_pause(at)
     }
 
     /// What a fired timer does, by its target.
@@ -896,17 +907,17 @@ impl<'a> Fold<'a> {
         if let Some(d) = inst.due_at {
             return Some(d);
         }
-        if inst.paused() {
-            return None;
-        }
         let r = self.resolve(inst).ok()?;
-        if let Some(fixed) = r.fixed {
-            return Some(fixed);
-        }
-        let used_up = after_running(&r.calendar, inst.start, &inst.pauses, r.budget)
-            .ok()
-            .flatten()?;
-        r.anchor(used_up)
+        let d = match r.fixed {
+            Some(fixed) => fixed,
+            None => {
+                let used_up = after_running(&r.calendar, inst.start, &inst.pauses, r.budget)
+                    .ok()
+                    .flatten()?;
+                r.anchor(used_up)?
+            }
+        };
+        inst.reached_before_pause(d)
     }
 
     fn view(&self, as_of: DateTime<Utc>) -> TicketState {

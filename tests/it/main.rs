@@ -3,6 +3,7 @@
 
 mod auth;
 mod catalog;
+mod clock_sequences;
 mod contracts;
 mod deadlines;
 mod fixtures;

@@ -18,15 +18,15 @@ use servicelevel::api::pb;
 use crate::fixtures::*;
 use crate::harness::*;
 
-const NY: chrono_tz::Tz = chrono_tz::America::New_York;
-const TO: chrono_tz::Tz = chrono_tz::America::Toronto;
-const LON: chrono_tz::Tz = chrono_tz::Europe::London;
+pub(crate) const NY: chrono_tz::Tz = chrono_tz::America::New_York;
+pub(crate) const TO: chrono_tz::Tz = chrono_tz::America::Toronto;
+pub(crate) const LON: chrono_tz::Tz = chrono_tz::Europe::London;
 
 // ---------------------------------------------------------------- helpers
 
 /// Imports an embedded pack and checks it defines the calendars and the policy the
 /// scenarios bind.
-async fn import(s: &TestServer, pack: &str, calendars: &[&str]) {
+pub(crate) async fn import(s: &TestServer, pack: &str, calendars: &[&str]) {
     let r = import_pack(s, pack).await;
     assert_eq!(r.pack, pack);
     let names: Vec<&str> = r.resources.iter().map(|x| x.name.as_str()).collect();
@@ -43,7 +43,7 @@ async fn import(s: &TestServer, pack: &str, calendars: &[&str]) {
 }
 
 /// Binds `slot` to `calendar`, adding the organisation's own holidays.
-fn bound(slot: &str, calendar: &str, holidays: &[&str]) -> pb::CalendarBinding {
+pub(crate) fn bound(slot: &str, calendar: &str, holidays: &[&str]) -> pb::CalendarBinding {
     pb::CalendarBinding {
         extra_holidays: holidays.iter().map(|h| h.to_string()).collect(),
         ..binding(slot, calendar)
@@ -51,7 +51,7 @@ fn bound(slot: &str, calendar: &str, holidays: &[&str]) -> pb::CalendarBinding {
 }
 
 /// Creates a ticket the CRM received at `received`, with the server clock moved there.
-async fn open(
+pub(crate) async fn open(
     s: &TestServer,
     org: &str,
     external: &str,
@@ -64,7 +64,7 @@ async fn open(
 }
 
 /// Records an event that happens now: the server clock is moved to `when` first.
-async fn at(s: &TestServer, name: &str, when: DateTime<Utc>, kind: K) -> pb::Ticket {
+pub(crate) async fn at(s: &TestServer, name: &str, when: DateTime<Utc>, kind: K) -> pb::Ticket {
     s.set_now(when);
     record(s, name, event(when, kind))
         .await
@@ -72,7 +72,7 @@ async fn at(s: &TestServer, name: &str, when: DateTime<Utc>, kind: K) -> pb::Tic
 }
 
 /// Records an event by a customer contact, happening now.
-async fn at_by(
+pub(crate) async fn at_by(
     s: &TestServer,
     name: &str,
     when: DateTime<Utc>,
@@ -87,22 +87,22 @@ async fn at_by(
 
 /// Records an event that happened at `when` but arrives now (a CRM sync), without moving
 /// the server clock.
-async fn late(s: &TestServer, name: &str, when: DateTime<Utc>, kind: K) -> pb::Ticket {
+pub(crate) async fn late(s: &TestServer, name: &str, when: DateTime<Utc>, kind: K) -> pb::Ticket {
     record(s, name, event(when, kind))
         .await
         .unwrap_or_else(|e| panic!("late event at {when} on {name}: {e}"))
 }
 
-fn span(d: &Option<prost_types::Duration>) -> Option<TimeDelta> {
+pub(crate) fn span(d: &Option<prost_types::Duration>) -> Option<TimeDelta> {
     d.as_ref()
         .map(|d| TimeDelta::seconds(d.seconds) + TimeDelta::nanoseconds(i64::from(d.nanos)))
 }
 
-fn hm(h: i64, m: i64) -> TimeDelta {
+pub(crate) fn hm(h: i64, m: i64) -> TimeDelta {
     TimeDelta::hours(h) + TimeDelta::minutes(m)
 }
 
-fn warning_at(t: &pb::Ticket, metric: &str, percent: i32) -> Option<DateTime<Utc>> {
+pub(crate) fn warning_at(t: &pb::Ticket, metric: &str, percent: i32) -> Option<DateTime<Utc>> {
     clock(t, metric)
         .warnings
         .iter()
@@ -110,16 +110,21 @@ fn warning_at(t: &pb::Ticket, metric: &str, percent: i32) -> Option<DateTime<Utc
         .and_then(|w| from_ts(&w.time))
 }
 
-fn has_clock(t: &pb::Ticket, metric: &str) -> bool {
+pub(crate) fn has_clock(t: &pb::Ticket, metric: &str) -> bool {
     t.clocks.iter().any(|c| c.metric == metric)
 }
 
-fn instances<'a>(t: &'a pb::Ticket, metric: &str) -> Vec<&'a pb::Clock> {
+pub(crate) fn instances<'a>(t: &'a pb::Ticket, metric: &str) -> Vec<&'a pb::Clock> {
     t.clocks.iter().filter(|c| c.metric == metric).collect()
 }
 
 /// A paused clock: no deadline, the open time left, and the deadline if resumed now.
-fn assert_paused(t: &pb::Ticket, metric: &str, left: TimeDelta, if_resumed: DateTime<Utc>) {
+pub(crate) fn assert_paused(
+    t: &pb::Ticket,
+    metric: &str,
+    left: TimeDelta,
+    if_resumed: DateTime<Utc>,
+) {
     let c = clock(t, metric);
     assert_eq!(state(t, metric), CS::Paused, "{metric}: {c:?}");
     assert!(c.paused, "{metric} paused");
@@ -136,7 +141,7 @@ fn assert_paused(t: &pb::Ticket, metric: &str, left: TimeDelta, if_resumed: Date
     );
 }
 
-fn describe(kind: &Option<K>) -> String {
+pub(crate) fn describe(kind: &Option<K>) -> String {
     match kind {
         Some(K::ClockWarning(w)) => format!("warning:{}:{}", w.metric, w.level),
         Some(K::ClockBreach(b)) => format!("breach:{}", b.metric),
@@ -158,7 +163,7 @@ fn describe(kind: &Option<K>) -> String {
 
 /// The events servicelevel recorded on a ticket, as (what, when), sorted by time then
 /// name; a retraction reads `retracted <what it retracts>`.
-fn system_events_of(t: &pb::Ticket) -> Vec<(String, DateTime<Utc>)> {
+pub(crate) fn system_events_of(t: &pb::Ticket) -> Vec<(String, DateTime<Utc>)> {
     let mut out: Vec<(String, DateTime<Utc>)> = t
         .events
         .iter()
@@ -183,7 +188,11 @@ fn system_events_of(t: &pb::Ticket) -> Vec<(String, DateTime<Utc>)> {
 
 /// The ticket's system events once at least `n` are there: the due-time runner works in
 /// the background, so this polls, for at most 10 s.
-async fn system_events(s: &TestServer, name: &str, n: usize) -> Vec<(String, DateTime<Utc>)> {
+pub(crate) async fn system_events(
+    s: &TestServer,
+    name: &str,
+    n: usize,
+) -> Vec<(String, DateTime<Utc>)> {
     let give_up = Instant::now() + Duration::from_secs(10);
     loop {
         let got = system_events_of(&get(s, name).await);
@@ -198,7 +207,7 @@ async fn system_events(s: &TestServer, name: &str, n: usize) -> Vec<(String, Dat
     }
 }
 
-fn ev(what: &str, when: DateTime<Utc>) -> (String, DateTime<Utc>) {
+pub(crate) fn ev(what: &str, when: DateTime<Utc>) -> (String, DateTime<Utc>) {
     (what.to_string(), when)
 }
 
@@ -206,12 +215,12 @@ fn ev(what: &str, when: DateTime<Utc>) -> (String, DateTime<Utc>) {
 
 /// `concinnity`: office Mon-Fri 09:00-17:00 New York; tiers are plans; request type
 /// `task`.
-mod concinnity {
+pub(crate) mod concinnity {
     use super::*;
 
     /// Imports the pack and creates organisations `(id, plan, holidays)` binding `office`
     /// to `concinnity-office`.
-    async fn setup(s: &TestServer, orgs: &[(&str, &str, &[&str])]) {
+    pub(crate) async fn setup(s: &TestServer, orgs: &[(&str, &str, &[&str])]) {
         import(s, "concinnity", &["concinnity-office"]).await;
         for (id, plan, holidays) in orgs {
             create_org(
@@ -955,12 +964,12 @@ mod concinnity {
 
 /// `priority-matrix`: P1-P3 wall clock, P4/P5 business days on the 8x5 `support` desk
 /// (Mon-Fri 09:00-17:00 New York), P6 the user's scheduled time; first response only.
-mod priority_matrix {
+pub(crate) mod priority_matrix {
     use super::*;
 
     /// Imports the pack and creates organisation `id` binding both slots to the pack's
     /// calendars, with the organisation's own `holidays` on the 8x5 desk.
-    async fn setup(s: &TestServer, orgs: &[(&str, &[&str])]) {
+    pub(crate) async fn setup(s: &TestServer, orgs: &[(&str, &[&str])]) {
         import(
             s,
             "priority-matrix",
@@ -1666,7 +1675,7 @@ mod priority_matrix {
 
 /// `contently`: business Mon-Fri 09:00-17:00 New York; first response 2 business days,
 /// escalation triage 1 business day, engineering hand-off the following week.
-mod contently {
+pub(crate) mod contently {
     use super::*;
 
     fn engaged() -> K {
@@ -1675,7 +1684,7 @@ mod contently {
         })
     }
 
-    async fn setup(s: &TestServer, orgs: &[(&str, &[&str])]) {
+    pub(crate) async fn setup(s: &TestServer, orgs: &[(&str, &[&str])]) {
         import(s, "contently", &["contently-business"]).await;
         for (id, holidays) in orgs {
             create_org(
@@ -2309,10 +2318,10 @@ mod contently {
 
 /// `clevr`: support Mon-Fri 08:00-18:30 Toronto (10 h 30 a day); severities sev-1..sev-4;
 /// first response, resolution (sev-1 warns at 50 %), escalation timer.
-mod clevr {
+pub(crate) mod clevr {
     use super::*;
 
-    async fn setup(s: &TestServer, orgs: &[(&str, &[&str])]) {
+    pub(crate) async fn setup(s: &TestServer, orgs: &[(&str, &[&str])]) {
         import(s, "clevr", &["clevr-support"]).await;
         for (id, holidays) in orgs {
             create_org(
@@ -2914,7 +2923,7 @@ mod clevr {
 
 /// `24social`: lead time by estimate from the main stakeholder's work authorisation,
 /// approval guard on CLOSED, operations Mon-Fri 09:00-17:30 London (no target uses it).
-mod social {
+pub(crate) mod social {
     use super::*;
 
     /// Ann is the main stakeholder; Bob holds no role; Carol was the main stakeholder
@@ -2934,7 +2943,7 @@ mod social {
         ]
     }
 
-    async fn setup(s: &TestServer, orgs: &[(&str, &str, &[&str])]) {
+    pub(crate) async fn setup(s: &TestServer, orgs: &[(&str, &str, &[&str])]) {
         import(s, "24social", &["24social-operations"]).await;
         for (id, zone, holidays) in orgs {
             create_org(
@@ -2953,7 +2962,7 @@ mod social {
     }
 
     /// A task estimated at `estimate` minutes (0 for none), requested by `requester`.
-    async fn task(
+    pub(crate) async fn task(
         s: &TestServer,
         org: &str,
         external: &str,
@@ -2973,7 +2982,7 @@ mod social {
         .await
     }
 
-    async fn authorise(s: &TestServer, name: &str, when: DateTime<Utc>) -> pb::Ticket {
+    pub(crate) async fn authorise(s: &TestServer, name: &str, when: DateTime<Utc>) -> pb::Ticket {
         at_by(s, name, when, K::WorkAuthorisation(()), "ann")
             .await
             .unwrap_or_else(|e| panic!("ann authorises {name}: {e}"))
