@@ -464,6 +464,16 @@ impl SqlStore {
             .map_err(db_error)
     }
 
+    /// The first column of the first row of a query, as an integer: for tests and
+    /// operational checks that read the database's own views.
+    pub async fn count_raw(&self, sql: &str) -> StoreResult<i64> {
+        let row = sqlx::query(AssertSqlSafe(sql.to_string()))
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db_error)?;
+        row.try_get::<i64, _>(0).map_err(db_error)
+    }
+
     /// Applies the embedded migrations.
     pub async fn migrate(&self) -> StoreResult<()> {
         migrations(self.backend)
@@ -619,10 +629,19 @@ impl super::Store for SqlStore {
             Some(lock) => Some(Arc::clone(lock).lock_owned().await),
             None => None,
         };
-        let tx = match self.backend {
-            Backend::Postgres => self.pool.begin().await,
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
-        }
+        // BEGIN runs to completion in a task of its own: a call cancelled while it is on
+        // the wire (a client gone, a deadline) must not leave the connection with a
+        // BEGIN or a compensating ROLLBACK the server never matched. If the caller is
+        // gone by then, the task's transaction is dropped and rolls back cleanly.
+        let (pool, backend) = (self.pool.clone(), self.backend);
+        let tx = tokio::spawn(async move {
+            match backend {
+                Backend::Postgres => pool.begin().await,
+                Backend::Sqlite => pool.begin_with("BEGIN IMMEDIATE").await,
+            }
+        })
+        .await
+        .map_err(|e| unavailable(format!("BEGIN did not complete: {e}")))?
         .map_err(db_error)?;
         Ok(SqlTx {
             tx,
@@ -1217,12 +1236,19 @@ impl super::StoreTx for SqlTx {
             _writer: writer,
             ..
         } = self;
-        tx.commit().await.map_err(db_error)?;
-        drop(writer);
-        for hook in after_commit {
-            hook();
-        }
-        Ok(())
+        // COMMIT, and what counts it, run to completion in a task of their own: a call
+        // cancelled during COMMIT has committed or not, but never leaves the connection
+        // to a stray ROLLBACK; a retry under the request id gets the answer.
+        tokio::spawn(async move {
+            tx.commit().await.map_err(db_error)?;
+            drop(writer);
+            for hook in after_commit {
+                hook();
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| unavailable(format!("COMMIT did not complete: {e}")))?
     }
 
     fn after_commit(&mut self, hook: super::AfterCommit) {

@@ -115,7 +115,11 @@ pub async fn fresh_database(db: Db) -> FreshDatabase {
                 .expect("schema created");
             store.close().await;
             let sep = if admin.contains('?') { '&' } else { '?' };
-            let url = format!("{admin}{sep}options=-c%20search_path%3D{schema}");
+            // The schema also names the connections, so a test can find its own in
+            // pg_stat_activity.
+            let url = format!(
+                "{admin}{sep}options=-c%20search_path%3D{schema}&application_name={schema}"
+            );
             FreshDatabase {
                 url,
                 cleanup: Some((admin, schema)),
@@ -126,6 +130,11 @@ pub async fn fresh_database(db: Db) -> FreshDatabase {
 }
 
 impl TestServer {
+    /// The Postgres admin URL and this server's schema (`None` on SQLite).
+    pub fn fresh_cleanup(&self) -> Option<(String, String)> {
+        self.cleanup.clone()
+    }
+
     /// A server on `db`, with its clock at `now`.
     pub async fn start(db: Db, now: DateTime<Utc>) -> TestServer {
         TestServer::start_with(db, now, test_options()).await

@@ -2,6 +2,7 @@
 //! Postgres (each test in its own database file or schema).
 
 mod auth;
+mod cancellation;
 mod catalog;
 mod clock_sequences;
 mod contracts;

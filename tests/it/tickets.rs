@@ -9,7 +9,7 @@ use crate::harness::*;
 const TO: chrono_tz::Tz = chrono_tz::America::Toronto;
 
 /// Clevr-like desk: sev-1 first response in 1 business hour on Mon-Fri 08:00-18:30.
-async fn desk(s: &TestServer) {
+pub(crate) async fn desk(s: &TestServer) {
     create_calendar(
         s,
         "support",
