@@ -244,7 +244,11 @@ impl<S: Store> App<S> {
             )));
         }
         if let Some(existing) = tx
-            .find_ticket(t.source_system.as_str(), t.external_id.as_str())
+            .find_ticket(
+                &t.organization,
+                t.source_system.as_str(),
+                t.external_id.as_str(),
+            )
             .await?
         {
             return Err(ApiError::AlreadyExists(format!(
@@ -627,21 +631,14 @@ impl<S: Store> Api<S> {
         // One transaction per item: it applies whole or leaves nothing behind.
         let mut tx = self.app.store.begin().await?;
         let existing = tx
-            .find_ticket(t.source_system.as_str(), t.external_id.as_str())
+            .find_ticket(
+                &t.organization,
+                t.source_system.as_str(),
+                t.external_id.as_str(),
+            )
             .await?;
         let (ticket_id, created) = match existing {
-            Some(r) => {
-                if r.ticket.organization != t.organization {
-                    return Err(ApiError::FailedPrecondition(format!(
-                        "{field}: ticket {}/{} belongs to {}, not {}",
-                        t.source_system,
-                        t.external_id,
-                        cv::name_of(ResourceKind::Organization, &r.ticket.organization),
-                        cv::name_of(ResourceKind::Organization, &t.organization)
-                    )));
-                }
-                (r.ticket.id, false)
-            }
+            Some(r) => (r.ticket.id, false),
             None => {
                 let key = IdempotencyKey {
                     client: client.to_string(),

@@ -364,8 +364,11 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     fn get_ticket(&self, id: &str) -> impl Future<Output = StoreResult<TicketRecord>> + Send;
 
+    /// A ticket by its key: tickets are unique per organisation on (source system,
+    /// external id).
     fn find_ticket(
         &self,
+        organization: &ResourceId,
         source_system: &str,
         external_id: &str,
     ) -> impl Future<Output = StoreResult<Option<TicketRecord>>> + Send;
@@ -597,6 +600,7 @@ pub trait StoreTx: Send {
 
     fn find_ticket(
         &mut self,
+        organization: &ResourceId,
         source_system: &str,
         external_id: &str,
     ) -> impl Future<Output = StoreResult<Option<TicketRecord>>> + Send;

@@ -47,7 +47,7 @@ pub struct SqlTx {
 
 fn migrations(backend: Backend) -> Migrator {
     // Applied migrations are checksummed: a landed file never changes, a change is a new one.
-    let files: [(i64, &str, &'static str, &'static str); 3] = [
+    let files: [(i64, &str, &'static str, &'static str); 4] = [
         (
             1,
             "init",
@@ -66,21 +66,30 @@ fn migrations(backend: Backend) -> Migrator {
             include_str!("../../migrations/postgres/0003_event_keys_per_ticket.sql"),
             include_str!("../../migrations/sqlite/0003_event_keys_per_ticket.sql"),
         ),
+        (
+            4,
+            "tickets unique per organization",
+            include_str!("../../migrations/postgres/0004_tickets_unique_per_organization.sql"),
+            include_str!("../../migrations/sqlite/0004_tickets_unique_per_organization.sql"),
+        ),
     ];
+    // SQLite rebuilds a table with foreign keys off, which only works outside a
+    // transaction: such a migration runs its own (see its file).
+    const SQLITE_OWN_TRANSACTION: [i64; 1] = [4];
     Migrator::with_migrations(
         files
             .into_iter()
             .map(|(version, description, postgres, sqlite)| {
-                let sql = match backend {
-                    Backend::Postgres => postgres,
-                    Backend::Sqlite => sqlite,
+                let (sql, own_transaction) = match backend {
+                    Backend::Postgres => (postgres, false),
+                    Backend::Sqlite => (sqlite, SQLITE_OWN_TRANSACTION.contains(&version)),
                 };
                 Migration::new(
                     version,
                     description.into(),
                     MigrationType::Simple,
                     sql.into_sql_str(),
-                    false,
+                    own_transaction,
                 )
             })
             .collect(),
@@ -603,11 +612,16 @@ macro_rules! reads {
         async fn read_ticket_by_key(
             exec: impl sqlx::Executor<'_, Database = Any>,
             backend: Backend,
+            organization: &ResourceId,
             source_system: &str,
             external_id: &str,
         ) -> StoreResult<Option<TicketRecord>> {
-            let text = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE source_system = ? AND external_id = ?");
+            let text = format!(
+                "SELECT {TICKET_COLUMNS} FROM tickets \
+                 WHERE organization = ? AND source_system = ? AND external_id = ?"
+            );
             let row = sqlx::query(AssertSqlSafe(placeholders(backend, &text)))
+                .bind(organization.as_str())
                 .bind(source_system)
                 .bind(external_id)
                 .fetch_optional(exec)
@@ -726,10 +740,18 @@ impl super::Store for SqlStore {
     #[tracing::instrument(level = "debug", name = "db.find_ticket", skip_all)]
     async fn find_ticket(
         &self,
+        organization: &ResourceId,
         source_system: &str,
         external_id: &str,
     ) -> StoreResult<Option<TicketRecord>> {
-        read_ticket_by_key(&self.pool, self.backend, source_system, external_id).await
+        read_ticket_by_key(
+            &self.pool,
+            self.backend,
+            organization,
+            source_system,
+            external_id,
+        )
+        .await
     }
 
     #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all)]
@@ -1473,7 +1495,10 @@ impl super::StoreTx for SqlTx {
         .execute(&mut *self.tx)
         .await
         .map_err(unique_as(|| {
-            format!("ticket {}/{}", t.source_system, t.external_id)
+            format!(
+                "ticket {}/{} of organizations/{}",
+                t.source_system, t.external_id, t.organization
+            )
         }))?;
         Ok(())
     }
@@ -1536,10 +1561,18 @@ impl super::StoreTx for SqlTx {
     #[tracing::instrument(level = "debug", name = "db.find_ticket", skip_all)]
     async fn find_ticket(
         &mut self,
+        organization: &ResourceId,
         source_system: &str,
         external_id: &str,
     ) -> StoreResult<Option<TicketRecord>> {
-        read_ticket_by_key(&mut *self.tx, self.backend, source_system, external_id).await
+        read_ticket_by_key(
+            &mut *self.tx,
+            self.backend,
+            organization,
+            source_system,
+            external_id,
+        )
+        .await
     }
 
     #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all)]

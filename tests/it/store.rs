@@ -45,6 +45,7 @@ crate::on_both_stores!(
     after_commit_hooks_run_only_on_commit,
     an_older_database_upgrades_in_place,
     event_keys_stored_per_client_move_under_their_ticket,
+    tickets_become_unique_per_organisation_on_upgrade,
 );
 
 /// RecordEvent's idempotency records were per client before events were keyed per
@@ -119,6 +120,63 @@ async fn an_older_database_upgrades_in_place(db: Db) {
     assert_eq!(t.ticket.external_id.as_str(), "C-1");
     assert_eq!(t.ticket.received_at, utc(2026, 3, 1, 12, 0));
     assert_eq!(t.trace_context, None);
+    store.close().await;
+    fresh.remove().await;
+}
+
+/// Tickets became unique per organisation: a database from before (with a ticket, its
+/// event and clocks) upgrades in place, keeps them, and then takes a second
+/// organisation's ticket with the same source and external id; the same organisation
+/// still cannot have two.
+async fn tickets_become_unique_per_organisation_on_upgrade(db: Db) {
+    let fresh = fresh_database(db).await;
+    let store = servicelevel::store::SqlStore::connect(&fresh.url, 2)
+        .await
+        .expect("opens");
+    store.migrate_until(3).await.expect("the third schema");
+    store
+        .execute_raw(
+            "INSERT INTO tickets (id, organization, source_system, external_id, request_type, \
+             received_us, policy, policy_version, status, cycle, create_us, update_us, trace_context) \
+             VALUES ('t-1', 'acme', 'zendesk', '1001', 'incident', 1772366400000000, 'desk', 1, 'NEW', 0, \
+             1772366400000000, 1772366400000000, '00-abc-def-01')",
+        )
+        .await
+        .expect("a ticket");
+    store
+        .execute_raw(
+            "INSERT INTO ticket_events (ticket_id, seq, occurred_us, body, client, request_id, record_us) \
+             VALUES ('t-1', 1, 1772366400000000, '{\"type\":\"agent_responded\"}', 'crm', 'e-1', 1772366400000000)",
+        )
+        .await
+        .expect("its event");
+    store.migrate().await.expect("upgrades");
+    let t = store.get_ticket("t-1").await.expect("reads back");
+    assert_eq!(t.trace_context.as_deref(), Some("00-abc-def-01"));
+    assert_eq!(store.ticket_events("t-1").await.expect("events").len(), 1);
+    let other = |id: &str, org: &str| {
+        format!(
+            "INSERT INTO tickets (id, organization, source_system, external_id, request_type, \
+             received_us, policy, policy_version, status, cycle, create_us, update_us) \
+             VALUES ('{id}', '{org}', 'zendesk', '1001', 'incident', 1772366400000000, 'desk', 1, \
+             'NEW', 0, 1772366400000000, 1772366400000000)"
+        )
+    };
+    store
+        .execute_raw(&other("t-2", "globex"))
+        .await
+        .expect("another organisation's 1001");
+    assert!(
+        store.execute_raw(&other("t-3", "acme")).await.is_err(),
+        "the same organisation's 1001 twice"
+    );
+    let acme = servicelevel::domain::names::ResourceId::parse("acme").expect("valid");
+    let found = store
+        .find_ticket(&acme, "zendesk", "1001")
+        .await
+        .expect("finds")
+        .expect("acme's");
+    assert_eq!(found.ticket.id, "t-1");
     store.close().await;
     fresh.remove().await;
 }
