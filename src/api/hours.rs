@@ -684,15 +684,18 @@ impl<S: Store> App<S> {
         org: &ResourceId,
         ticket: &str,
     ) -> ApiResult<TicketRef> {
-        let record = self.store.get_ticket(ticket).await.map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::NotFound(format!("tickets/{ticket}")),
-            e => e.into(),
-        })?;
-        if &record.ticket.organization != org {
-            return Err(ApiError::FailedPrecondition(format!(
-                "tickets/{ticket} belongs to {}",
-                cv::name_of(ResourceKind::Organization, &record.ticket.organization)
-            )));
+        // Another organisation's ticket is answered as one that does not exist: the
+        // answer must not tell whose it is.
+        let not_found = || {
+            ApiError::NotFound(format!(
+                "tickets/{ticket} in {}",
+                cv::name_of(ResourceKind::Organization, org)
+            ))
+        };
+        match self.store.get_ticket(ticket).await {
+            Ok(r) if &r.ticket.organization == org => {}
+            Ok(_) | Err(StoreError::NotFound(_)) => return Err(not_found()),
+            Err(e) => return Err(e.into()),
         }
         let events = self.store.ticket_events(ticket).await?;
         let authorised = events.iter().any(|e| {

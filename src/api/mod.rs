@@ -123,20 +123,19 @@ impl OrgScope {
         }))
     }
 
-    /// PERMISSION_DENIED unless the caller may touch the ticket's organisation. Reads
-    /// the ticket only for restricted callers; a ticket that does not exist is left to
-    /// the handler to report.
+    /// For a caller restricted to organisations, a ticket of another organisation does
+    /// not exist: NOT_FOUND, answered exactly as for a ticket that does not exist, after
+    /// the same one read, so the answer tells nothing about other organisations'
+    /// tickets. Unrestricted callers read nothing here.
     pub async fn allow_ticket<S: Store>(&self, app: &App<S>, ticket: &str) -> ApiResult<()> {
         if self.0.is_none() {
             return Ok(());
         }
         let id = ticket.strip_prefix("tickets/").unwrap_or(ticket);
+        let not_found = || ApiError::NotFound(format!("tickets/{id}"));
         match app.store.get_ticket(id).await {
-            Ok(record) => self.allow(&format!(
-                "organizations/{}",
-                record.ticket.organization.as_str()
-            )),
-            Err(StoreError::NotFound(_)) => Ok(()),
+            Ok(record) if self.allows(record.ticket.organization.as_str()) => Ok(()),
+            Ok(_) | Err(StoreError::NotFound(_)) => Err(not_found()),
             Err(e) => Err(e.into()),
         }
     }

@@ -31,19 +31,19 @@ use crate::fixtures::*;
 use crate::harness::*;
 
 /// Authentication on, trusting a verified token for 200 ms (revocations show quickly).
-fn secured() -> Security {
+pub(crate) fn secured() -> Security {
     Security {
         cache_ttl: Duration::from_millis(200),
         ..Security::required()
     }
 }
 
-fn now() -> DateTime<Utc> {
+pub(crate) fn now() -> DateTime<Utc> {
     utc(2026, 3, 9, 12, 0)
 }
 
 /// Creates an API client in the server's database and returns its token.
-async fn client(s: &TestServer, name: &str, scopes: Scopes, orgs: &[&str]) -> String {
+pub(crate) async fn client(s: &TestServer, name: &str, scopes: Scopes, orgs: &[&str]) -> String {
     let new = NewClient {
         name: ResourceId::parse(name).expect("a name"),
         scopes,
@@ -116,7 +116,7 @@ fn organizations(
 
 /// Messages as bytes, whatever their type: an empty message is the default of any type.
 #[derive(Debug, Clone, Copy, Default)]
-struct Raw;
+pub(crate) struct Raw;
 
 impl Codec for Raw {
     type Encode = Vec<u8>;
@@ -155,13 +155,13 @@ impl Decoder for Raw {
 
 /// One RPC of the API, from the descriptor set.
 #[derive(Debug, Clone)]
-struct Rpc {
-    path: String,
-    server_streaming: bool,
+pub(crate) struct Rpc {
+    pub path: String,
+    pub server_streaming: bool,
 }
 
 /// Every method of every `servicelevel` service.
-fn described() -> Vec<Rpc> {
+pub(crate) fn described() -> Vec<Rpc> {
     let set = prost_types::FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptors");
     let mut rpcs = Vec::new();
     for file in &set.file {
@@ -331,7 +331,7 @@ async fn health_is_open_and_reflection_needs_a_token(db: Db) {
 // ---------------------------------------------------------------- organisations
 
 /// Two organisations with a ticket and an hours contract each; returns the tickets.
-async fn acme_and_globex(s: &TestServer) -> (String, String) {
+pub(crate) async fn acme_and_globex(s: &TestServer) -> (String, String) {
     create_policy(
         s,
         "plain",
@@ -423,14 +423,16 @@ async fn restricted_clients_touch_their_organisations_only(db: Db) {
     let ops = client(&s, "ops", Scopes::all(), &[]).await;
     let denied = Code::PermissionDenied;
 
-    // Tickets: by the ticket's organisation.
+    // Tickets: by the ticket's organisation. Another organisation's ticket does not
+    // exist for this client (NOT_FOUND, as for a ticket that does not exist).
+    let hidden = Code::NotFound;
     let mut t = tickets(&ch, &acme);
     let get = |name: &str| pb::GetTicketRequest {
         name: name.into(),
         view: pb::TicketView::Full as i32,
     };
     t.get_ticket(get(&acme_ticket)).await.expect("own ticket");
-    expect_code(t.get_ticket(get(&globex_ticket)).await, denied);
+    expect_code(t.get_ticket(get(&globex_ticket)).await, hidden);
     let reply = |ticket: &str| pb::RecordEventRequest {
         ticket: ticket.into(),
         event: Some(event(now(), pb::ticket_event::Kind::AgentResponse(()))),
@@ -438,7 +440,7 @@ async fn restricted_clients_touch_their_organisations_only(db: Db) {
     t.record_event(reply(&acme_ticket))
         .await
         .expect("event on own ticket");
-    expect_code(t.record_event(reply(&globex_ticket)).await, denied);
+    expect_code(t.record_event(reply(&globex_ticket)).await, hidden);
     let moved = t
         .move_ticket_policy(pb::MoveTicketPolicyRequest {
             ticket: globex_ticket.clone(),
@@ -446,7 +448,7 @@ async fn restricted_clients_touch_their_organisations_only(db: Db) {
             ..Default::default()
         })
         .await;
-    expect_code(moved, denied);
+    expect_code(moved, hidden);
     // By the request's organisation.
     let create = |org: &str, ext: &str| pb::CreateTicketRequest {
         ticket: Some(ticket(org, ext, "incident", "", now())),

@@ -10,6 +10,7 @@ mod deadlines;
 mod fixtures;
 mod harness;
 mod hours;
+mod isolation;
 mod pack_scenarios;
 mod packs;
 mod replicas;
