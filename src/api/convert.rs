@@ -10,6 +10,7 @@ use super::error::{ApiError, ApiResult, Check};
 use super::pb;
 use crate::domain::calendar::{CalendarSpec, Hours, Window, parse_zone};
 use crate::domain::clock::{ClockState, ClockView, EndReason, NotStartedReason, TicketState};
+use crate::domain::limits;
 use crate::domain::names::{
     CustomEventName, ExternalId, MetricName, PlanName, PriorityLabel, RequestType, ResourceId,
     RoleName, ShortText, SlotName,
@@ -260,12 +261,27 @@ pub fn page_size(c: &mut Check, field: &str, n: i32) -> Option<u32> {
     }
 }
 
+/// `items`, or none (with a violation on `field`) when there are more than `max`:
+/// nothing is parsed of an oversized list, so its size bounds the work (see
+/// `domain::limits`).
+pub fn limited<'a, T>(c: &mut Check, field: &str, items: &'a [T], max: usize) -> &'a [T] {
+    if items.len() > max {
+        c.fail(field, limits::too_many(items.len(), max));
+        &[]
+    } else {
+        items
+    }
+}
+
 // ---------------------------------------------------------------- calendars
 
 fn windows(c: &mut Check, field: &str, ws: &[pb::OpeningWindow]) -> Option<Vec<Window>> {
     let mut out = Vec::new();
-    let mut ok = true;
-    for (i, w) in ws.iter().enumerate() {
+    let mut ok = ws.len() <= limits::WINDOWS_PER_DAY;
+    for (i, w) in limited(c, field, ws, limits::WINDOWS_PER_DAY)
+        .iter()
+        .enumerate()
+    {
         let f = format!("{field}[{i}]");
         let open = c.ok(format!("{f}.open"), w.open.parse());
         let close = c.ok(format!("{f}.close"), w.close.parse());
@@ -283,8 +299,8 @@ fn windows(c: &mut Check, field: &str, ws: &[pb::OpeningWindow]) -> Option<Vec<W
 fn weekly(c: &mut Check, field: &str, days: &[pb::DayHours]) -> Option<[Vec<Window>; 7]> {
     let mut week: [Vec<Window>; 7] = Default::default();
     let mut seen = [false; 7];
-    let mut ok = true;
-    for (i, d) in days.iter().enumerate() {
+    let mut ok = days.len() <= limits::WEEKDAYS;
+    for (i, d) in limited(c, field, days, limits::WEEKDAYS).iter().enumerate() {
         let f = format!("{field}[{i}]");
         let day = match pb::Weekday::try_from(d.day) {
             Ok(pb::Weekday::Unspecified) | Err(_) => {
@@ -317,11 +333,23 @@ pub fn calendar_definition(
     };
     let tz = zone(c, &format!("{field}.time_zone"), &d.time_zone);
     let mut holidays = Vec::new();
-    for (i, h) in d.holidays.iter().enumerate() {
+    let listed = limited(
+        c,
+        &format!("{field}.holidays"),
+        &d.holidays,
+        limits::HOLIDAYS,
+    );
+    for (i, h) in listed.iter().enumerate() {
         holidays.extend(date(c, &format!("{field}.holidays[{i}]"), h));
     }
     let mut overrides = Vec::new();
-    for (i, o) in d.overrides.iter().enumerate() {
+    let listed = limited(
+        c,
+        &format!("{field}.overrides"),
+        &d.overrides,
+        limits::OVERRIDES,
+    );
+    for (i, o) in listed.iter().enumerate() {
         let f = format!("{field}.overrides[{i}]");
         let day = date(c, &format!("{f}.date"), &o.date);
         let ws = windows(c, &format!("{f}.windows"), &o.windows);
@@ -422,7 +450,13 @@ pub fn organization(
         ResourceKind::Policy,
     );
     let mut calendars = Vec::new();
-    for (i, b) in o.calendars.iter().enumerate() {
+    let bindings = limited(
+        c,
+        &format!("{field}.calendars"),
+        &o.calendars,
+        limits::BINDINGS,
+    );
+    for (i, b) in bindings.iter().enumerate() {
         let f = format!("{field}.calendars[{i}]");
         let slot = c.ok(format!("{f}.slot"), SlotName::parse(&b.slot));
         let calendar = resource_name(
@@ -438,11 +472,23 @@ pub fn organization(
             weekly(c, &format!("{f}.weekly_hours"), &b.weekly_hours).map(|w| Some(Hours::Weekly(w)))
         };
         let mut extra = Vec::new();
-        for (k, h) in b.extra_holidays.iter().enumerate() {
+        let listed = limited(
+            c,
+            &format!("{f}.extra_holidays"),
+            &b.extra_holidays,
+            limits::HOLIDAYS,
+        );
+        for (k, h) in listed.iter().enumerate() {
             extra.extend(date(c, &format!("{f}.extra_holidays[{k}]"), h));
         }
         let mut overrides = BTreeMap::new();
-        for (k, o) in b.overrides.iter().enumerate() {
+        let listed = limited(
+            c,
+            &format!("{f}.overrides"),
+            &b.overrides,
+            limits::OVERRIDES,
+        );
+        for (k, o) in listed.iter().enumerate() {
             let g = format!("{f}.overrides[{k}]");
             let day = date(c, &format!("{g}.date"), &o.date);
             let ws = windows(c, &format!("{g}.windows"), &o.windows);
@@ -483,7 +529,13 @@ pub fn organization(
         }
     }
     let mut external_ids = Vec::new();
-    for (i, e) in o.external_ids.iter().enumerate() {
+    let listed = limited(
+        c,
+        &format!("{field}.external_ids"),
+        &o.external_ids,
+        limits::EXTERNAL_IDS,
+    );
+    for (i, e) in listed.iter().enumerate() {
         let f = format!("{field}.external_ids[{i}]");
         let system = c.ok(format!("{f}.system"), ExternalId::parse(&e.system));
         let id = c.ok(format!("{f}.id"), ExternalId::parse(&e.id));
@@ -492,7 +544,13 @@ pub fn organization(
         }
     }
     let mut contacts = Vec::new();
-    for (i, ct) in o.contacts.iter().enumerate() {
+    let listed = limited(
+        c,
+        &format!("{field}.contacts"),
+        &o.contacts,
+        limits::CONTACTS,
+    );
+    for (i, ct) in listed.iter().enumerate() {
         let f = format!("{field}.contacts[{i}]");
         let id = c.ok(format!("{f}.contact_id"), ExternalId::parse(&ct.contact_id));
         let name = display_name(c, &format!("{f}.display_name"), &ct.display_name);
@@ -707,7 +765,8 @@ fn duration_rule(
             }
             let mut buckets = Vec::new();
             let mut prev = 0;
-            for (i, b) in w.buckets.iter().enumerate() {
+            let listed = limited(c, &f, &w.buckets, limits::ESTIMATE_BUCKETS);
+            for (i, b) in listed.iter().enumerate() {
                 let up_to = positive(
                     c,
                     &format!("{f}[{i}].up_to_minutes"),
@@ -782,7 +841,7 @@ fn trigger(c: &mut Check, field: &str, t: &pb::Trigger) -> Option<Trigger> {
 }
 
 fn triggers(c: &mut Check, field: &str, ts: &[pb::Trigger]) -> Option<Vec<Trigger>> {
-    let parsed: Vec<Option<Trigger>> = ts
+    let parsed: Vec<Option<Trigger>> = limited(c, field, ts, limits::TRIGGERS)
         .iter()
         .enumerate()
         .map(|(i, t)| trigger(c, &format!("{field}[{i}]"), t))
@@ -794,9 +853,10 @@ fn list<T, E: std::fmt::Display>(
     c: &mut Check,
     field: &str,
     items: &[String],
+    max: usize,
     p: impl Fn(&str) -> Result<T, E>,
 ) -> Option<Vec<T>> {
-    let parsed: Vec<Option<T>> = items
+    let parsed: Vec<Option<T>> = limited(c, field, items, max)
         .iter()
         .enumerate()
         .map(|(i, s)| c.ok(format!("{field}[{i}]"), p(s)))
@@ -810,23 +870,32 @@ fn target(c: &mut Check, field: &str, t: &pb::Target) -> Option<Target> {
         c,
         &format!("{field}.applies.plans"),
         &applies.plans,
+        limits::APPLICABILITY,
         PlanName::parse,
     );
     let priorities = list(
         c,
         &format!("{field}.applies.priorities"),
         &applies.priorities,
+        limits::APPLICABILITY,
         PriorityLabel::parse,
     );
     let types = list(
         c,
         &format!("{field}.applies.request_types"),
         &applies.request_types,
+        limits::APPLICABILITY,
         RequestType::parse,
     );
     let duration = duration_rule(c, &format!("{field}.duration"), t.duration.as_ref(), 0);
     let mut warnings = Vec::new();
-    for (i, w) in t.warning_percentages.iter().enumerate() {
+    let listed = limited(
+        c,
+        &format!("{field}.warning_percentages"),
+        &t.warning_percentages,
+        limits::WARNINGS,
+    );
+    for (i, w) in listed.iter().enumerate() {
         match u8::try_from(*w) {
             Ok(p) if (1..=99).contains(&p) && warnings.last().is_none_or(|l| *l < p) => {
                 warnings.push(p)
@@ -890,10 +959,12 @@ pub fn policy_definition(
         c,
         &format!("{field}.priorities"),
         &d.priorities,
+        limits::PRIORITIES,
         PriorityLabel::parse,
     );
     let mut clocks = Vec::new();
-    for (i, cd) in d.clocks.iter().enumerate() {
+    let listed = limited(c, &format!("{field}.clocks"), &d.clocks, limits::CLOCKS);
+    for (i, cd) in listed.iter().enumerate() {
         let f = format!("{field}.clocks[{i}]");
         let metric = c.ok(format!("{f}.metric"), MetricName::parse(&cd.metric));
         let kind = match pb::ClockKind::try_from(cd.kind) {
@@ -907,12 +978,16 @@ pub fn policy_definition(
         let start = triggers(c, &format!("{f}.start"), &cd.start);
         let stop = triggers(c, &format!("{f}.stop"), &cd.stop);
         let cancel = triggers(c, &format!("{f}.cancel"), &cd.cancel);
-        let pauses: Vec<Option<Status>> = cd
-            .pause_statuses
-            .iter()
-            .enumerate()
-            .map(|(k, s)| status(c, &format!("{f}.pause_statuses[{k}]"), *s))
-            .collect();
+        let pauses: Vec<Option<Status>> = limited(
+            c,
+            &format!("{f}.pause_statuses"),
+            &cd.pause_statuses,
+            limits::PAUSE_STATUSES,
+        )
+        .iter()
+        .enumerate()
+        .map(|(k, s)| status(c, &format!("{f}.pause_statuses[{k}]"), *s))
+        .collect();
         let pauses: Option<Vec<Status>> = pauses.into_iter().collect();
         let pause_statuses = match (cd.no_pause, pauses) {
             (true, Some(p)) if !p.is_empty() => {
@@ -923,12 +998,12 @@ pub fn policy_definition(
             (false, Some(p)) if p.is_empty() => Some(vec![Status::RequiresDeliverables]),
             (_, p) => p,
         };
-        let targets: Vec<Option<Target>> = cd
-            .targets
-            .iter()
-            .enumerate()
-            .map(|(k, t)| target(c, &format!("{f}.targets[{k}]"), t))
-            .collect();
+        let targets: Vec<Option<Target>> =
+            limited(c, &format!("{f}.targets"), &cd.targets, limits::TARGETS)
+                .iter()
+                .enumerate()
+                .map(|(k, t)| target(c, &format!("{f}.targets[{k}]"), t))
+                .collect();
         let targets: Option<Vec<Target>> = targets.into_iter().collect();
         if let (
             Some(metric),
@@ -952,7 +1027,13 @@ pub fn policy_definition(
         }
     }
     let mut guards = Vec::new();
-    for (i, g) in d.approval_guards.iter().enumerate() {
+    let listed = limited(
+        c,
+        &format!("{field}.approval_guards"),
+        &d.approval_guards,
+        limits::APPROVAL_GUARDS,
+    );
+    for (i, g) in listed.iter().enumerate() {
         let f = format!("{field}.approval_guards[{i}]");
         let to = status(c, &format!("{f}.to"), g.to);
         let role = c.ok(format!("{f}.role"), RoleName::parse(&g.role));

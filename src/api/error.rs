@@ -37,11 +37,38 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// Violations named in the message; every one kept is in the `BadRequest` details.
+const IN_MESSAGE: usize = 5;
+
 fn describe(v: &[Violation]) -> String {
-    v.iter()
+    let mut text = v
+        .iter()
+        .take(IN_MESSAGE)
         .map(|v| format!("{}: {}", v.field, v.description))
         .collect::<Vec<_>>()
-        .join("; ")
+        .join("; ");
+    if v.len() > IN_MESSAGE {
+        text.push_str(&format!(
+            "; and {} more in the details",
+            v.len() - IN_MESSAGE
+        ));
+    }
+    text
+}
+
+/// Most violations kept of one request: a client fixes them in rounds, and the answer
+/// stays small (a status travels in HTTP/2 trailers, which clients cap at 8-16 KiB).
+pub const MAX_VIOLATIONS: usize = 20;
+/// Longest field path and description kept, in characters: an echoed value (a 5,000
+/// character time zone) is cut to a prefix.
+const MAX_TEXT: usize = 200;
+
+/// `s` cut to at most `max` characters, marked when cut.
+pub fn bounded(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        None => s.to_string(),
+        Some((end, _)) => format!("{}...", &s[..end]),
+    }
 }
 
 impl ApiError {
@@ -79,15 +106,25 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// Longest message of a status, in characters. With at most [`MAX_VIOLATIONS`] bounded
+/// violations in the details, a whole status stays well under 16 KiB.
+const MAX_MESSAGE: usize = 1_000;
+
 impl From<ApiError> for Status {
     fn from(e: ApiError) -> Status {
-        let message = e.to_string();
+        let message = bounded(&e.to_string(), MAX_MESSAGE);
         match e {
             ApiError::InvalidArgument(violations) => {
                 let details = ErrorDetails::with_bad_request(
                     violations
                         .into_iter()
-                        .map(|v| FieldViolation::new(v.field, v.description))
+                        .take(MAX_VIOLATIONS + 1)
+                        .map(|v| {
+                            FieldViolation::new(
+                                bounded(&v.field, MAX_TEXT),
+                                bounded(&v.description, MAX_TEXT),
+                            )
+                        })
                         .collect::<Vec<_>>(),
                 );
                 Status::with_error_details(Code::InvalidArgument, message, details)
@@ -103,11 +140,12 @@ impl From<ApiError> for Status {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
-/// Collects every violation of a request before failing, so a client fixes them all at
-/// once.
+/// Collects the violations of a request before failing, so a client fixes them all at
+/// once: the first [`MAX_VIOLATIONS`], each cut to a bounded length, and how many more.
 #[derive(Debug, Default)]
 pub struct Check {
     violations: Vec<Violation>,
+    more: usize,
 }
 
 impl Check {
@@ -116,9 +154,13 @@ impl Check {
     }
 
     pub fn fail(&mut self, field: impl Into<String>, description: impl Into<String>) {
+        if self.violations.len() >= MAX_VIOLATIONS {
+            self.more += 1;
+            return;
+        }
         self.violations.push(Violation {
-            field: field.into(),
-            description: description.into(),
+            field: bounded(&field.into(), MAX_TEXT),
+            description: bounded(&description.into(), MAX_TEXT),
         });
     }
 
@@ -142,7 +184,13 @@ impl Check {
     }
 
     /// `Ok(value)` when nothing was recorded and the value is there.
-    pub fn finish<T>(self, value: Option<T>) -> ApiResult<T> {
+    pub fn finish<T>(mut self, value: Option<T>) -> ApiResult<T> {
+        if self.more > 0 {
+            self.violations.push(Violation {
+                field: String::new(),
+                description: format!("{} more violations not listed", self.more),
+            });
+        }
         match value {
             Some(v) if self.violations.is_empty() => Ok(v),
             _ if !self.violations.is_empty() => Err(ApiError::InvalidArgument(self.violations)),

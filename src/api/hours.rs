@@ -28,6 +28,7 @@ use crate::domain::ledger::{
     ErrorClass, FreeActivity, Frequency, Ledger, LedgerError, Overage, PeriodKey, PeriodUnit, Plan,
     Rollover, Statement, TicketRef, Usage, authorised_by_main_stakeholder,
 };
+use crate::domain::limits;
 use crate::domain::names::{ExternalId, ResourceId, ShortText};
 use crate::domain::organization::Organization;
 use crate::domain::ticket::EventKind;
@@ -146,7 +147,13 @@ fn bucket_terms(c: &mut Check, field: &str, b: &pb::BucketTerms) -> Option<Bucke
         v => positive_u32(c, &format!("{field}.rounding_increment_minutes"), v),
     };
     let mut free = Vec::new();
-    for (i, f) in b.free_activities.iter().enumerate() {
+    let listed = cv::limited(
+        c,
+        &format!("{field}.free_activities"),
+        &b.free_activities,
+        limits::FREE_ACTIVITIES,
+    );
+    for (i, f) in listed.iter().enumerate() {
         let ff = format!("{field}.free_activities[{i}]");
         let kind = c.ok(format!("{ff}.kind"), ActivityKind::parse(&f.kind));
         let cap = positive_u32(
@@ -193,7 +200,7 @@ fn bucket_terms(c: &mut Check, field: &str, b: &pb::BucketTerms) -> Option<Bucke
 }
 
 fn plan(c: &mut Check, field: &str, id: &ResourceId, buckets: &[pb::BucketTerms]) -> Option<Plan> {
-    let parsed: Vec<Option<BucketTerms>> = buckets
+    let parsed: Vec<Option<BucketTerms>> = cv::limited(c, field, buckets, limits::PLAN_BUCKETS)
         .iter()
         .enumerate()
         .map(|(i, b)| bucket_terms(c, &format!("{field}[{i}]"), b))
@@ -898,7 +905,13 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         );
         let start = cv::plain_date(&mut c, "contract.start_date", &contract.start_date);
         let mut assignments = Vec::new();
-        for (i, a) in contract.assignments.iter().enumerate() {
+        let listed = cv::limited(
+            &mut c,
+            "contract.assignments",
+            &contract.assignments,
+            limits::ASSIGNMENTS,
+        );
+        for (i, a) in listed.iter().enumerate() {
             let plan = cv::resource_name(
                 &mut c,
                 &format!("contract.assignments[{i}].plan"),

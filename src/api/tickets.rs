@@ -12,6 +12,7 @@ use super::page;
 use super::pb;
 use super::{Api, client_of};
 use crate::domain::clock::TicketState;
+use crate::domain::limits;
 use crate::domain::names::{
     ExternalId, MetricName, PriorityLabel, RequestType, ResourceId, ShortText,
 };
@@ -26,11 +27,6 @@ use crate::store::{
 
 /// The client name on events servicelevel records itself.
 pub const SYSTEM_ACTOR: &str = "servicelevel";
-
-/// Most items in one batch.
-const MAX_BATCH: usize = 500;
-/// Most events in one quote.
-const MAX_QUOTE_EVENTS: usize = 200;
 
 /// A ticket to create, parsed.
 #[derive(Debug, Clone)]
@@ -620,12 +616,16 @@ impl<S: Store> Api<S> {
         let mut c = Check::new();
         let t = new_ticket(&mut c, &format!("{field}.ticket"), item.ticket.as_ref());
         let rid = cv::request_id(&mut c, &format!("{field}.request_id"), &item.request_id);
-        let events: Vec<Option<NewEvent>> = item
-            .events
-            .iter()
-            .enumerate()
-            .map(|(i, e)| cv::event(&mut c, &format!("{field}.events[{i}]"), Some(e), client))
-            .collect();
+        let events: Vec<Option<NewEvent>> = cv::limited(
+            &mut c,
+            &format!("{field}.events"),
+            &item.events,
+            limits::ITEM_EVENTS,
+        )
+        .iter()
+        .enumerate()
+        .map(|(i, e)| cv::event(&mut c, &format!("{field}.events[{i}]"), Some(e), client))
+        .collect();
         let events: Option<Vec<NewEvent>> = events.into_iter().collect();
         let ((t, rid), events) = c.finish(t.zip(rid).zip(events))?;
         // One transaction per item: it applies whole or leaves nothing behind.
@@ -691,11 +691,9 @@ impl<S: Store> Api<S> {
         let scheduled = cv::optional_instant(&mut c, "scheduled_time", r.scheduled_time.as_ref());
         let received = cv::optional_instant(&mut c, "received_time", r.received_time.as_ref());
         let as_of = cv::optional_instant(&mut c, "as_of_time", r.as_of_time.as_ref());
-        if r.events.len() > MAX_QUOTE_EVENTS {
-            c.fail("events", format!("at most {MAX_QUOTE_EVENTS} events"));
-        }
         let mut events = Vec::new();
-        for (i, e) in r.events.iter().enumerate() {
+        let listed = cv::limited(&mut c, "events", &r.events, limits::QUOTE_EVENTS);
+        for (i, e) in listed.iter().enumerate() {
             let mut e = e.clone();
             if e.request_id.is_empty() {
                 e.request_id = format!("quote-{i}");
@@ -1131,10 +1129,12 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         let orgs = super::OrgScope::of(&req);
         let client = client_of(&req);
         let r = req.into_inner();
-        if r.items.len() > MAX_BATCH {
-            return Err(
-                ApiError::invalid("items", format!("at most {MAX_BATCH} items per batch")).into(),
-            );
+        if r.items.len() > limits::BATCH_ITEMS {
+            return Err(ApiError::invalid(
+                "items",
+                limits::too_many(r.items.len(), limits::BATCH_ITEMS),
+            )
+            .into());
         }
         let mut results = Vec::with_capacity(r.items.len());
         for (i, item) in r.items.into_iter().enumerate() {

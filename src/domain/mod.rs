@@ -11,6 +11,7 @@ pub mod explain;
 pub mod hours;
 pub mod ics;
 pub mod ledger;
+pub mod limits;
 pub mod names;
 pub mod organization;
 pub mod pack;

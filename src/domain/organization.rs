@@ -8,6 +8,7 @@ use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
 use super::calendar::{CalendarError, CalendarSpec, Hours, Window};
+use super::limits;
 use super::names::{ExternalId, PlanName, ResourceId, RoleName, ShortText, SlotName};
 
 /// A person at the customer, with the role they hold and when.
@@ -100,13 +101,34 @@ impl Organization {
                 reason: reason.to_string(),
             })
         };
+        // Sizes first: nothing below runs on an oversized organisation.
+        let mut oversized = false;
+        for (path, count, max) in [
+            ("calendars", self.calendars.len(), limits::BINDINGS),
+            (
+                "external_ids",
+                self.external_ids.len(),
+                limits::EXTERNAL_IDS,
+            ),
+            ("contacts", self.contacts.len(), limits::CONTACTS),
+        ] {
+            if count > max {
+                e(path.to_string(), &limits::too_many(count, max));
+                oversized = true;
+            }
+        }
+        if oversized {
+            return Err(errors);
+        }
+        let mut slots = std::collections::BTreeSet::new();
         for (i, b) in self.calendars.iter().enumerate() {
-            if self.calendars[..i].iter().any(|o| o.slot == b.slot) {
+            if !slots.insert(&b.slot) {
                 e(format!("calendars[{i}].slot"), "this slot is bound twice");
             }
         }
+        let mut ids = std::collections::BTreeSet::new();
         for (i, c) in self.contacts.iter().enumerate() {
-            if self.contacts[..i].iter().any(|o| o.id == c.id) {
+            if !ids.insert(&c.id) {
                 e(format!("contacts[{i}].id"), "two contacts share this id");
             }
             if let (Some(f), Some(u)) = (c.effective_from, c.effective_until)

@@ -12,6 +12,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use super::business_time::BusinessDayMode;
+use super::limits;
 use super::names::{
     CustomEventName, MetricName, PlanName, PriorityLabel, RequestType, RoleName, ShortText,
     SlotName,
@@ -20,8 +21,6 @@ use super::status::Status;
 
 /// The most targets one clock may have, and clocks one policy may have: far above any
 /// contract, low enough that checking pairs stays instant.
-pub const MAX_TARGETS: usize = 64;
-pub const MAX_CLOCKS: usize = 64;
 /// Rules may nest (an estimate bucket whose duration depends on open hours), this deep.
 const MAX_RULE_DEPTH: usize = 3;
 /// Durations are capped at 10 years of minutes: anything longer is a typo, not a promise.
@@ -290,18 +289,63 @@ fn err(path: impl Into<String>, reason: impl Into<String>) -> PolicyError {
 }
 
 impl Policy {
+    /// Every list longer than its limit (see `limits`): checked first, so no pairwise
+    /// work runs on an oversized policy.
+    fn oversized(&self) -> Vec<PolicyError> {
+        let mut errors = Vec::new();
+        let mut at_most = |path: String, count: usize, max: usize| {
+            if count > max {
+                errors.push(err(path, limits::too_many(count, max)));
+            }
+        };
+        at_most(
+            "priorities".into(),
+            self.priorities.len(),
+            limits::PRIORITIES,
+        );
+        at_most("clocks".into(), self.clocks.len(), limits::CLOCKS);
+        at_most(
+            "approval_guards".into(),
+            self.approval_guards.len(),
+            limits::APPROVAL_GUARDS,
+        );
+        for (i, c) in self.clocks.iter().enumerate().take(limits::CLOCKS) {
+            let p = format!("clocks[{i}]");
+            at_most(format!("{p}.start"), c.start.len(), limits::TRIGGERS);
+            at_most(format!("{p}.stop"), c.stop.len(), limits::TRIGGERS);
+            at_most(format!("{p}.cancel"), c.cancel.len(), limits::TRIGGERS);
+            at_most(
+                format!("{p}.pause_statuses"),
+                c.pause_statuses.len(),
+                limits::PAUSE_STATUSES,
+            );
+            at_most(format!("{p}.targets"), c.targets.len(), limits::TARGETS);
+            for (j, t) in c.targets.iter().enumerate().take(limits::TARGETS) {
+                let q = format!("{p}.targets[{j}]");
+                let a = &t.applies;
+                for (field, n) in [
+                    ("plans", a.plans.len()),
+                    ("priorities", a.priorities.len()),
+                    ("request_types", a.request_types.len()),
+                ] {
+                    at_most(format!("{q}.applies.{field}"), n, limits::APPLICABILITY);
+                }
+                at_most(format!("{q}.warnings"), t.warnings.len(), limits::WARNINGS);
+            }
+        }
+        errors
+    }
+
     /// Checks a policy as a whole. Every problem is reported, each with its path.
     pub fn check(&self) -> Result<(), Vec<PolicyError>> {
+        let oversized = self.oversized();
+        if !oversized.is_empty() {
+            return Err(oversized);
+        }
         let mut errors = Vec::new();
         let declared: BTreeSet<&PriorityLabel> = self.priorities.iter().collect();
         if declared.len() != self.priorities.len() {
             errors.push(err("priorities", "a priority label is declared twice"));
-        }
-        if self.clocks.len() > MAX_CLOCKS {
-            errors.push(err(
-                "clocks",
-                format!("at most {MAX_CLOCKS} clocks are allowed"),
-            ));
         }
         let metrics: BTreeSet<&MetricName> = self.clocks.iter().map(|c| &c.metric).collect();
         if metrics.len() != self.clocks.len() {
@@ -442,12 +486,6 @@ fn check_clock(
         errors.push(err(
             format!("{path}.targets"),
             "a clock needs at least one target",
-        ));
-    }
-    if clock.targets.len() > MAX_TARGETS {
-        errors.push(err(
-            format!("{path}.targets"),
-            format!("at most {MAX_TARGETS} targets are allowed"),
         ));
     }
     for (j, target) in clock.targets.iter().enumerate() {

@@ -11,6 +11,7 @@ mod fixtures;
 mod harness;
 mod hours;
 mod isolation;
+mod limits;
 mod pack_scenarios;
 mod packs;
 mod replicas;

@@ -226,9 +226,35 @@ impl Plan {
     }
 
     fn check_into(&self, prefix: &str, errors: &mut Vec<TermsViolation>) {
+        // Sizes first: no pairwise work on an oversized plan.
+        let n = self.buckets.len();
+        let too_many_activities = self
+            .buckets
+            .iter()
+            .position(|b| b.free_activities.len() > crate::domain::limits::FREE_ACTIVITIES);
+        if n > crate::domain::limits::PLAN_BUCKETS || too_many_activities.is_some() {
+            let (path, count, max) = match too_many_activities {
+                Some(i) if n <= crate::domain::limits::PLAN_BUCKETS => (
+                    format!("{prefix}buckets[{i}].free_activities"),
+                    self.buckets[i].free_activities.len(),
+                    crate::domain::limits::FREE_ACTIVITIES,
+                ),
+                _ => (
+                    format!("{prefix}buckets"),
+                    n,
+                    crate::domain::limits::PLAN_BUCKETS,
+                ),
+            };
+            errors.push(TermsViolation {
+                path,
+                reason: crate::domain::limits::too_many(count, max),
+            });
+            return;
+        }
+        let mut seen = std::collections::BTreeSet::new();
         for (i, b) in self.buckets.iter().enumerate() {
             let path = format!("{prefix}buckets[{i}]");
-            if self.buckets[..i].iter().any(|o| o.bucket == b.bucket) {
+            if !seen.insert(&b.bucket) {
                 errors.push(TermsViolation {
                     path: format!("{path}.bucket"),
                     reason: "this bucket is listed twice".to_string(),
