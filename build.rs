@@ -26,6 +26,8 @@ fn main() -> Result<(), Box<dyn Error>> {
         .file_descriptor_set_path(out.join("servicelevel_descriptor.bin"))
         // google.rpc.Status comes compiled with tonic-types, with its error details.
         .extern_path(".google.rpc", "::tonic_types::pb")
+        // tonic's codec with undecodable requests answered INVALID_ARGUMENT.
+        .codec_path("crate::api::codec::ProstCodec")
         .compile_with_config(
             config,
             &PROTOS.map(PathBuf::from),

@@ -3,6 +3,7 @@
 mod alerts;
 mod app;
 mod catalog;
+pub mod codec;
 pub mod convert;
 pub mod error;
 mod fingerprint;

@@ -483,6 +483,17 @@ impl SqlStore {
         row.try_get::<i64, _>(0).map_err(db_error)
     }
 
+    /// The first column of every row of a query, as text (tests list their tables).
+    pub async fn strings_raw(&self, sql: &str) -> StoreResult<Vec<String>> {
+        let rows = sqlx::query(AssertSqlSafe(sql.to_string()))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(db_error))
+            .collect()
+    }
+
     /// Applies the embedded migrations.
     pub async fn migrate(&self) -> StoreResult<()> {
         migrations(self.backend)

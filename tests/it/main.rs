@@ -8,6 +8,7 @@ mod clock_sequences;
 mod contracts;
 mod deadlines;
 mod fixtures;
+mod fuzz;
 mod harness;
 mod hours;
 mod isolation;
