@@ -2,11 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 /// The embedded default: a SQLite file in the working directory, created at start.
-pub const DEFAULT_DATABASE_URL: &str = "sqlite://servicelevel.db?mode=rwc";
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://servicelevel.db";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -88,7 +89,8 @@ pub enum PackCommand {
 
 #[derive(Debug, Clone, Args)]
 pub struct DatabaseArgs {
-    /// Database URL: postgres://... for Postgres, sqlite://FILE?mode=rwc for embedded SQLite.
+    /// Database URL: postgres://... for Postgres, sqlite://FILE for embedded SQLite (the
+    /// file is created when missing).
     #[arg(long, env = "SERVICELEVEL_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
     /// Most database connections in the pool.
@@ -99,6 +101,44 @@ pub struct DatabaseArgs {
 /// A path, empty allowed: an empty variable (`SERVICELEVEL_TLS_CLIENT_CA=`) counts as unset.
 fn any_path(s: &str) -> Result<PathBuf, std::convert::Infallible> {
     Ok(PathBuf::from(s))
+}
+
+/// A duration as people write it: a number with a unit (`500ms`, `5s`, `2m`, `1h`), or
+/// several (`1m30s`); a bare whole number is seconds, as the settings took before.
+pub fn duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    if s.is_empty() {
+        return Err("empty duration: write e.g. 30s, 500ms or 2m".into());
+    }
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total = Duration::ZERO;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let digits = rest.len() - rest.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+        let unit_len = rest[digits..]
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len() - digits);
+        let (number, unit) = (&rest[..digits], rest[digits..digits + unit_len].trim());
+        let n: u64 = number
+            .parse()
+            .map_err(|_| format!("{s:?} is not a duration: write e.g. 30s, 500ms or 2m"))?;
+        let part = match unit {
+            "ms" => Duration::from_millis(n),
+            "s" | "sec" | "secs" => Duration::from_secs(n),
+            "m" | "min" | "mins" => Duration::from_secs(n.saturating_mul(60)),
+            "h" => Duration::from_secs(n.saturating_mul(3600)),
+            _ => {
+                return Err(format!(
+                    "{s:?} is not a duration: units are ms, s, m and h (e.g. 30s, 500ms, 2m)"
+                ));
+            }
+        };
+        total = total.saturating_add(part);
+        rest = &rest[digits + unit_len..];
+    }
+    Ok(total)
 }
 
 /// A socket address, or none when the value is empty (an unset chart value, say).
@@ -134,15 +174,17 @@ pub struct ServeArgs {
     /// Do not apply migrations at start (run `servicelevel migrate` instead).
     #[arg(long, env = "SERVICELEVEL_NO_MIGRATE")]
     pub no_migrate: bool,
-    /// Seconds RPCs in flight may take to finish after SIGTERM before the server stops.
-    #[arg(long, env = "SERVICELEVEL_DRAIN_TIMEOUT", default_value_t = 25)]
-    pub drain_timeout: u64,
+    /// How long RPCs in flight may take to finish after SIGTERM before the server stops
+    /// (`25s`, `500ms`, `1m`; a bare number is seconds).
+    #[arg(long, env = "SERVICELEVEL_DRAIN_TIMEOUT", default_value = "25s", value_parser = duration)]
+    pub drain_timeout: Duration,
     /// Most RPCs running at once; more are refused with RESOURCE_EXHAUSTED at once.
     #[arg(long, env = "SERVICELEVEL_MAX_CONCURRENT_RPCS", default_value_t = 512)]
     pub max_concurrent_rpcs: usize,
-    /// Longest a unary RPC may run, in seconds (a client's shorter deadline wins).
-    #[arg(long, env = "SERVICELEVEL_RPC_TIMEOUT", default_value_t = 30)]
-    pub rpc_timeout: u64,
+    /// Longest a unary RPC may run (`30s`, `500ms`, `2m`; a bare number is seconds); a
+    /// client's shorter deadline wins.
+    #[arg(long, env = "SERVICELEVEL_RPC_TIMEOUT", default_value = "30s", value_parser = duration)]
+    pub rpc_timeout: Duration,
     /// How many seconds ahead of the server's clock an event's occurred time or a
     /// ticket's received time may be; further ahead is refused as INVALID_ARGUMENT.
     #[arg(long, env = "SERVICELEVEL_MAX_FUTURE_SKEW", default_value_t = 300)]
@@ -183,4 +225,45 @@ pub struct ServeArgs {
     /// Require client certificates signed by this CA (PEM): mutual TLS.
     #[arg(long, env = "SERVICELEVEL_TLS_CLIENT_CA", value_parser = any_path)]
     pub tls_client_ca: Option<PathBuf>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_with_units_or_as_seconds() {
+        assert_eq!(duration("5s"), Ok(Duration::from_secs(5)));
+        assert_eq!(duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(duration("2m"), Ok(Duration::from_secs(120)));
+        assert_eq!(duration("1h"), Ok(Duration::from_secs(3600)));
+        assert_eq!(duration("1m30s"), Ok(Duration::from_secs(90)));
+        assert_eq!(duration(" 30 "), Ok(Duration::from_secs(30)));
+        assert_eq!(duration("0"), Ok(Duration::ZERO));
+        for bad in ["", "s", "5x", "1.5s", "-1s", "5 s s", "ms5"] {
+            assert!(duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_cli_takes_durations() {
+        let cli = Cli::try_parse_from(["servicelevel", "--rpc-timeout", "5s"]).expect("parses");
+        assert_eq!(cli.serve.rpc_timeout, Duration::from_secs(5));
+        assert_eq!(cli.serve.drain_timeout, Duration::from_secs(25));
+        let cli = Cli::try_parse_from([
+            "servicelevel",
+            "serve",
+            "--rpc-timeout",
+            "7",
+            "--drain-timeout",
+            "1500ms",
+        ])
+        .expect("parses");
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("serve")
+        };
+        assert_eq!(args.rpc_timeout, Duration::from_secs(7));
+        assert_eq!(args.drain_timeout, Duration::from_millis(1500));
+        assert!(Cli::try_parse_from(["servicelevel", "--rpc-timeout", "soon"]).is_err());
+    }
 }

@@ -422,6 +422,17 @@ fn api_client_row(row: &AnyRow) -> StoreResult<super::ApiClientRecord> {
     })
 }
 
+/// A SQLite URL that creates its file when missing (`mode=rwc`) unless it names a mode
+/// itself: `sqlite://new.db` works as users expect. Other URLs are left as they are.
+fn sqlite_create_if_missing(backend: Backend, url: &str) -> std::borrow::Cow<'_, str> {
+    let memory = url.contains(":memory:") || url.contains("mode=memory");
+    if backend != Backend::Sqlite || memory || url.contains("mode=") {
+        return url.into();
+    }
+    let sep = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{sep}mode=rwc").into()
+}
+
 impl SqlStore {
     /// Connects to `url` (`postgres://...` or `sqlite://...`).
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
@@ -451,7 +462,8 @@ impl SqlStore {
                 })
             });
         }
-        let pool = options.connect(url).await.map_err(unavailable)?;
+        let url = sqlite_create_if_missing(backend, url);
+        let pool = options.connect(&url).await.map_err(unavailable)?;
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(SqlStore {
             pool,

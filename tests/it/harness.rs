@@ -93,7 +93,8 @@ pub async fn fresh_database(db: Db) -> FreshDatabase {
         Db::Sqlite => {
             let dir = std::env::temp_dir().join(format!("servicelevel-test-{unique}"));
             std::fs::create_dir_all(&dir).expect("temp dir");
-            let url = format!("sqlite://{}?mode=rwc", dir.join("test.db").display());
+            // No `?mode=rwc`: a SQLite URL creates its file by itself.
+            let url = format!("sqlite://{}", dir.join("test.db").display());
             FreshDatabase {
                 url,
                 cleanup: None,

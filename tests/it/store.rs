@@ -180,3 +180,31 @@ async fn tickets_become_unique_per_organisation_on_upgrade(db: Db) {
     store.close().await;
     fresh.remove().await;
 }
+
+/// `sqlite://FILE` creates a missing file (no `?mode=rwc` needed), relative paths too;
+/// a URL naming its own mode keeps it (`mode=rw` refuses a missing file).
+#[tokio::test]
+async fn a_sqlite_url_to_a_new_file_creates_it() {
+    let dir = std::env::temp_dir().join(format!(
+        "servicelevel-new-db-{}",
+        uuid::Uuid::now_v7().simple()
+    ));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let _dir = TempDir(dir.clone());
+    let file = dir.join("new.db");
+    assert!(!file.exists());
+    let store = servicelevel::store::SqlStore::connect(&format!("sqlite://{}", file.display()), 1)
+        .await
+        .expect("a new file opens");
+    store.migrate().await.expect("migrations apply");
+    store.close().await;
+    assert!(file.exists(), "the file was created");
+    let missing = dir.join("missing.db");
+    let refused = servicelevel::store::SqlStore::connect(
+        &format!("sqlite://{}?mode=rw", missing.display()),
+        1,
+    )
+    .await;
+    assert!(refused.is_err(), "mode=rw is kept: no file is created");
+    assert!(!missing.exists());
+}
