@@ -132,10 +132,10 @@ async fn serve(
         None => None,
     };
     let options = ServeOptions {
-        drain_timeout: std::time::Duration::from_secs(args.drain_timeout),
+        drain_timeout: args.drain_timeout,
         metrics: Some(metrics),
         max_concurrent_rpcs: args.max_concurrent_rpcs,
-        rpc_timeout: std::time::Duration::from_secs(args.rpc_timeout.max(1)),
+        rpc_timeout: args.rpc_timeout.max(std::time::Duration::from_millis(1)),
         max_future_skew: std::time::Duration::from_secs(args.max_future_skew),
         ..ServeOptions::default()
     };
@@ -174,7 +174,9 @@ async fn migrate(db: DatabaseArgs) -> Result<(), String> {
 async fn pack(command: PackCommand) -> Result<(), String> {
     match command {
         PackCommand::List => {
-            for (name, text) in servicelevel::domain::pack::EMBEDDED {
+            let mut packs = servicelevel::domain::pack::EMBEDDED;
+            packs.sort_by_key(|(name, _)| *name);
+            for (name, text) in packs {
                 let title = servicelevel::domain::pack::parse(text)
                     .map(|p| p.title)
                     .unwrap_or_else(|e| format!("(does not parse: {e})"));
@@ -239,6 +241,7 @@ async fn client(command: ClientCommand) -> Result<(), String> {
         ClientCommand::List { database } => {
             let store = migrated(&database).await?;
             let result = auth::admin::list_clients(&store).await.map(|lines| {
+                println!("{}", auth::admin::LIST_HEADER);
                 for line in lines {
                     println!("{line}");
                 }
@@ -269,6 +272,11 @@ async fn migrated(db: &DatabaseArgs) -> Result<SqlStore, String> {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let log_format = match &cli.command {
+        Some(Command::Serve(args)) => args.log_format,
+        None => cli.serve.log_format,
+        _ => LogFormat::Human,
+    };
     let result = match cli.command {
         Some(Command::Migrate(db)) => {
             init_logs(LogFormat::Human);
@@ -286,8 +294,13 @@ async fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e}");
-            eprintln!("servicelevel: {e}");
+            // Once: as a JSON log line where logs are JSON (and already set up), else on
+            // standard error for the person at the terminal.
+            if log_format == LogFormat::Json && tracing::dispatcher::has_been_set() {
+                tracing::error!("{e}");
+            } else {
+                eprintln!("servicelevel: {e}");
+            }
             ExitCode::FAILURE
         }
     }

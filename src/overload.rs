@@ -24,6 +24,8 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
+use crate::telemetry::LogThrottle;
+
 /// Paths never shed: probes must see an overloaded server as alive.
 const EXEMPT: [&str; 1] = ["/grpc.health.v1.Health/"];
 
@@ -32,6 +34,7 @@ const EXEMPT: [&str; 1] = ["/grpc.health.v1.Health/"];
 pub struct AdmissionLayer {
     slots: Arc<Semaphore>,
     limit: usize,
+    warnings: Arc<LogThrottle>,
 }
 
 impl AdmissionLayer {
@@ -41,6 +44,7 @@ impl AdmissionLayer {
         AdmissionLayer {
             slots: Arc::new(Semaphore::new(limit)),
             limit,
+            warnings: Arc::new(LogThrottle::default()),
         }
     }
 
@@ -58,6 +62,7 @@ impl<S> Layer<S> for AdmissionLayer {
             inner,
             slots: Arc::clone(&self.slots),
             limit: self.limit,
+            warnings: Arc::clone(&self.warnings),
         }
     }
 }
@@ -67,6 +72,7 @@ pub struct Admission<S> {
     inner: S,
     slots: Arc<Semaphore>,
     limit: usize,
+    warnings: Arc<LogThrottle>,
 }
 
 /// A trailers-only gRPC answer with RESOURCE_EXHAUSTED.
@@ -106,11 +112,15 @@ where
                 Ok(p) => Some(p),
                 Err(_) => {
                     let limit = self.limit;
-                    tracing::warn!(
-                        limit,
-                        path = req.uri().path(),
-                        "shedding a call: at the concurrency limit"
-                    );
+                    // One line per interval at most; the RPC metrics count each refusal.
+                    if let Some(shed) = self.warnings.hit() {
+                        tracing::warn!(
+                            limit,
+                            shed,
+                            path = req.uri().path(),
+                            "shedding calls at the concurrency limit: {shed} since the last such warning"
+                        );
+                    }
                     return Box::pin(async move { Ok(shed(limit)) });
                 }
             }
@@ -279,6 +289,80 @@ mod tests {
             .await
             .expect("answered");
         assert_eq!(code(&admitted), None);
+    }
+
+    /// Lines written to a buffer, for counting log lines.
+    #[derive(Clone, Default)]
+    struct Lines(Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Lines {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().expect("not poisoned").extend_from_slice(b);
+            Ok(b.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_burst_of_shed_calls_logs_one_line_with_the_count() {
+        let out = Lines::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .finish();
+        let _guard = tracing::subscriber::set_default(subscriber);
+        let release = Arc::new(Notify::new());
+        let gate = Arc::clone(&release);
+        let inner = tower::service_fn(move |_req: http::Request<()>| {
+            let gate = Arc::clone(&gate);
+            async move {
+                gate.notified().await;
+                Ok::<_, Infallible>(http::Response::new(String::new()))
+            }
+        });
+        let layer = AdmissionLayer::new(1);
+        let svc = layer.layer(inner);
+        let held = tokio::spawn(
+            svc.clone()
+                .oneshot(request("/servicelevel.v1.TicketService/Slow")),
+        );
+        while layer.in_flight() == 0 {
+            tokio::task::yield_now().await;
+        }
+        for _ in 0..200 {
+            let refused = svc
+                .clone()
+                .oneshot(request("/servicelevel.v1.TicketService/GetTicket"))
+                .await
+                .expect("answered");
+            assert_eq!(code(&refused), Some("8"));
+        }
+        let text = String::from_utf8(out.0.lock().expect("not poisoned").clone()).expect("utf-8");
+        let lines: Vec<&str> = text.lines().filter(|l| l.contains("shedding")).collect();
+        assert_eq!(lines.len(), 1, "one warning for the burst: {text}");
+        assert!(
+            lines[0].contains("WARN") && lines[0].contains("shed=1"),
+            "{}",
+            lines[0]
+        );
+        release.notify_one();
+        held.await.expect("joined").expect("answered");
+    }
+
+    #[test]
+    fn the_throttle_reports_what_it_held_back() {
+        let t = LogThrottle::new(Duration::from_millis(50));
+        assert_eq!(t.hit(), Some(1));
+        for _ in 0..9 {
+            assert_eq!(t.hit(), None);
+        }
+        std::thread::sleep(Duration::from_millis(60));
+        assert_eq!(t.hit(), Some(10), "the nine held back and this one");
+        assert_eq!(t.hit(), None);
     }
 
     #[test]

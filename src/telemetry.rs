@@ -44,6 +44,49 @@ pub const DEFAULT_LOG_FILTER: &str = "info,sqlx=warn,h2=warn,opentelemetry=error
 /// `OTEL_RESOURCE_ATTRIBUTES` names it.
 pub const SERVICE_NAME: &str = "servicelevel";
 
+/// How often at most a warning that can come with every call (a shed call, a refused
+/// token) is logged; the metrics count every one.
+pub const WARNING_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A rate limit for such a warning: at most one line per interval, saying how many
+/// happened since the line before. An overloaded server must not also flood its logs.
+#[derive(Debug)]
+pub struct LogThrottle {
+    interval: Duration,
+    /// When the last line was written, and what happened since.
+    state: std::sync::Mutex<(Option<std::time::Instant>, u64)>,
+}
+
+impl LogThrottle {
+    pub fn new(interval: Duration) -> Self {
+        LogThrottle {
+            interval,
+            state: std::sync::Mutex::new((None, 0)),
+        }
+    }
+
+    /// Counts one occurrence; `Some(n)` when a line is due now, `n` being the occurrences
+    /// since the last line, this one included.
+    pub fn hit(&self) -> Option<u64> {
+        let mut state = self
+            .state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        state.1 += 1;
+        if state.0.is_some_and(|t| t.elapsed() < self.interval) {
+            return None;
+        }
+        state.0 = Some(std::time::Instant::now());
+        Some(std::mem::take(&mut state.1))
+    }
+}
+
+impl Default for LogThrottle {
+    fn default() -> Self {
+        LogThrottle::new(WARNING_INTERVAL)
+    }
+}
+
 /// Trace export settings; [`TraceConfig::from_env`] reads the standard variables.
 #[derive(Debug, Clone)]
 pub struct TraceConfig {
@@ -592,8 +635,32 @@ where
     S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
+    log_layer_with(format, writer, ansi_on_stdout())
+}
+
+/// Colour codes only for a person at a terminal: not when standard output is a file or a
+/// pipe, nor with `NO_COLOR` set.
+pub fn ansi_on_stdout() -> bool {
+    use std::io::IsTerminal as _;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
+/// [`log_layer`] with colour codes on or off.
+pub fn log_layer_with<S, W>(
+    format: LogFormat,
+    writer: W,
+    ansi: bool,
+) -> Box<dyn Layer<S> + Send + Sync>
+where
+    S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
+    W: for<'w> tracing_subscriber::fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
     match format {
-        LogFormat::Human => tracing_subscriber::fmt::layer().with_writer(writer).boxed(),
+        LogFormat::Human => tracing_subscriber::fmt::layer()
+            .fmt_fields(HumanFields)
+            .with_ansi(ansi)
+            .with_writer(writer)
+            .boxed(),
         LogFormat::Json => {
             let dispatch = Arc::new(OnceLock::new());
             tracing_subscriber::fmt::layer()
@@ -606,6 +673,67 @@ where
                 .and_then(CaptureDispatch(dispatch))
                 .boxed()
         }
+    }
+}
+
+/// Span and event fields for people: `name=value` pairs, the message bare, and without
+/// the `otel.*` fields that only steer the OpenTelemetry export (`otel.name`,
+/// `otel.kind`, `otel.status_code`).
+struct HumanFields;
+
+impl<'w> FormatFields<'w> for HumanFields {
+    fn format_fields<R: tracing_subscriber::field::RecordFields>(
+        &self,
+        writer: Writer<'w>,
+        fields: R,
+    ) -> std::fmt::Result {
+        let mut v = HumanVisitor {
+            writer,
+            first: true,
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result
+    }
+
+    fn add_fields(
+        &self,
+        current: &'w mut tracing_subscriber::fmt::FormattedFields<Self>,
+        fields: &tracing::span::Record<'_>,
+    ) -> std::fmt::Result {
+        let mut v = HumanVisitor {
+            first: current.fields.is_empty(),
+            writer: current.as_writer(),
+            result: Ok(()),
+        };
+        fields.record(&mut v);
+        v.result
+    }
+}
+
+struct HumanVisitor<'w> {
+    writer: Writer<'w>,
+    first: bool,
+    result: std::fmt::Result,
+}
+
+impl tracing::field::Visit for HumanVisitor<'_> {
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        let name = field.name();
+        if self.result.is_err() || name.starts_with("otel.") || name.starts_with("log.") {
+            return;
+        }
+        let sep = if self.first { "" } else { " " };
+        self.first = false;
+        self.result = if name == "message" {
+            write!(self.writer, "{sep}{value:?}")
+        } else {
+            write!(
+                self.writer,
+                "{sep}{}={value:?}",
+                name.strip_prefix("r#").unwrap_or(name)
+            )
+        };
     }
 }
 

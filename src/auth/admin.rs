@@ -89,6 +89,9 @@ pub async fn list_clients<S: Store>(store: &S) -> Result<Vec<String>, String> {
     Ok(clients.iter().map(describe).collect())
 }
 
+/// The header row `client list` prints above the clients (tab-separated like them).
+pub const LIST_HEADER: &str = "NAME\tID\tSCOPES\tORGANIZATIONS\tCREATED\tSTATE";
+
 /// A client as `client list` prints it (tab-separated).
 pub fn describe(c: &ApiClientRecord) -> String {
     let orgs = match &c.organizations {

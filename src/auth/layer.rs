@@ -14,6 +14,7 @@ use tower::{Layer, Service};
 use super::scope::{self, Access};
 use super::{AuthMode, Caller, Security, token};
 use crate::store::{ApiClientRecord, Store, StoreResult};
+use crate::telemetry::LogThrottle;
 
 /// Most token answers kept; past it the cache starts over.
 const MAX_CACHED: usize = 10_000;
@@ -121,7 +122,7 @@ impl Authenticator {
                 r
             }
             found => {
-                tracing::info!(
+                tracing::debug!(
                     revoked = found.is_some(),
                     client_id = token::client_id_of(token).unwrap_or(""),
                     "refused a token"
@@ -159,6 +160,7 @@ impl Authenticator {
 #[derive(Clone)]
 pub struct AuthLayer {
     auth: Option<Arc<Authenticator>>,
+    warnings: Arc<LogThrottle>,
 }
 
 impl AuthLayer {
@@ -166,6 +168,7 @@ impl AuthLayer {
         AuthLayer {
             auth: (security.auth == AuthMode::Required)
                 .then(|| Arc::new(Authenticator::new(directory, security.cache_ttl))),
+            warnings: Arc::new(LogThrottle::default()),
         }
     }
 }
@@ -177,6 +180,7 @@ impl<S> Layer<S> for AuthLayer {
         AuthService {
             inner,
             auth: self.auth.clone(),
+            warnings: Arc::clone(&self.warnings),
         }
     }
 }
@@ -185,6 +189,7 @@ impl<S> Layer<S> for AuthLayer {
 pub struct AuthService<S> {
     inner: S,
     auth: Option<Arc<Authenticator>>,
+    warnings: Arc<LogThrottle>,
 }
 
 impl<S, B, R> Service<http::Request<B>> for AuthService<S>
@@ -209,6 +214,7 @@ where
         // The ready service handles this call; the clone waits for the next.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
+        let warnings = Arc::clone(&self.warnings);
         Box::pin(async move {
             let header = req
                 .headers()
@@ -221,7 +227,19 @@ where
                     }
                     inner.call(req).await
                 }
-                Err(status) => Ok(status.into_http()),
+                Err(status) => {
+                    // One line per interval at most; the RPC metrics count each refusal.
+                    if let Some(refused) = warnings.hit() {
+                        tracing::warn!(
+                            refused,
+                            code = crate::metrics::code_name(status.code() as i32),
+                            path = req.uri().path(),
+                            reason = status.message(),
+                            "refused calls: {refused} since the last such warning"
+                        );
+                    }
+                    Ok(status.into_http())
+                }
             }
         })
     }

@@ -821,10 +821,18 @@ async fn the_cli_manages_clients(db: Db) {
     let out = run_cli(&["client", "list", "--database-url", url], None);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let listed = text(&out.stdout);
+    let mut rows = listed.lines();
+    assert_eq!(
+        rows.next(),
+        Some("NAME\tID\tSCOPES\tORGANIZATIONS\tCREATED\tSTATE"),
+        "a header row first: {listed}"
+    );
+    let row = rows.next().unwrap_or_default();
     assert!(
-        listed.starts_with("crm\t") && listed.contains("\ttickets:read,tickets:write\tacme\t"),
+        row.starts_with("crm\t") && row.contains("\ttickets:read,tickets:write\tacme\t"),
         "{listed}"
     );
+    assert_eq!(row.split('\t').count(), 6, "a column per header: {row}");
     assert!(listed.contains("active") && !listed.contains(&token));
 
     let out = run_cli(&["client", "revoke", "crm", "--database-url", url], None);
@@ -865,11 +873,30 @@ async fn the_cli_manages_clients(db: Db) {
         None,
     );
     assert!(!out.status.success());
-    assert!(
-        text(&out.stderr).contains("loopback"),
-        "{}",
-        text(&out.stderr)
+    // The start-up error, once, on standard error: not also as a log line.
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        stderr.matches("loopback address").count() + stdout.matches("loopback address").count(),
+        1,
+        "printed once: stdout {stdout:?}, stderr {stderr:?}"
     );
+    assert!(stderr.starts_with("servicelevel: "), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no colour codes in a pipe: {stderr:?}"
+    );
+
+    // The built-in packs, sorted by name.
+    let out = run_cli(&["pack", "list"], None);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let names: Vec<String> = text(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split('\t').next().map(str::to_string))
+        .collect();
+    let mut sorted = names.clone();
+    sorted.sort();
+    assert_eq!(names.len(), 5, "{names:?}");
+    assert_eq!(names, sorted);
     s.stop().await;
 }
 
