@@ -24,6 +24,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
+use crate::api::error::ErrorReason;
 use crate::telemetry::LogThrottle;
 
 /// Paths never shed: probes must see an overloaded server as alive.
@@ -77,9 +78,11 @@ pub struct Admission<S> {
 
 /// A trailers-only gRPC answer with RESOURCE_EXHAUSTED.
 fn shed<B: Default>(limit: usize) -> http::Response<B> {
-    let status = tonic::Status::resource_exhausted(format!(
-        "servicelevel is at its limit of {limit} concurrent calls; retry with backoff"
-    ));
+    let status = crate::api::error::status(
+        ErrorReason::ConcurrencyLimit,
+        format!("servicelevel is at its limit of {limit} concurrent calls; retry with backoff"),
+        &[("limit", limit.to_string())],
+    );
     let mut response = status.into_http::<B>();
     // Tell clients and proxies it is safe to retry elsewhere.
     response
@@ -210,9 +213,11 @@ where
             match tokio::time::timeout(budget, fut).await {
                 Ok(response) => response,
                 // The call's future (and its transaction, which rolls back) is dropped.
-                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
-                    "the call did not finish within its deadline of {budget:?}"
-                ))
+                Err(_) => Ok(crate::api::error::status(
+                    ErrorReason::DeadlineExceeded,
+                    format!("the call did not finish within its deadline of {budget:?}"),
+                    &[("deadline_ms", budget.as_millis().to_string())],
+                )
                 .into_http::<R>()),
             }
         })

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use chrono::{DateTime, Utc};
 use prost::Message;
 
-use super::error::{ApiError, ApiResult};
+use super::error::{ApiError, ApiResult, ErrorReason};
 use super::fingerprint::Fingerprint;
 use crate::domain::calendar::CalendarSpec;
 use crate::domain::calendar_cache::CalendarCache;
@@ -406,12 +406,18 @@ impl<S: Store> App<S> {
                         .map(Some)
                         .map_err(|e| corrupt("idempotent answer", e))
                 } else {
-                    Err(ApiError::AlreadyExists(format!(
-                        "request_id {:?} was already used for a different {} request: {} differ",
-                        key.request_id,
-                        key.method,
-                        differences.join(", ")
-                    )))
+                    Err(ApiError::reasoned(
+                        ErrorReason::RequestIdReused,
+                        format!(
+                            "request_id {:?} was already used for a different {} request: {} differ",
+                            key.request_id,
+                            key.method,
+                            differences.join(", ")
+                        ),
+                    )
+                    .with("request_id", key.request_id.clone())
+                    .with("method", key.method.to_string())
+                    .with("differing_fields", differences.join(",")))
                 }
             }
         }

@@ -6,7 +6,7 @@ use tonic::{Request, Response, Status};
 
 use super::app::{App, Loaded, Reader, derived, parse_body, rejected};
 use super::convert::{self as cv};
-use super::error::{ApiError, ApiResult, Check};
+use super::error::{ApiError, ApiResult, Check, ErrorReason, ResourceRef};
 use super::fingerprint::Fingerprint;
 use super::page;
 use super::pb;
@@ -247,10 +247,28 @@ impl<S: Store> App<S> {
             )
             .await?
         {
-            return Err(ApiError::AlreadyExists(format!(
-                "ticket {}/{} already exists as tickets/{}",
-                t.source_system, t.external_id, existing.ticket.id
-            )));
+            // The existing ticket is named only when it is in the organisation the call
+            // names (which the caller may touch): nothing about another organisation's.
+            let same_org = existing.ticket.organization == t.organization;
+            let name = format!("tickets/{}", existing.ticket.id);
+            let message = if same_org {
+                format!(
+                    "ticket {}/{} already exists as {name}",
+                    t.source_system, t.external_id
+                )
+            } else {
+                format!(
+                    "ticket {}/{} already exists in another organisation",
+                    t.source_system, t.external_id
+                )
+            };
+            return Err(ApiError::reasoned(ErrorReason::TicketExists, message)
+                .with_resource(same_org.then_some(ResourceRef {
+                    resource_type: "servicelevel.v1.Ticket",
+                    name,
+                }))
+                .with("source_system", t.source_system.as_str())
+                .with("external_id", t.external_id.as_str()));
         }
         let now = self.now();
         let record = TicketRecord {

@@ -13,6 +13,7 @@ use tower::{Layer, Service};
 
 use super::scope::{self, Access};
 use super::{AuthMode, Caller, Security, token};
+use crate::api::error::{self, ErrorReason};
 use crate::store::{ApiClientRecord, Store, StoreResult};
 use crate::telemetry::LogThrottle;
 
@@ -57,7 +58,11 @@ pub struct Authenticator {
 }
 
 fn refused() -> Status {
-    Status::unauthenticated("the token is not valid or revoked")
+    error::status(
+        ErrorReason::TokenInvalid,
+        "the token is not valid or revoked",
+        &[],
+    )
 }
 
 impl Authenticator {
@@ -89,19 +94,23 @@ impl Authenticator {
     /// when the store cannot say).
     pub async fn authenticate(&self, header: Option<&str>) -> Result<Arc<Caller>, Status> {
         let Some(token) = header.and_then(token::bearer) else {
-            return Err(Status::unauthenticated(
+            return Err(error::status(
+                ErrorReason::TokenMissing,
                 "this call needs a token: send the metadata `authorization: Bearer <token>`",
+                &[],
             ));
         };
         let hash = token::hash(token);
         if let Some(answer) = self.cached(&hash) {
             return answer;
         }
-        let _permit = self
-            .lookups
-            .acquire()
-            .await
-            .map_err(|_| Status::unavailable("token lookups are closed"))?;
+        let _permit = self.lookups.acquire().await.map_err(|_| {
+            error::status(
+                ErrorReason::DatabaseUnavailable,
+                "token lookups are closed",
+                &[],
+            )
+        })?;
         // Calls with the same token waited here together: the first one's answer serves
         // the rest.
         if let Some(answer) = self.cached(&hash) {
@@ -111,7 +120,13 @@ impl Authenticator {
             .directory
             .client_by_token_hash(&hash)
             .await
-            .map_err(|e| Status::unavailable(format!("cannot check the token now: {e}")))?;
+            .map_err(|e| {
+                error::status(
+                    ErrorReason::DatabaseUnavailable,
+                    format!("cannot check the token now: {e}"),
+                    &[],
+                )
+            })?;
         let record = match record {
             // The store found it by hash; compare again in constant time, whatever the
             // database's collation did.
@@ -148,9 +163,14 @@ impl Authenticator {
             return Ok(None);
         }
         let caller = self.authenticate(header).await?;
-        caller
-            .authorize(access, path)
-            .map_err(Status::permission_denied)?;
+        caller.authorize(access, path).map_err(|message| {
+            let reason = match access {
+                Access::Method(m) if !caller.scopes.contains(m.scope) => ErrorReason::ScopeMissing,
+                Access::Method(_) => ErrorReason::RestrictedClient,
+                _ => ErrorReason::MethodNotGranted,
+            };
+            error::status(reason, message, &[("method", path.to_string())])
+        })?;
         Ok(Some(caller))
     }
 }

@@ -59,13 +59,13 @@ pub(crate) async fn client(s: &TestServer, name: &str, scopes: Scopes, orgs: &[&
         .1
 }
 
-fn scopes(list: &[Scope]) -> Scopes {
+pub(crate) fn scopes(list: &[Scope]) -> Scopes {
     list.iter().copied().collect()
 }
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
-struct Bearer(MetadataValue<Ascii>);
+pub(crate) struct Bearer(MetadataValue<Ascii>);
 
 impl Interceptor for Bearer {
     fn call(&mut self, mut req: Request<()>) -> Result<Request<()>, Status> {
@@ -74,7 +74,7 @@ impl Interceptor for Bearer {
     }
 }
 
-fn bearer(token: &str) -> Bearer {
+pub(crate) fn bearer(token: &str) -> Bearer {
     Bearer(format!("Bearer {token}").parse().expect("ascii"))
 }
 

@@ -7,6 +7,7 @@ mod catalog;
 mod clock_sequences;
 mod contracts;
 mod deadlines;
+mod errors;
 mod fixtures;
 mod fuzz;
 mod harness;

@@ -38,7 +38,7 @@ pub(crate) async fn desk(s: &TestServer) {
 }
 
 /// Another organisation on the desk's policy and calendar.
-async fn desk_org(s: &TestServer, id: &str) {
+pub(crate) async fn desk_org(s: &TestServer, id: &str) {
     create_org(
         s,
         id,
