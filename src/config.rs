@@ -208,6 +208,16 @@ pub struct ServeArgs {
     /// Default: `off` on a loopback address, `required` on any other.
     #[arg(long, env = "SERVICELEVEL_AUTH", value_enum)]
     pub auth: Option<crate::auth::AuthMode>,
+    /// Who may use server reflection when tokens are required: `public` (anyone; the
+    /// schema is public and tools send no token on reflection requests) or `token` (any
+    /// valid token).
+    #[arg(
+        long,
+        env = "SERVICELEVEL_REFLECTION",
+        value_enum,
+        default_value = "public"
+    )]
+    pub reflection: crate::auth::ReflectionAccess,
     /// SHA-256 hex of the first admin's token: at start, an admin client with every scope
     /// is made for it unless a client holds it already.
     #[arg(

@@ -141,6 +141,7 @@ async fn serve(
     };
     let security = Security {
         auth: mode,
+        reflection: args.reflection,
         tls,
         ..Security::off()
     };

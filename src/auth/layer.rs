@@ -12,7 +12,7 @@ use tonic::codegen::http;
 use tower::{Layer, Service};
 
 use super::scope::{self, Access};
-use super::{AuthMode, Caller, Security, token};
+use super::{AuthMode, Caller, ReflectionAccess, Security, token};
 use crate::api::error::{self, ErrorReason};
 use crate::store::{ApiClientRecord, Store, StoreResult};
 use crate::telemetry::LogThrottle;
@@ -51,6 +51,8 @@ type Answer = (Instant, Option<Arc<Caller>>);
 /// Verifies tokens, caching the answers (valid or refused) for a while.
 pub struct Authenticator {
     directory: Box<dyn Directory>,
+    /// Reflection needs a token ([`ReflectionAccess::Token`]), or none.
+    reflection: ReflectionAccess,
     ttl: Duration,
     /// Token hash -> its answer.
     cache: Mutex<HashMap<String, Answer>>,
@@ -69,6 +71,7 @@ impl Authenticator {
     pub fn new(directory: impl Directory, ttl: Duration) -> Authenticator {
         Authenticator {
             directory: Box::new(directory),
+            reflection: ReflectionAccess::Token,
             ttl,
             cache: Mutex::new(HashMap::new()),
             lookups: tokio::sync::Semaphore::new(LOOKUPS_AT_ONCE),
@@ -151,14 +154,24 @@ impl Authenticator {
         Ok(caller)
     }
 
+    /// The same, with reflection open to callers without a token or not.
+    pub fn with_reflection(mut self, reflection: ReflectionAccess) -> Authenticator {
+        self.reflection = reflection;
+        self
+    }
+
     /// Checks a call to `path`: the caller when it may make it, else the status to answer.
-    /// Health needs no token, so it has no caller.
+    /// Health (and reflection, unless it needs a token) needs no token, so it has no
+    /// caller.
     pub async fn check(
         &self,
         path: &str,
         header: Option<&str>,
     ) -> Result<Option<Arc<Caller>>, Status> {
-        let access = scope::access(path);
+        let access = match scope::access(path) {
+            Access::Authenticated if self.reflection == ReflectionAccess::Public => Access::Open,
+            access => access,
+        };
         if access == Access::Open {
             return Ok(None);
         }
@@ -187,7 +200,12 @@ impl AuthLayer {
     pub fn new(security: &Security, directory: impl Directory) -> AuthLayer {
         AuthLayer {
             auth: (security.auth == AuthMode::Required)
-                .then(|| Arc::new(Authenticator::new(directory, security.cache_ttl))),
+                .then(|| {
+                    Arc::new(
+                        Authenticator::new(directory, security.cache_ttl)
+                            .with_reflection(security.reflection),
+                    )
+                }),
             warnings: Arc::new(LogThrottle::default()),
         }
     }

@@ -58,10 +58,23 @@ pub fn resolve_mode(listen: SocketAddr, asked: Option<AuthMode>) -> Result<AuthM
     }
 }
 
+/// Who may use server reflection when tokens are required (`SERVICELEVEL_REFLECTION`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ReflectionAccess {
+    /// Anyone: the schema is public, and generic tools (`buf curl`, grpcurl) send no
+    /// token on their reflection requests.
+    #[default]
+    Public,
+    /// Callers with a valid token, whatever its scopes.
+    Token,
+}
+
 /// How the server secures its calls.
 #[derive(Debug, Clone)]
 pub struct Security {
     pub auth: AuthMode,
+    /// Whether reflection needs a token too (with `auth` required).
+    pub reflection: ReflectionAccess,
     /// How long a verified token is trusted (see [`CACHE_TTL`]).
     pub cache_ttl: Duration,
     /// Serve over TLS (and require client certificates when it has a client CA).
@@ -73,6 +86,7 @@ impl Security {
     pub fn off() -> Security {
         Security {
             auth: AuthMode::Off,
+            reflection: ReflectionAccess::Public,
             cache_ttl: CACHE_TTL,
             tls: None,
         }

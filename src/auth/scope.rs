@@ -432,7 +432,8 @@ pub const METHODS: &[Method] = &[
 pub enum Access {
     /// Nothing: the gRPC health service (Kubernetes probes carry no token).
     Open,
-    /// A valid token, whatever its scopes: server reflection.
+    /// A valid token, whatever its scopes: server reflection, when
+    /// `SERVICELEVEL_REFLECTION=token` (it is open by default).
     Authenticated,
     /// A valid token with the method's scope.
     Method(&'static Method),

@@ -271,11 +271,14 @@ async fn every_rpc_checks_its_scope(db: Db) {
     s.stop().await;
 }
 
-/// Health answers without a token (Kubernetes probes); reflection wants any valid token.
-async fn health_is_open_and_reflection_needs_a_token(db: Db) {
+/// Health and, by default, reflection answer without a token (Kubernetes probes and
+/// generic tools send none); `SERVICELEVEL_REFLECTION=token` makes reflection want any
+/// valid token. Reflection serves the google.rpc error details too.
+async fn health_and_reflection_are_open_unless_reflection_needs_a_token(db: Db) {
     use tonic_reflection::pb::v1::ServerReflectionRequest;
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
     use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
 
     let mut s = TestServer::start(db, now()).await;
     s.secure(secured()).await;
@@ -291,12 +294,46 @@ async fn health_is_open_and_reflection_needs_a_token(db: Db) {
         health.status,
         tonic_health::pb::health_check_response::ServingStatus::Serving as i32
     );
-    let list = || {
+    let ask = |request: MessageRequest| {
         tokio_stream::iter(vec![ServerReflectionRequest {
             host: String::new(),
-            message_request: Some(MessageRequest::ListServices(String::new())),
+            message_request: Some(request),
         }])
     };
+    let list = || ask(MessageRequest::ListServices(String::new()));
+    let mut stream = ServerReflectionClient::new(ch.clone())
+        .server_reflection_info(ask(MessageRequest::FileContainingSymbol(
+            "google.rpc.BadRequest".into(),
+        )))
+        .await
+        .expect("reflection without a token")
+        .into_inner();
+    match stream.message().await.expect("a response").and_then(|r| r.message_response) {
+        Some(MessageResponse::FileDescriptorResponse(files)) => {
+            let files: Vec<prost_types::FileDescriptorProto> = files
+                .file_descriptor_proto
+                .iter()
+                .map(|f| {
+                    prost_types::FileDescriptorProto::decode(f.as_slice())
+                        .expect("a file descriptor")
+                })
+                .collect();
+            assert!(
+                files.iter().any(|f| f.package() == "google.rpc"
+                    && f.message_type.iter().any(|m| m.name() == "BadRequest")),
+                "{:?}",
+                files.iter().map(|f| f.name()).collect::<Vec<_>>()
+            );
+        }
+        other => panic!("google.rpc.BadRequest is not served: {other:?}"),
+    }
+
+    s.secure(Security {
+        reflection: servicelevel::auth::ReflectionAccess::Token,
+        ..secured()
+    })
+    .await;
+    let ch = connect(s.addr).await;
     let refused = ServerReflectionClient::new(ch.clone())
         .server_reflection_info(list())
         .await;
@@ -1188,7 +1225,7 @@ async fn renewed_certificates_apply_without_a_restart(db: Db) {
 crate::on_both_stores!(
     renewed_certificates_apply_without_a_restart,
     every_rpc_checks_its_scope,
-    health_is_open_and_reflection_needs_a_token,
+    health_and_reflection_are_open_unless_reflection_needs_a_token,
     restricted_clients_touch_their_organisations_only,
     revoked_tokens_stop_working,
     request_ids_are_scoped_to_the_client,

@@ -23,3 +23,4 @@ mod server;
 mod store;
 mod telemetry;
 mod tickets;
+mod tools;
