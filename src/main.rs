@@ -21,11 +21,16 @@ fn init_logs(format: LogFormat) {
 /// `serve` with its logs, its traces (the `OTEL_*` variables) and, at the end, the last
 /// spans flushed.
 async fn serve_traced(args: ServeArgs) -> Result<(), String> {
+    servicelevel::telemetry::init_propagation_from_env()?;
     let config = TraceConfig::from_env()?;
     let tracing = config.as_ref().map(Tracing::start).transpose()?;
     servicelevel::telemetry::init(args.log_format, tracing.as_ref());
     if let Some(c) = &config {
-        tracing::info!(endpoint = %c.endpoint, service = %c.service_name, "exporting traces over OTLP");
+        tracing::info!(
+            endpoint = c.effective_endpoint().unwrap_or_default(),
+            protocol = ?c.protocol,
+            "exporting traces over OTLP"
+        );
     }
     let result = serve(args, tracing.as_ref().map(Tracing::stats)).await;
     if let Some(t) = tracing {
@@ -137,6 +142,11 @@ async fn serve(
         max_concurrent_rpcs: args.max_concurrent_rpcs,
         rpc_timeout: args.rpc_timeout.max(std::time::Duration::from_millis(1)),
         max_future_skew: std::time::Duration::from_secs(args.max_future_skew),
+        rpc_conventions: servicelevel::telemetry::RpcConventions::from_opt_in(
+            std::env::var("OTEL_SEMCONV_STABILITY_OPT_IN")
+                .ok()
+                .as_deref(),
+        ),
         ..ServeOptions::default()
     };
     let security = Security {

@@ -27,6 +27,7 @@ use crate::api::pb::ticket_service_server::TicketServiceServer;
 use crate::api::{Api, App, pb, recompute};
 use crate::auth::{AuthLayer, Security};
 use crate::store::Store;
+use crate::telemetry::RpcConventions;
 use crate::time::Clock;
 
 /// Largest request accepted (a batch of 500 tickets with their events fits well).
@@ -84,6 +85,8 @@ pub struct ServeOptions {
     /// `received_time` may be: a CRM's clock may run a little fast, a wrong one is
     /// refused (INVALID_ARGUMENT) instead of stopping clocks in advance.
     pub max_future_skew: Duration,
+    /// The OpenTelemetry RPC conventions the RPC spans follow.
+    pub rpc_conventions: RpcConventions,
 }
 
 impl Default for ServeOptions {
@@ -95,6 +98,7 @@ impl Default for ServeOptions {
             max_concurrent_rpcs: 512,
             rpc_timeout: Duration::from_secs(30),
             max_future_skew: Duration::from_secs(300),
+            rpc_conventions: RpcConventions::Old,
         }
     }
 }
@@ -221,7 +225,10 @@ pub async fn serve_secured<S: Store>(
     let router = tonic::transport::Server::builder()
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-        .layer(RpcSpanLayer::new(Arc::clone(&app.metrics)))
+        .layer(RpcSpanLayer::new(
+            Arc::clone(&app.metrics),
+            options.rpc_conventions,
+        ))
         // Per call: the client's grpc-timeout, at most the server's limit. A call past it
         // is dropped, and with it its transaction (rolled back). Inside the span layer, so
         // the span and metrics see DEADLINE_EXCEEDED.
@@ -288,17 +295,22 @@ pub async fn serve_secured<S: Store>(
     result
 }
 
-/// A span per RPC with its method, the ids handlers record, and its status code, as a
-/// child of the caller's span when the call carries `traceparent`; and the RPC metrics.
+/// A span per RPC, named `package.Service/Method` and carrying OpenTelemetry's RPC
+/// attributes (by [`RpcConventions`]), the ids handlers record, and its status code, as
+/// a child of the caller's span when the call carries `traceparent`; and the RPC metrics.
 #[derive(Debug, Clone)]
 pub struct RpcSpanLayer {
     metrics: Arc<crate::metrics::Metrics>,
+    conventions: RpcConventions,
 }
 
 impl RpcSpanLayer {
-    /// Records the RPC metrics into `metrics`.
-    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Self {
-        RpcSpanLayer { metrics }
+    /// Records the RPC metrics into `metrics`; the spans follow `conventions`.
+    pub fn new(metrics: Arc<crate::metrics::Metrics>, conventions: RpcConventions) -> Self {
+        RpcSpanLayer {
+            metrics,
+            conventions,
+        }
     }
 }
 
@@ -309,6 +321,7 @@ impl<S> Layer<S> for RpcSpanLayer {
         RpcSpan {
             inner,
             metrics: Arc::clone(&self.metrics),
+            conventions: self.conventions,
         }
     }
 }
@@ -317,11 +330,55 @@ impl<S> Layer<S> for RpcSpanLayer {
 pub struct RpcSpan<S> {
     inner: S,
     metrics: Arc<crate::metrics::Metrics>,
+    conventions: RpcConventions,
 }
 
 /// Server-side gRPC codes OpenTelemetry counts as errors (the others are the caller's).
 fn is_server_error(code: i32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+/// Sets the RPC attributes known when the call starts.
+#[allow(deprecated)] // rpc.system and rpc.service: the old conventions, the default.
+fn start_attributes(span: &tracing::Span, conventions: RpcConventions, path: &str) {
+    use opentelemetry_semantic_conventions::attribute as sc;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let full = path.trim_start_matches('/');
+    let (service, method) = full.split_once('/').unwrap_or(("", full));
+    if conventions.old() {
+        span.set_attribute(sc::RPC_SYSTEM, "grpc");
+        span.set_attribute(sc::RPC_SERVICE, service.to_string());
+    }
+    if conventions == RpcConventions::Old {
+        span.set_attribute(sc::RPC_METHOD, method.to_string());
+    } else {
+        span.set_attribute(sc::RPC_SYSTEM_NAME, "grpc");
+        // A method this server does not know is `_OTHER`, its name in
+        // rpc.method_original: unknown paths must not make unbounded values.
+        if crate::auth::scope::access(path) == crate::auth::Access::Unlisted {
+            span.set_attribute(sc::RPC_METHOD, "_OTHER");
+            span.set_attribute(sc::RPC_METHOD_ORIGINAL, full.to_string());
+        } else {
+            span.set_attribute(sc::RPC_METHOD, full.to_string());
+        }
+    }
+}
+
+/// Sets the status attributes once the answer is known.
+#[allow(deprecated)] // rpc.grpc.status_code: the old conventions, the default.
+fn end_attributes(span: &tracing::Span, conventions: RpcConventions, code: i32) {
+    use opentelemetry_semantic_conventions::attribute as sc;
+    use tracing_opentelemetry::OpenTelemetrySpanExt as _;
+    let name = crate::metrics::code_name(code);
+    if conventions.old() {
+        span.set_attribute(sc::RPC_GRPC_STATUS_CODE, i64::from(code));
+    }
+    if conventions.stable() {
+        span.set_attribute(sc::RPC_RESPONSE_STATUS_CODE, name);
+        if is_server_error(code) {
+            span.set_attribute(sc::ERROR_TYPE, name);
+        }
+    }
 }
 
 impl<S, B, R> Service<http::Request<B>> for RpcSpan<S>
@@ -341,24 +398,26 @@ where
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
         let method = req.uri().path().to_string();
         let started = std::time::Instant::now();
+        // `otel.*` steer the export (name, kind, status) and are left out of human log
+        // lines; the RPC attributes are set on the exported span only.
         let span = tracing::info_span!(
             "rpc",
             otel.name = method.trim_start_matches('/'),
             otel.kind = "server",
             otel.status_code = tracing::field::Empty,
-            rpc.method = %method,
-            rpc.code = tracing::field::Empty,
             organization = tracing::field::Empty,
             ticket = tracing::field::Empty,
             calendar = tracing::field::Empty,
             policy = tracing::field::Empty,
         );
         crate::telemetry::continue_trace(&span, req.headers());
+        start_attributes(&span, self.conventions, &method);
         let fut = {
             let _enter = span.enter();
             self.inner.call(req)
         };
         let metrics = Arc::clone(&self.metrics);
+        let conventions = self.conventions;
         Box::pin(
             async move {
                 let result = fut.await;
@@ -373,7 +432,7 @@ where
                             .and_then(|v| v.to_str().ok())
                             .and_then(|v| v.parse::<i32>().ok())
                             .unwrap_or(0);
-                        span.record("rpc.code", code);
+                        end_attributes(&span, conventions, code);
                         if is_server_error(code) {
                             span.record("otel.status_code", "error");
                         }

@@ -11,12 +11,13 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use opentelemetry::propagation::{Extractor, TextMapPropagator as _};
+use opentelemetry::propagation::{Extractor, TextMapCompositePropagator, TextMapPropagator};
 use opentelemetry::trace::{TraceContextExt as _, TracerProvider as _};
 use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_otlp::{WithHttpConfig as _, WithTonicConfig as _};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
+use opentelemetry_sdk::propagation::{BaggagePropagator, TraceContextPropagator};
 use opentelemetry_sdk::resource::{
     EnvResourceDetector, ResourceDetector, TelemetryResourceDetector,
 };
@@ -87,15 +88,144 @@ impl Default for LogThrottle {
     }
 }
 
+/// How OTLP travels to the collector (`OTEL_EXPORTER_OTLP_TRACES_PROTOCOL`, else
+/// `OTEL_EXPORTER_OTLP_PROTOCOL`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// `grpc` (the default here, as before: collectors listen on 4317).
+    Grpc,
+    /// `http/protobuf` (collectors listen on 4318, path `/v1/traces`).
+    HttpProtobuf,
+}
+
+impl Protocol {
+    fn parse(name: &str, value: &str) -> Result<Protocol, String> {
+        match value {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" => Ok(Protocol::HttpProtobuf),
+            "http/json" => Err(format!(
+                "{name}=http/json is not supported by this build: use http/protobuf or grpc"
+            )),
+            other => Err(format!(
+                "{name}={other:?} is not an OTLP protocol: use grpc or http/protobuf"
+            )),
+        }
+    }
+}
+
+/// Which OpenTelemetry RPC conventions the RPC spans follow
+/// (`OTEL_SEMCONV_STABILITY_OPT_IN`, as the RPC semantic conventions' migration plan says).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RpcConventions {
+    /// The conventions of semconv v1.37 and before (the default): `rpc.system`,
+    /// `rpc.service`, `rpc.method` (the method's own name), `rpc.grpc.status_code`.
+    #[default]
+    Old,
+    /// `rpc`: the stable conventions: `rpc.system.name`, `rpc.method`
+    /// (`package.Service/Method`), `rpc.response.status_code` (the code's name), `error.type`.
+    Stable,
+    /// `rpc/dup`: both (where both name the same attribute, `rpc.method`, the stable
+    /// value).
+    Both,
+}
+
+impl RpcConventions {
+    /// From the comma-separated `OTEL_SEMCONV_STABILITY_OPT_IN` (other categories, such as
+    /// `http` or `database`, are left to whoever reads them).
+    pub fn from_opt_in(value: Option<&str>) -> RpcConventions {
+        let items: Vec<&str> = value.unwrap_or("").split(',').map(str::trim).collect();
+        if items.contains(&"rpc/dup") {
+            RpcConventions::Both
+        } else if items.contains(&"rpc") {
+            RpcConventions::Stable
+        } else {
+            RpcConventions::Old
+        }
+    }
+
+    pub fn old(self) -> bool {
+        self != RpcConventions::Stable
+    }
+
+    pub fn stable(self) -> bool {
+        self != RpcConventions::Old
+    }
+}
+
+/// The propagators `OTEL_PROPAGATORS` names (default `tracecontext,baggage`): how a
+/// caller's trace context is read from a call's metadata.
+pub fn propagator_from(value: Option<&str>) -> Result<TextMapCompositePropagator, String> {
+    let mut propagators: Vec<Box<dyn TextMapPropagator + Send + Sync>> = Vec::new();
+    let value = value.map(str::trim).filter(|v| !v.is_empty());
+    for name in value
+        .unwrap_or("tracecontext,baggage")
+        .split(',')
+        .map(str::trim)
+    {
+        match name {
+            "tracecontext" => propagators.push(Box::new(TraceContextPropagator::new())),
+            "baggage" => propagators.push(Box::new(BaggagePropagator::new())),
+            "none" => {}
+            other => {
+                return Err(format!(
+                    "OTEL_PROPAGATORS names {other:?}, which this build does not support: use \
+                     tracecontext, baggage (the default is both) or none"
+                ));
+            }
+        }
+    }
+    Ok(TextMapCompositePropagator::new(propagators))
+}
+
+static PROPAGATOR: OnceLock<TextMapCompositePropagator> = OnceLock::new();
+
+/// Sets the process's propagators from `OTEL_PROPAGATORS`; an unknown name is an error
+/// for the start-up to report. Without a call, `tracecontext,baggage`.
+pub fn init_propagation_from_env() -> Result<(), String> {
+    let propagator = propagator_from(std::env::var("OTEL_PROPAGATORS").ok().as_deref())?;
+    let _ = PROPAGATOR.set(propagator);
+    Ok(())
+}
+
+fn propagator() -> &'static TextMapCompositePropagator {
+    PROPAGATOR.get_or_init(|| {
+        TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ])
+    })
+}
+
+/// The samplers `OTEL_TRACES_SAMPLER` may name; the SDK reads the variable (and its
+/// argument), but falls back silently on a name it does not know, so the start refuses it.
+const SAMPLERS: [&str; 6] = [
+    "always_on",
+    "always_off",
+    "traceidratio",
+    "parentbased_always_on",
+    "parentbased_always_off",
+    "parentbased_traceidratio",
+];
+
 /// Trace export settings; [`TraceConfig::from_env`] reads the standard variables.
+///
+/// The OpenTelemetry SDK reads most `OTEL_*` variables itself where this leaves a value
+/// `None`: the endpoint, headers, timeout and compression (the OTLP exporter), the
+/// service name and resource attributes (the resource detectors), the sampler.
 #[derive(Debug, Clone)]
 pub struct TraceConfig {
-    /// The OTLP/gRPC endpoint, e.g. `http://otel-collector:4317`.
-    pub endpoint: String,
-    pub service_name: String,
+    /// The collector, when the code names one (tests, the load generator); `None`: the
+    /// exporter reads `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    pub endpoint: Option<String>,
+    pub protocol: Protocol,
+    /// `service.name` when the code names one; `None`: `OTEL_SERVICE_NAME`, else a
+    /// `service.name` in `OTEL_RESOURCE_ATTRIBUTES`, else [`SERVICE_NAME`].
+    pub service_name: Option<String>,
     /// Further resource attributes (besides those of `OTEL_RESOURCE_ATTRIBUTES`).
     pub resource: Vec<(String, String)>,
-    pub sampler: Sampler,
+    /// `None`: the SDK's, from `OTEL_TRACES_SAMPLER` and `OTEL_TRACES_SAMPLER_ARG`
+    /// (default `parentbased_always_on`).
+    pub sampler: Option<Sampler>,
     /// Most spans waiting for export; beyond it spans are dropped and counted.
     pub max_queue_size: usize,
     /// Most spans in one export request.
@@ -107,14 +237,23 @@ pub struct TraceConfig {
 }
 
 impl TraceConfig {
-    /// Export to `endpoint` with the defaults: every trace sampled unless the caller's
-    /// traceparent says otherwise, a 2,048-span queue, batches of 512, sent within 1 s.
+    /// Export to `endpoint` over gRPC with the defaults: the SDK's sampler, a 2,048-span
+    /// queue, batches of 512, sent within 1 s.
     pub fn new(endpoint: impl Into<String>) -> Self {
         TraceConfig {
-            endpoint: endpoint.into(),
-            service_name: SERVICE_NAME.to_string(),
+            endpoint: Some(endpoint.into()),
+            ..TraceConfig::from_sdk()
+        }
+    }
+
+    /// The defaults, the endpoint and service name left to the SDK's variables.
+    fn from_sdk() -> Self {
+        TraceConfig {
+            endpoint: None,
+            protocol: Protocol::Grpc,
+            service_name: None,
             resource: Vec::new(),
-            sampler: Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+            sampler: None,
             max_queue_size: 2048,
             max_export_batch_size: 512,
             scheduled_delay: Duration::from_secs(1),
@@ -127,44 +266,55 @@ impl TraceConfig {
         Self::from_vars(|k| std::env::var(k).ok())
     }
 
-    /// From variables looked up by `var`: `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or
-    /// `OTEL_EXPORTER_OTLP_ENDPOINT` (none: off), `OTEL_SDK_DISABLED`,
-    /// `OTEL_TRACES_EXPORTER` (`none`: off), `OTEL_SERVICE_NAME`, `OTEL_TRACES_SAMPLER`,
-    /// `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_MAX_QUEUE_SIZE`,
+    /// From variables looked up by `var`. Tracing is off without
+    /// `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` or `OTEL_EXPORTER_OTLP_ENDPOINT`, with
+    /// `OTEL_SDK_DISABLED=true` or with `OTEL_TRACES_EXPORTER=none`. Checked here, and
+    /// refused when unknown: the protocol and the sampler's name. Read here, since they
+    /// size servicelevel's own export queue: `OTEL_BSP_MAX_QUEUE_SIZE`,
     /// `OTEL_BSP_MAX_EXPORT_BATCH_SIZE`, `OTEL_BSP_SCHEDULE_DELAY`,
-    /// `OTEL_BSP_EXPORT_TIMEOUT` (milliseconds). `OTEL_RESOURCE_ATTRIBUTES` is read when
-    /// the exporter starts.
+    /// `OTEL_BSP_EXPORT_TIMEOUT` (milliseconds). Everything else the SDK reads.
     pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Self>, String> {
         let set = |k: &str| {
             var(k)
                 .map(|v| v.trim().to_string())
                 .filter(|v| !v.is_empty())
         };
-        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"))
-            || set("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none"))
-        {
+        if set("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
             return Ok(None);
         }
-        let Some(endpoint) = set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+        match set("OTEL_TRACES_EXPORTER").as_deref() {
+            None | Some("otlp") => {}
+            Some("none") => return Ok(None),
+            Some(other) => {
+                return Err(format!(
+                    "OTEL_TRACES_EXPORTER={other:?} is not supported: use otlp or none"
+                ));
+            }
+        }
+        if set("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
             .or_else(|| set("OTEL_EXPORTER_OTLP_ENDPOINT"))
-        else {
-            return Ok(None);
-        };
-        let mut c = TraceConfig::new(endpoint);
-        if let Some(name) = set("OTEL_SERVICE_NAME") {
-            c.service_name = name;
-        } else if let Some(attrs) = set("OTEL_RESOURCE_ATTRIBUTES")
-            && let Some(name) = attrs.split(',').find_map(|kv| {
-                let (k, v) = kv.split_once('=')?;
-                (k.trim() == "service.name").then(|| v.trim().to_string())
-            })
+            .is_none()
         {
-            c.service_name = name;
+            return Ok(None);
         }
-        c.sampler = sampler(
-            set("OTEL_TRACES_SAMPLER").as_deref(),
-            set("OTEL_TRACES_SAMPLER_ARG").as_deref(),
-        )?;
+        let mut c = TraceConfig::from_sdk();
+        for name in [
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ] {
+            if let Some(v) = set(name) {
+                c.protocol = Protocol::parse(name, &v)?;
+                break;
+            }
+        }
+        if let Some(name) = set("OTEL_TRACES_SAMPLER")
+            && !SAMPLERS.contains(&name.as_str())
+        {
+            return Err(format!(
+                "OTEL_TRACES_SAMPLER={name:?} is not supported: use {}",
+                SAMPLERS.join(", ")
+            ));
+        }
         let number = |k: &str| -> Result<Option<u64>, String> {
             set(k)
                 .map(|v| {
@@ -188,35 +338,79 @@ impl TraceConfig {
         }
         Ok(Some(c))
     }
+
+    /// The endpoint export goes to, as the exporter will read it (for the start-up
+    /// message and the TLS decision).
+    pub fn effective_endpoint(&self) -> Option<String> {
+        let env = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        self.endpoint
+            .clone()
+            .or_else(|| env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"))
+            .or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT"))
+    }
 }
 
-/// The sampler named by `OTEL_TRACES_SAMPLER` (default `parentbased_always_on`).
-fn sampler(name: Option<&str>, arg: Option<&str>) -> Result<Sampler, String> {
-    let ratio = || -> Result<f64, String> {
-        match arg {
-            None => Ok(1.0),
-            Some(a) => a
-                .parse::<f64>()
-                .ok()
-                .filter(|r| (0.0..=1.0).contains(r))
-                .ok_or_else(|| format!("OTEL_TRACES_SAMPLER_ARG={a:?} is not a ratio in [0, 1]")),
-        }
-    };
-    let parent = |s: Sampler| Sampler::ParentBased(Box::new(s));
-    Ok(match name.unwrap_or("parentbased_always_on") {
-        "always_on" => Sampler::AlwaysOn,
-        "always_off" => Sampler::AlwaysOff,
-        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
-        "parentbased_always_on" => parent(Sampler::AlwaysOn),
-        "parentbased_always_off" => parent(Sampler::AlwaysOff),
-        "parentbased_traceidratio" => parent(Sampler::TraceIdRatioBased(ratio()?)),
-        other => {
-            return Err(format!(
-                "OTEL_TRACES_SAMPLER={other:?} is not supported: use always_on, always_off, traceidratio, \
-                 parentbased_always_on, parentbased_always_off or parentbased_traceidratio"
-            ));
-        }
+/// The trust roots for an `https://` collector: the public web's (webpki roots) plus the
+/// CA in `OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE` or `OTEL_EXPORTER_OTLP_CERTIFICATE`
+/// (a PEM file), when set.
+fn collector_ca() -> Result<Option<Vec<u8>>, String> {
+    let path = [
+        "OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    ]
+    .iter()
+    .find_map(|k| std::env::var(k).ok().filter(|v| !v.trim().is_empty()));
+    path.map(|p| {
+        std::fs::read(p.trim()).map_err(|e| format!("cannot read the collector CA {p}: {e}"))
     })
+    .transpose()
+}
+
+/// The HTTP client of OTLP over HTTP: hyper with rustls (ring), trusting the webpki roots
+/// and the collector CA.
+fn http_client(timeout: Duration) -> Result<impl opentelemetry_http::HttpClient + 'static, String> {
+    use tokio_rustls::rustls;
+    use tokio_rustls::rustls::pki_types::CertificateDer;
+    use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    if let Some(pem) = collector_ca()? {
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("the collector CA is not PEM: {e}"))?;
+            roots
+                .add(cert)
+                .map_err(|e| format!("the collector CA is not usable: {e}"))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| format!("TLS set-up: {e}"))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(opentelemetry_http::hyper::HyperClient::new(
+        connector, timeout, None,
+    ))
+}
+
+/// The gRPC exporter's TLS: the webpki roots plus the collector CA.
+fn grpc_tls() -> Result<tonic::transport::ClientTlsConfig, String> {
+    let mut tls = tonic::transport::ClientTlsConfig::new().with_enabled_roots();
+    if let Some(pem) = collector_ca()? {
+        tls = tls.ca_certificate(tonic::transport::Certificate::from_pem(pem));
+    }
+    Ok(tls)
 }
 
 enum Control {
@@ -286,9 +480,20 @@ impl QueueProcessor {
 impl SpanProcessor for QueueProcessor {
     fn on_start(&self, _span: &mut opentelemetry_sdk::trace::Span, _cx: &opentelemetry::Context) {}
 
-    fn on_end(&self, span: SpanData) {
+    fn on_end(&self, mut span: SpanData) {
         if !span.span_context.is_sampled() {
             return;
+        }
+        // The store's spans (`db.begin`, `db.lock_ticket`, ...) are calls to the database:
+        // client spans whose operation is the store call. Their fields carry the rest
+        // (`db.system.name`, `db.namespace`, `server.address`, `server.port`).
+        if let Some(operation) = span.name.strip_prefix("db.") {
+            let operation = operation.to_string();
+            span.span_kind = opentelemetry::trace::SpanKind::Client;
+            span.attributes.push(opentelemetry::KeyValue::new(
+                opentelemetry_semantic_conventions::attribute::DB_OPERATION_NAME,
+                operation,
+            ));
         }
         if self.spans.try_send(span).is_err() {
             self.stats.dropped.fetch_add(1, Ordering::Relaxed);
@@ -386,6 +591,35 @@ async fn export_loop<E: SpanExporter>(
     let _ = exporter.shutdown();
 }
 
+/// The resource: `service.name` (the config's, else the SDK's from the environment,
+/// else [`SERVICE_NAME`]), `service.version` (this build's), the SDK's `telemetry.sdk.*`,
+/// `OTEL_RESOURCE_ATTRIBUTES`, and the config's attributes.
+fn resource(c: &TraceConfig) -> Resource {
+    use opentelemetry::KeyValue;
+    use opentelemetry_semantic_conventions::resource::{SERVICE_NAME as NAME, SERVICE_VERSION};
+    // The SDK's own detection first (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES).
+    let detected = Resource::builder().build();
+    let named = detected
+        .get(&opentelemetry::Key::from_static_str(NAME))
+        .map(|v| v.to_string())
+        .filter(|n| !n.starts_with("unknown_service"));
+    let name = c
+        .service_name
+        .clone()
+        .or(named)
+        .unwrap_or_else(|| SERVICE_NAME.to_string());
+    let mut builder = Resource::builder_empty()
+        .with_attribute(KeyValue::new(SERVICE_VERSION, env!("CARGO_PKG_VERSION")))
+        .with_detectors(&[
+            Box::new(TelemetryResourceDetector) as Box<dyn ResourceDetector>,
+            Box::new(EnvResourceDetector::new()),
+        ]);
+    for (k, v) in &c.resource {
+        builder = builder.with_attribute(KeyValue::new(k.clone(), v.clone()));
+    }
+    builder.with_service_name(name).build()
+}
+
 /// Trace export, running: the tracer provider and its queue.
 #[derive(Debug, Clone)]
 pub struct Tracing {
@@ -398,33 +632,50 @@ impl Tracing {
     /// Starts the exporter and its queue; call inside a Tokio runtime. Nothing connects
     /// yet: an unreachable collector shows as failed exports later, not as an error here.
     pub fn start(c: &TraceConfig) -> Result<Tracing, String> {
-        let resource = Resource::builder_empty()
-            .with_detectors(&[
-                Box::new(TelemetryResourceDetector) as Box<dyn ResourceDetector>,
-                Box::new(EnvResourceDetector::new()),
-            ])
-            .with_attributes(
-                c.resource
-                    .iter()
-                    .map(|(k, v)| opentelemetry::KeyValue::new(k.clone(), v.clone())),
+        let resource = resource(c);
+        let endpoint = c.effective_endpoint();
+        let https = endpoint
+            .as_deref()
+            .is_some_and(|e| e.starts_with("https://"));
+        let built = match c.protocol {
+            Protocol::Grpc => {
+                let mut b = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+                if let Some(e) = &c.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                if https {
+                    b = b.with_tls_config(grpc_tls()?);
+                }
+                b.build()
+            }
+            Protocol::HttpProtobuf => {
+                let mut b = opentelemetry_otlp::SpanExporter::builder()
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+                    .with_http_client(http_client(c.export_timeout)?);
+                if let Some(e) = &c.endpoint {
+                    b = b.with_endpoint(e.clone());
+                }
+                b.build()
+            }
+        };
+        let mut exporter = built.map_err(|e| {
+            format!(
+                "cannot set up OTLP export to {}: {e}",
+                endpoint.as_deref().unwrap_or("the collector")
             )
-            .with_service_name(c.service_name.clone())
-            .build();
-        let mut exporter = opentelemetry_otlp::SpanExporter::builder()
-            .with_tonic()
-            .with_endpoint(c.endpoint.clone())
-            .with_timeout(c.export_timeout)
-            .build()
-            .map_err(|e| format!("cannot set up OTLP export to {}: {e}", c.endpoint))?;
+        })?;
         exporter.set_resource(&resource);
         let stats = Arc::new(SpanStats::default());
         let processor = QueueProcessor::start(exporter, c, Arc::clone(&stats));
         let control = processor.control.clone();
-        let provider = SdkTracerProvider::builder()
+        let mut provider = SdkTracerProvider::builder()
             .with_span_processor(processor)
-            .with_sampler(c.sampler.clone())
-            .with_resource(resource)
-            .build();
+            .with_resource(resource);
+        if let Some(sampler) = &c.sampler {
+            provider = provider.with_sampler(sampler.clone());
+        }
+        let provider = provider.build();
         Ok(Tracing {
             provider,
             control,
@@ -450,8 +701,11 @@ impl Tracing {
     where
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
     {
+        let scope = opentelemetry::InstrumentationScope::builder("servicelevel")
+            .with_version(env!("CARGO_PKG_VERSION"))
+            .build();
         tracing_opentelemetry::layer()
-            .with_tracer(self.provider.tracer("servicelevel"))
+            .with_tracer(self.provider.tracer_with_scope(scope))
             .with_location(false)
             .with_threads(false)
             .with_tracked_inactivity(false)
@@ -511,12 +765,10 @@ fn is_db_span(meta: &tracing::Metadata<'_>) -> bool {
     meta.is_span() && meta.name().starts_with("db.")
 }
 
-/// The trace context a caller sent in `traceparent`/`tracestate`, if valid.
+/// The trace context a caller sent (`traceparent`/`tracestate`, and `baggage`, as
+/// `OTEL_PROPAGATORS` says), if it names a valid span.
 pub fn remote_parent(headers: &http::HeaderMap) -> Option<opentelemetry::Context> {
-    if !headers.contains_key("traceparent") {
-        return None;
-    }
-    let cx = TraceContextPropagator::new().extract(&HeaderExtractor(headers));
+    let cx = propagator().extract(&HeaderExtractor(headers));
     cx.span().span_context().is_valid().then_some(cx)
 }
 
@@ -561,8 +813,11 @@ pub fn link_to(span: &tracing::Span, traceparent: &str) {
     if let Ok(v) = http::HeaderValue::from_str(traceparent) {
         headers.insert("traceparent", v);
     }
-    if let Some(cx) = remote_parent(&headers) {
-        span.add_link(cx.span().span_context().clone());
+    // Stored in W3C form whatever the propagators: read it as such.
+    let cx = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+    let linked = cx.span().span_context().clone();
+    if linked.is_valid() {
+        span.add_link(linked);
     }
 }
 
@@ -750,8 +1005,8 @@ pub fn init(format: LogFormat, tracing: Option<&Tracing>) {
         .try_init();
 }
 
-/// An OTLP trace receiver for tests and the load generator: accepts every export and
-/// keeps the spans (or only counts them).
+/// OTLP trace receivers for tests and the load generator, over gRPC and over
+/// HTTP/protobuf: accept every export and keep the spans (or only count them).
 pub mod sink {
     use std::net::SocketAddr;
     use std::sync::{Arc, Mutex, PoisonError};
@@ -763,7 +1018,9 @@ pub mod sink {
     use opentelemetry_proto::tonic::collector::trace::v1::{
         ExportTraceServiceRequest, ExportTraceServiceResponse,
     };
+    use opentelemetry_proto::tonic::common::v1::any_value::Value;
     use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message as _;
 
     /// What a receiver got.
     #[derive(Debug, Clone, Default)]
@@ -776,10 +1033,20 @@ pub mod sink {
         keep: bool,
         spans: Mutex<Vec<Span>>,
         count: std::sync::atomic::AtomicU64,
-        service_names: Mutex<Vec<String>>,
+        /// The string attributes of each resource that sent spans (when kept).
+        resources: Mutex<Vec<Vec<(String, String)>>>,
     }
 
     impl Received {
+        fn new(keep: bool) -> Self {
+            Received {
+                inner: Arc::new(Inner {
+                    keep,
+                    ..Inner::default()
+                }),
+            }
+        }
+
         /// Spans received so far (when kept).
         pub fn spans(&self) -> Vec<Span> {
             self.inner
@@ -794,13 +1061,22 @@ pub mod sink {
             self.inner.count.load(std::sync::atomic::Ordering::Relaxed)
         }
 
-        /// The `service.name` of each resource that sent spans (when kept).
-        pub fn service_names(&self) -> Vec<String> {
+        /// The string attributes of each resource that sent spans (when kept).
+        pub fn resources(&self) -> Vec<Vec<(String, String)>> {
             self.inner
-                .service_names
+                .resources
                 .lock()
                 .unwrap_or_else(PoisonError::into_inner)
                 .clone()
+        }
+
+        /// The `service.name` of each resource that sent spans (when kept).
+        pub fn service_names(&self) -> Vec<String> {
+            self.resources()
+                .iter()
+                .filter_map(|r| r.iter().find(|(k, _)| k == "service.name"))
+                .map(|(_, v)| v.clone())
+                .collect()
         }
 
         /// Waits until `done` holds for the spans received, polling, for at most `timeout`.
@@ -818,39 +1094,29 @@ pub mod sink {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
         }
-    }
 
-    struct Service(Received);
-
-    #[tonic::async_trait]
-    impl TraceService for Service {
-        async fn export(
-            &self,
-            request: tonic::Request<ExportTraceServiceRequest>,
-        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-            let r = request.into_inner();
-            let inner = &self.0.inner;
+        /// Takes one export request, however it came.
+        fn record(&self, r: ExportTraceServiceRequest) {
+            let inner = &self.inner;
             let mut n = 0;
             for rs in r.resource_spans {
                 let spans: Vec<Span> = rs.scope_spans.into_iter().flat_map(|s| s.spans).collect();
                 n += spans.len() as u64;
                 if inner.keep {
-                    if let Some(res) = &rs.resource {
-                        for kv in &res.attributes {
-                            if kv.key == "service.name"
-                                && let Some(v) = kv.value.as_ref().and_then(|v| v.value.as_ref())
-                            {
-                                use opentelemetry_proto::tonic::common::v1::any_value::Value;
-                                if let Value::StringValue(s) = v {
-                                    inner
-                                        .service_names
-                                        .lock()
-                                        .unwrap_or_else(PoisonError::into_inner)
-                                        .push(s.clone());
-                                }
-                            }
-                        }
-                    }
+                    let attributes = rs
+                        .resource
+                        .iter()
+                        .flat_map(|res| &res.attributes)
+                        .filter_map(|kv| match kv.value.as_ref()?.value.as_ref()? {
+                            Value::StringValue(v) => Some((kv.key.clone(), v.clone())),
+                            _ => None,
+                        })
+                        .collect();
+                    inner
+                        .resources
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push(attributes);
                     inner
                         .spans
                         .lock()
@@ -861,32 +1127,80 @@ pub mod sink {
             inner
                 .count
                 .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+
+    struct Service(Received);
+
+    #[tonic::async_trait]
+    impl TraceService for Service {
+        async fn export(
+            &self,
+            request: tonic::Request<ExportTraceServiceRequest>,
+        ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+            self.0.record(request.into_inner());
             Ok(tonic::Response::new(ExportTraceServiceResponse {
                 partial_success: None,
             }))
         }
     }
 
-    /// Starts a receiver on a free local port; `keep` keeps the spans, otherwise they are
-    /// only counted. Runs until the runtime stops.
-    pub async fn start(keep: bool) -> Result<(SocketAddr, Received), String> {
+    async fn bind() -> Result<(tokio::net::TcpListener, SocketAddr), String> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .map_err(|e| format!("OTLP sink: {e}"))?;
         let addr = listener
             .local_addr()
             .map_err(|e| format!("OTLP sink: {e}"))?;
-        let received = Received {
-            inner: Arc::new(Inner {
-                keep,
-                ..Inner::default()
-            }),
-        };
-        let service = TraceServiceServer::new(Service(received.clone()))
-            .max_decoding_message_size(64 * 1024 * 1024);
+        Ok((listener, addr))
+    }
+
+    /// Starts an OTLP/gRPC receiver on a free local port; `keep` keeps the spans,
+    /// otherwise they are only counted. Runs until the runtime stops.
+    pub async fn start(keep: bool) -> Result<(SocketAddr, Received), String> {
+        start_with(super::Protocol::Grpc, keep, None).await
+    }
+
+    /// Starts an OTLP/HTTP receiver (protobuf, `POST /v1/traces`) on a free local port.
+    pub async fn start_http(keep: bool) -> Result<(SocketAddr, Received), String> {
+        start_with(super::Protocol::HttpProtobuf, keep, None).await
+    }
+
+    /// Starts a receiver of `protocol`, over TLS with `tls` (a PEM certificate chain and
+    /// key) when given. Runs until the runtime stops.
+    pub async fn start_with(
+        protocol: super::Protocol,
+        keep: bool,
+        tls: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(SocketAddr, Received), String> {
+        let (listener, addr) = bind().await?;
+        let received = Received::new(keep);
+        match protocol {
+            super::Protocol::Grpc => serve_grpc(listener, received.clone(), tls)?,
+            super::Protocol::HttpProtobuf => serve_http(listener, received.clone(), tls)?,
+        }
+        Ok((addr, received))
+    }
+
+    fn serve_grpc(
+        listener: tokio::net::TcpListener,
+        received: Received,
+        tls: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), String> {
+        let service =
+            TraceServiceServer::new(Service(received)).max_decoding_message_size(64 * 1024 * 1024);
+        let mut server = tonic::transport::Server::builder();
+        if let Some((cert, key)) = tls {
+            server = server
+                .tls_config(
+                    tonic::transport::ServerTlsConfig::new()
+                        .identity(tonic::transport::Identity::from_pem(cert, key)),
+                )
+                .map_err(|e| format!("OTLP sink TLS: {e}"))?;
+        }
         tokio::spawn(async move {
             let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            if let Err(e) = tonic::transport::Server::builder()
+            if let Err(e) = server
                 .add_service(service)
                 .serve_with_incoming(incoming)
                 .await
@@ -894,7 +1208,93 @@ pub mod sink {
                 tracing::warn!(error = %e, "OTLP sink stopped");
             }
         });
-        Ok((addr, received))
+        Ok(())
+    }
+
+    /// A TLS acceptor for HTTP/1.1 (the server's own acceptor offers only h2).
+    fn http1_acceptor(cert: &[u8], key: &[u8]) -> Result<tokio_rustls::TlsAcceptor, String> {
+        use tokio_rustls::rustls;
+        use tokio_rustls::rustls::pki_types::pem::PemObject as _;
+        use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let chain = CertificateDer::pem_slice_iter(cert)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| format!("OTLP sink certificate: {e}"))?;
+        let key = PrivateKeyDer::from_pem_slice(key).map_err(|e| format!("OTLP sink key: {e}"))?;
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("OTLP sink TLS: {e}"))?
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .map_err(|e| format!("OTLP sink TLS: {e}"))?;
+        Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+    }
+
+    fn serve_http(
+        listener: tokio::net::TcpListener,
+        sink: Received,
+        tls: Option<(Vec<u8>, Vec<u8>)>,
+    ) -> Result<(), String> {
+        use http_body_util::BodyExt as _;
+        use hyper::service::service_fn;
+        let acceptor = tls
+            .map(|(cert, key)| http1_acceptor(&cert, &key))
+            .transpose()?;
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let sink = sink.clone();
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let sink = sink.clone();
+                        async move {
+                            let ok = req.method() == hyper::Method::POST
+                                && req.uri().path() == "/v1/traces";
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                            let decoded = body
+                                .ok()
+                                .filter(|_| ok)
+                                .and_then(|b| ExportTraceServiceRequest::decode(b).ok());
+                            match decoded {
+                                Some(r) => {
+                                    sink.record(r);
+                                    hyper::Response::builder()
+                                        .header("content-type", "application/x-protobuf")
+                                        .body(http_body_util::Full::new(prost::bytes::Bytes::from(
+                                            ExportTraceServiceResponse {
+                                                partial_success: None,
+                                            }
+                                            .encode_to_vec(),
+                                        )))
+                                }
+                                None => hyper::Response::builder()
+                                    .status(hyper::StatusCode::BAD_REQUEST)
+                                    .body(http_body_util::Full::new(prost::bytes::Bytes::new())),
+                            }
+                        }
+                    });
+                    let http = hyper::server::conn::http1::Builder::new();
+                    let _ = match acceptor {
+                        Some(acceptor) => match acceptor.accept(stream).await {
+                            Ok(tls) => {
+                                http.serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                                    .await
+                            }
+                            Err(_) => return,
+                        },
+                        None => {
+                            http.serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                                .await
+                        }
+                    };
+                });
+            }
+        });
+        Ok(())
     }
 }
 
@@ -942,11 +1342,8 @@ mod tests {
     #[test]
     fn the_standard_variables_configure_export() {
         let c = TraceConfig::from_vars(vars(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4317"),
-            (
-                "OTEL_RESOURCE_ATTRIBUTES",
-                "deployment.environment=prod,service.name=sl-eu",
-            ),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
             ("OTEL_TRACES_SAMPLER", "parentbased_traceidratio"),
             ("OTEL_TRACES_SAMPLER_ARG", "0.25"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "100"),
@@ -954,43 +1351,93 @@ mod tests {
         ]))
         .unwrap()
         .expect("on");
-        assert_eq!(c.endpoint, "http://collector:4317");
-        assert_eq!(c.service_name, "sl-eu");
-        let sampler = format!("{:?}", c.sampler);
-        assert!(
-            sampler.contains("ParentBased") && sampler.contains("TraceIdRatioBased(0.25)"),
-            "{sampler}"
-        );
+        // The endpoint, service name and sampler are the SDK's to read.
+        assert_eq!(c.endpoint, None);
+        assert_eq!(c.service_name, None);
+        assert!(c.sampler.is_none());
+        assert_eq!(c.protocol, Protocol::HttpProtobuf);
         assert_eq!(c.max_queue_size, 100);
         assert_eq!(c.max_export_batch_size, 100, "a batch fits the queue");
         let c = TraceConfig::from_vars(vars(&[
-            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4317"),
             ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://traces:4317"),
-            ("OTEL_SERVICE_NAME", "named"),
-            ("OTEL_RESOURCE_ATTRIBUTES", "service.name=ignored"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+            ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
         ]))
         .unwrap()
         .expect("on");
-        assert_eq!(c.endpoint, "http://traces:4317");
-        assert_eq!(c.service_name, "named");
-        let sampler = format!("{:?}", c.sampler);
-        assert!(
-            sampler.contains("ParentBased") && sampler.contains("AlwaysOn"),
-            "{sampler}"
-        );
+        assert_eq!(c.protocol, Protocol::Grpc, "the traces variable wins");
         for bad in [
             ("OTEL_TRACES_SAMPLER", "jaeger_remote"),
-            ("OTEL_TRACES_SAMPLER_ARG", "1.5"),
             ("OTEL_BSP_MAX_QUEUE_SIZE", "lots"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+            ("OTEL_EXPORTER_OTLP_PROTOCOL", "udp"),
+            ("OTEL_TRACES_EXPORTER", "zipkin"),
         ] {
-            let mut v = vec![
-                ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4317"),
-                ("OTEL_TRACES_SAMPLER", "traceidratio"),
-            ];
-            v.retain(|(k, _)| *k != bad.0);
-            v.push(bad);
-            assert!(TraceConfig::from_vars(vars(&v)).is_err(), "{bad:?}");
+            let v = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://a:4317"), bad];
+            let err = TraceConfig::from_vars(vars(&v)).expect_err("refused");
+            assert!(err.contains(bad.0), "{bad:?}: {err}");
         }
+    }
+
+    #[test]
+    fn propagators_and_conventions_come_from_their_variables() {
+        use opentelemetry::propagation::TextMapPropagator as _;
+        let fields = |v: Option<&str>| -> Vec<String> {
+            propagator_from(v)
+                .expect("known")
+                .fields()
+                .map(str::to_string)
+                .collect()
+        };
+        let mut default = fields(None);
+        default.sort();
+        assert_eq!(default, ["baggage", "traceparent", "tracestate"]);
+        assert_eq!(fields(Some("baggage")), ["baggage"]);
+        assert!(fields(Some("none")).is_empty());
+        let err = propagator_from(Some("tracecontext,b3")).expect_err("b3 is not built in");
+        assert!(
+            err.contains("\"b3\"") && err.contains("OTEL_PROPAGATORS"),
+            "{err}"
+        );
+        assert_eq!(RpcConventions::from_opt_in(None), RpcConventions::Old);
+        assert_eq!(
+            RpcConventions::from_opt_in(Some("http, rpc")),
+            RpcConventions::Stable
+        );
+        assert_eq!(
+            RpcConventions::from_opt_in(Some("rpc,rpc/dup")),
+            RpcConventions::Both
+        );
+        assert_eq!(
+            RpcConventions::from_opt_in(Some("database")),
+            RpcConventions::Old
+        );
+    }
+
+    #[test]
+    fn human_lines_leave_out_the_otel_fields_and_colours() {
+        let out = Buffer::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::registry().with(log_layer_with(
+            LogFormat::Human,
+            move || writer.clone(),
+            false,
+        ));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!(
+                "rpc",
+                otel.name = "servicelevel.v1.TicketService/GetTicket",
+                otel.kind = "server",
+                ticket = "tickets/1"
+            );
+            let _e = span.enter();
+            tracing::warn!(code = 5, "something happened");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("rpc{ticket=\"tickets/1\"}"), "{text}");
+        assert!(text.contains("something happened code=5"), "{text}");
+        assert!(!text.contains("otel."), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 
     #[derive(Clone, Default)]

@@ -199,13 +199,12 @@ pub struct AuthLayer {
 impl AuthLayer {
     pub fn new(security: &Security, directory: impl Directory) -> AuthLayer {
         AuthLayer {
-            auth: (security.auth == AuthMode::Required)
-                .then(|| {
-                    Arc::new(
-                        Authenticator::new(directory, security.cache_ttl)
-                            .with_reflection(security.reflection),
-                    )
-                }),
+            auth: (security.auth == AuthMode::Required).then(|| {
+                Arc::new(
+                    Authenticator::new(directory, security.cache_ttl)
+                        .with_reflection(security.reflection),
+                )
+            }),
             warnings: Arc::new(LogThrottle::default()),
         }
     }

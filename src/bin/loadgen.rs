@@ -1004,7 +1004,10 @@ async fn start_traces(sink: bool) -> Result<Option<Traces>, String> {
         .with(tracing.layer())
         .try_init()
         .map_err(|e| e.to_string())?;
-    eprintln!("exporting the server's traces to {}", config.endpoint);
+    eprintln!(
+        "exporting the server's traces to {}",
+        config.effective_endpoint().unwrap_or_default()
+    );
     Ok(Some((tracing, received)))
 }
 

@@ -27,10 +27,51 @@ pub enum Backend {
     Sqlite,
 }
 
+/// Where a store's database is: the OpenTelemetry attributes of its `db.*` spans.
+#[derive(Debug)]
+struct DbTarget {
+    /// `db.system.name`: `postgresql` or `sqlite`.
+    system: &'static str,
+    /// `db.namespace`: the Postgres database, or the SQLite file.
+    namespace: String,
+    /// `server.address` and `server.port` (Postgres).
+    address: Option<String>,
+    port: Option<u16>,
+}
+
+impl DbTarget {
+    fn of(backend: Backend, url: &str) -> DbTarget {
+        match backend {
+            Backend::Postgres => {
+                let options = url.parse::<sqlx::postgres::PgConnectOptions>().ok();
+                DbTarget {
+                    system: "postgresql",
+                    namespace: options
+                        .as_ref()
+                        .map(|o| o.get_database().unwrap_or(o.get_username()).to_string())
+                        .unwrap_or_default(),
+                    address: options.as_ref().map(|o| o.get_host().to_string()),
+                    port: options.as_ref().map(|o| o.get_port()),
+                }
+            }
+            Backend::Sqlite => DbTarget {
+                system: "sqlite",
+                namespace: url
+                    .parse::<sqlx::sqlite::SqliteConnectOptions>()
+                    .map(|o| o.get_filename().display().to_string())
+                    .unwrap_or_default(),
+                address: None,
+                port: None,
+            },
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct SqlStore {
     pool: AnyPool,
     backend: Backend,
+    db: Arc<DbTarget>,
     /// SQLite has one writer. Writers queue here, in order, instead of in SQLite's busy
     /// handler, which sleeps and retries and gives some writers seconds-long waits.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
@@ -41,6 +82,7 @@ pub struct SqlTx {
     // before the next writer may start.
     tx: Transaction<'static, Any>,
     backend: Backend,
+    db: Arc<DbTarget>,
     after_commit: Vec<super::AfterCommit>,
     _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
@@ -468,6 +510,7 @@ impl SqlStore {
         Ok(SqlStore {
             pool,
             backend,
+            db: Arc::new(DbTarget::of(backend, &url)),
             writer,
         })
     }
@@ -660,7 +703,7 @@ reads!();
 impl super::Store for SqlStore {
     type Tx = SqlTx;
 
-    #[tracing::instrument(level = "debug", name = "db.begin", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.begin", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn begin(&self) -> StoreResult<SqlTx> {
         let writer = match &self.writer {
             Some(lock) => Some(Arc::clone(lock).lock_owned().await),
@@ -683,6 +726,7 @@ impl super::Store for SqlStore {
         Ok(SqlTx {
             tx,
             backend: self.backend,
+            db: Arc::clone(&self.db),
             after_commit: Vec::new(),
             _writer: writer,
         })
@@ -705,7 +749,7 @@ impl super::Store for SqlStore {
             .map_err(db_error)
     }
 
-    #[tracing::instrument(level = "debug", name = "db.get_resource", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.get_resource", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn get_resource(
         &self,
         kind: ResourceKind,
@@ -715,7 +759,7 @@ impl super::Store for SqlStore {
         read_resource(&self.pool, self.backend, kind, id, version).await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.resource_versions", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.resource_versions", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn resource_versions(
         &self,
         kind: ResourceKind,
@@ -724,7 +768,7 @@ impl super::Store for SqlStore {
         read_versions(&self.pool, self.backend, kind, id).await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.list_resources", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.list_resources", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn list_resources(
         &self,
         kind: ResourceKind,
@@ -748,7 +792,7 @@ impl super::Store for SqlStore {
         rows.iter().map(|r| resource_row(kind, r)).collect()
     }
 
-    #[tracing::instrument(level = "debug", name = "db.get_ticket", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.get_ticket", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn get_ticket(&self, id: &str) -> StoreResult<TicketRecord> {
         let text = format!("SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?");
         let row = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
@@ -760,7 +804,7 @@ impl super::Store for SqlStore {
         ticket_row(&row)
     }
 
-    #[tracing::instrument(level = "debug", name = "db.find_ticket", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.find_ticket", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn find_ticket(
         &self,
         organization: &ResourceId,
@@ -777,12 +821,12 @@ impl super::Store for SqlStore {
         .await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn ticket_events(&self, id: &str) -> StoreResult<Vec<StoredEvent>> {
         read_events(&self.pool, self.backend, id).await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.list_tickets", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.list_tickets", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn list_tickets(
         &self,
         filter: &TicketFilter,
@@ -834,7 +878,7 @@ impl super::Store for SqlStore {
         rows.iter().map(ticket_row).collect()
     }
 
-    #[tracing::instrument(level = "debug", name = "db.query_clocks", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.query_clocks", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn query_clocks(
         &self,
         query: &ClockQuery,
@@ -907,7 +951,7 @@ impl super::Store for SqlStore {
             .collect()
     }
 
-    #[tracing::instrument(level = "debug", name = "db.ticket_clocks", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.ticket_clocks", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn ticket_clocks(&self, id: &str) -> StoreResult<Vec<ClockRow>> {
         let rows = sqlx::query(self.q(
             "SELECT metric, instance, kind, state, active, started_us, deadline_us, warning_us, settled_us, elapsed_s \
@@ -921,7 +965,7 @@ impl super::Store for SqlStore {
         rows.iter().map(clock_row).collect()
     }
 
-    #[tracing::instrument(level = "debug", name = "db.account_entries", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.account_entries", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn account_entries(
         &self,
         organization: &ResourceId,
@@ -940,7 +984,7 @@ impl super::Store for SqlStore {
         entry_rows(&rows)
     }
 
-    #[tracing::instrument(level = "debug", name = "db.account_next_seq", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.account_next_seq", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn account_next_seq(
         &self,
         organization: &ResourceId,
@@ -962,7 +1006,7 @@ impl super::Store for SqlStore {
         .transpose()
     }
 
-    #[tracing::instrument(level = "debug", name = "db.entries_page", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.entries_page", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn entries_page(
         &self,
         organization: &ResourceId,
@@ -1108,7 +1152,7 @@ impl super::Store for SqlStore {
         rows.iter().map(job_row).collect()
     }
 
-    #[tracing::instrument(level = "debug", name = "db.open_ticket_ids", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.open_ticket_ids", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn open_tickets_on_policy(
         &self,
         policy: &ResourceId,
@@ -1273,7 +1317,7 @@ impl super::Store for SqlStore {
 }
 
 impl super::StoreTx for SqlTx {
-    #[tracing::instrument(level = "debug", name = "db.commit", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.commit", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn commit(self) -> StoreResult<()> {
         let SqlTx {
             tx,
@@ -1300,7 +1344,7 @@ impl super::StoreTx for SqlTx {
         self.after_commit.push(hook);
     }
 
-    #[tracing::instrument(level = "debug", name = "db.claim", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.claim", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn claim(&mut self, key: &IdempotencyKey, fingerprint: &str) -> StoreResult<Claim> {
         let inserted = sqlx::query(self.q(
             "INSERT INTO idempotency (client, method, request_id, fingerprint, response, create_us) \
@@ -1336,7 +1380,7 @@ impl super::StoreTx for SqlTx {
         })
     }
 
-    #[tracing::instrument(level = "debug", name = "db.complete", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.complete", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn complete(&mut self, key: &IdempotencyKey, response: &[u8]) -> StoreResult<()> {
         sqlx::query(self.q(
             "UPDATE idempotency SET response = ? WHERE client = ? AND method = ? AND request_id = ?",
@@ -1351,7 +1395,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", name = "db.create_resource", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.create_resource", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn create_resource(
         &mut self,
         kind: ResourceKind,
@@ -1386,7 +1430,7 @@ impl super::StoreTx for SqlTx {
         read_resource(&mut *self.tx, self.backend, kind, id, Some(1)).await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.add_version", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.add_version", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn add_version(
         &mut self,
         kind: ResourceKind,
@@ -1442,7 +1486,7 @@ impl super::StoreTx for SqlTx {
         .await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.archive_resource", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.archive_resource", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn archive_resource(
         &mut self,
         kind: ResourceKind,
@@ -1458,7 +1502,7 @@ impl super::StoreTx for SqlTx {
         read_resource(&mut *self.tx, self.backend, kind, id, None).await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.resource_versions", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.resource_versions", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn resource_versions(
         &mut self,
         kind: ResourceKind,
@@ -1467,7 +1511,7 @@ impl super::StoreTx for SqlTx {
         read_versions(&mut *self.tx, self.backend, kind, id).await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.get_resource", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.get_resource", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn get_resource(
         &mut self,
         kind: ResourceKind,
@@ -1486,7 +1530,7 @@ impl super::StoreTx for SqlTx {
             .map_err(db_error)
     }
 
-    #[tracing::instrument(level = "debug", name = "db.insert_ticket", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.insert_ticket", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn insert_ticket(&mut self, r: &TicketRecord) -> StoreResult<()> {
         let t = &r.ticket;
         sqlx::query(self.q(
@@ -1526,7 +1570,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", name = "db.lock_ticket_skip", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.lock_ticket_skip", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn lock_ticket_skip(&mut self, id: &str) -> StoreResult<Option<TicketRecord>> {
         let lock = match self.backend {
             Backend::Postgres => " FOR UPDATE SKIP LOCKED",
@@ -1541,7 +1585,7 @@ impl super::StoreTx for SqlTx {
         row.as_ref().map(ticket_row).transpose()
     }
 
-    #[tracing::instrument(level = "debug", name = "db.append_alert", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.append_alert", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn append_alert(&mut self, a: &AlertRow) -> StoreResult<()> {
         let tx = match self.backend {
             Backend::Postgres => "CAST(CAST(pg_current_xact_id() AS TEXT) AS BIGINT)",
@@ -1566,7 +1610,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", name = "db.lock_ticket", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.lock_ticket", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn lock_ticket(&mut self, id: &str) -> StoreResult<TicketRecord> {
         let text = format!(
             "SELECT {TICKET_COLUMNS} FROM tickets WHERE id = ?{}",
@@ -1581,7 +1625,7 @@ impl super::StoreTx for SqlTx {
         ticket_row(&row)
     }
 
-    #[tracing::instrument(level = "debug", name = "db.find_ticket", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.find_ticket", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn find_ticket(
         &mut self,
         organization: &ResourceId,
@@ -1598,12 +1642,12 @@ impl super::StoreTx for SqlTx {
         .await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn ticket_events(&mut self, id: &str) -> StoreResult<Vec<StoredEvent>> {
         read_events(&mut *self.tx, self.backend, id).await
     }
 
-    #[tracing::instrument(level = "debug", name = "db.append_event", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.append_event", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn append_event(
         &mut self,
         ticket_id: &str,
@@ -1640,7 +1684,7 @@ impl super::StoreTx for SqlTx {
         })
     }
 
-    #[tracing::instrument(level = "debug", name = "db.save_derived", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.save_derived", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn save_derived(
         &mut self,
         r: &TicketRecord,
@@ -1699,7 +1743,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", name = "db.lock_account", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.lock_account", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn lock_account(&mut self, organization: &ResourceId, bucket: &str) -> StoreResult<u64> {
         sqlx::query(self.q(
             "INSERT INTO hour_accounts (organization, bucket, next_seq) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
@@ -1724,7 +1768,7 @@ impl super::StoreTx for SqlTx {
         parse("next_seq", u64::try_from(next))
     }
 
-    #[tracing::instrument(level = "debug", name = "db.account_entries", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.account_entries", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn account_entries(
         &mut self,
         organization: &ResourceId,
@@ -1743,7 +1787,7 @@ impl super::StoreTx for SqlTx {
         entry_rows(&rows)
     }
 
-    #[tracing::instrument(level = "debug", name = "db.append_entries", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.append_entries", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn append_entries(
         &mut self,
         organization: &ResourceId,
@@ -1794,7 +1838,7 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", name = "db.set_ticket_policy", skip_all)]
+    #[tracing::instrument(level = "debug", name = "db.set_ticket_policy", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn set_ticket_policy(
         &mut self,
         id: &str,

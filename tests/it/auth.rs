@@ -308,7 +308,12 @@ async fn health_and_reflection_are_open_unless_reflection_needs_a_token(db: Db) 
         .await
         .expect("reflection without a token")
         .into_inner();
-    match stream.message().await.expect("a response").and_then(|r| r.message_response) {
+    match stream
+        .message()
+        .await
+        .expect("a response")
+        .and_then(|r| r.message_response)
+    {
         Some(MessageResponse::FileDescriptorResponse(files)) => {
             let files: Vec<prost_types::FileDescriptorProto> = files
                 .file_descriptor_proto

@@ -13,7 +13,7 @@ use tonic::Request;
 use crate::fixtures::*;
 use crate::harness::*;
 
-struct Replica(Child);
+pub(crate) struct Replica(pub(crate) Child);
 
 impl Drop for Replica {
     fn drop(&mut self) {
@@ -23,7 +23,7 @@ impl Drop for Replica {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -55,7 +55,7 @@ fn exported() -> &'static Exported {
                 rt.block_on(async move {
                     let (addr, received) = sink::start(true).await.expect("receiver starts");
                     let mut config = TraceConfig::new(format!("http://{addr}"));
-                    config.service_name = SERVICE.into();
+                    config.service_name = Some(SERVICE.into());
                     config.scheduled_delay = Duration::from_millis(50);
                     config.max_queue_size = 65_536;
                     let tracing = Tracing::start(&config).expect("exporter starts");
@@ -175,6 +175,7 @@ fn with_traceparent<T>(msg: T, (trace, span): &(String, String)) -> Request<T> {
 }
 
 async fn calls_continue_the_callers_trace(db: Db) {
+    let db_kind = db;
     let exported = exported();
     let caller = caller();
     let (trace_id, caller_span) = (&caller.0, &caller.1);
@@ -276,6 +277,13 @@ async fn calls_continue_the_callers_trace(db: Db) {
         "{:?}",
         exported.received.service_names()
     );
+    assert!(
+        exported.received.resources().iter().all(|r| r
+            .iter()
+            .any(|(k, v)| k == "service.version" && v == env!("CARGO_PKG_VERSION"))),
+        "service.version on every resource: {:?}",
+        exported.received.resources()
+    );
 
     // The RPC spans continue the caller's trace, as children of its span.
     let record = named(&spans, "servicelevel.v1.TicketService/RecordEvent");
@@ -284,11 +292,15 @@ async fn calls_continue_the_callers_trace(db: Db) {
     assert_eq!(hex(&record.trace_id), *trace_id);
     assert_eq!(hex(&record.parent_span_id), *caller_span);
     assert_eq!(record.kind, 2, "a server span");
+    // OpenTelemetry's RPC conventions (v1.37, the default).
+    assert_eq!(str_attr(record, "rpc.system"), Some("grpc"));
     assert_eq!(
-        str_attr(record, "rpc.method"),
-        Some("/servicelevel.v1.TicketService/RecordEvent")
+        str_attr(record, "rpc.service"),
+        Some("servicelevel.v1.TicketService")
     );
-    assert_eq!(int_attr(record, "rpc.code"), Some(0));
+    assert_eq!(str_attr(record, "rpc.method"), Some("RecordEvent"));
+    assert_eq!(int_attr(record, "rpc.grpc.status_code"), Some(0));
+    assert_eq!(str_attr(record, "rpc.response.status_code"), None);
     assert_eq!(str_attr(record, "ticket"), Some(created.name.as_str()));
     assert_eq!(record.trace_state, "vendor=opaque");
 
@@ -300,7 +312,7 @@ async fn calls_continue_the_callers_trace(db: Db) {
         str_attr(create[0], "organization"),
         Some("organizations/acme")
     );
-    assert_eq!(int_attr(create[0], "rpc.code"), Some(0));
+    assert_eq!(int_attr(create[0], "rpc.grpc.status_code"), Some(0));
 
     let refused: Vec<&Span> = all
         .iter()
@@ -309,7 +321,7 @@ async fn calls_continue_the_callers_trace(db: Db) {
     assert_eq!(refused.len(), 1, "the refused call");
     assert_eq!(hex(&refused[0].trace_id), *trace_id);
     assert_eq!(hex(&refused[0].parent_span_id), *caller_span);
-    assert_eq!(int_attr(refused[0], "rpc.code"), Some(3));
+    assert_eq!(int_attr(refused[0], "rpc.grpc.status_code"), Some(3));
     let own = named(&spans, "servicelevel.v1.TicketService/GetTicket")
         .into_iter()
         .find(|g| hex(&g.trace_id) != *trace_id)
@@ -332,6 +344,28 @@ async fn calls_continue_the_callers_trace(db: Db) {
         assert!(names.contains(&expected), "{expected} in {names:?}");
     }
     assert!(db.iter().all(|s| s.trace_id == record.trace_id));
+    // Calls to the database: client spans with the database conventions.
+    let (system, address) = match db_kind {
+        Db::Sqlite => ("sqlite", None),
+        Db::Postgres => ("postgresql", Some(5432)),
+    };
+    for span in &db {
+        assert_eq!(span.kind, 3, "a client span: {}", span.name);
+        assert_eq!(str_attr(span, "db.system.name"), Some(system));
+        assert_eq!(
+            str_attr(span, "db.operation.name"),
+            span.name.strip_prefix("db.")
+        );
+        assert!(str_attr(span, "db.namespace").is_some_and(|n| !n.is_empty()));
+        if address.is_some() {
+            assert!(str_attr(span, "server.address").is_some());
+            assert!(
+                int_attr(span, "server.port").is_some(),
+                "{:?}",
+                span.attributes
+            );
+        }
+    }
     // No database span outside a request or due action (the runner's polling, say).
     for s in all.iter().filter(|s| s.name.starts_with("db.")) {
         assert!(!s.parent_span_id.is_empty(), "a root database span: {s:#?}");
@@ -608,4 +642,140 @@ async fn metrics_are_scraped(db: Db) {
     s.stop().await;
 }
 
-crate::on_both_stores!(calls_continue_the_callers_trace, metrics_are_scraped);
+/// The real binary, configured only by the standard variables, exports its spans with
+/// the conventional attributes over OTLP/gRPC and over OTLP/HTTP with protobuf, in plain
+/// text and over TLS (a collector certificate from `OTEL_EXPORTER_OTLP_CERTIFICATE`'s
+/// CA), following the RPC conventions `OTEL_SEMCONV_STABILITY_OPT_IN` chooses: v1.37's
+/// by default, the stable ones with `rpc`, both with `rpc/dup`.
+async fn a_process_exports_over_both_protocols(db: Db) {
+    use servicelevel::telemetry::Protocol;
+    use std::process::{Command, Stdio};
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/certs");
+    let read = |name: &str| std::fs::read(certs.join(name)).expect("test certificate");
+    for (protocol, opt_in, tls) in [
+        ("grpc", "", false),
+        ("http/protobuf", "rpc/dup", false),
+        ("grpc", "rpc", true),
+        ("http/protobuf", "", true),
+    ] {
+        let kind = if protocol == "grpc" {
+            Protocol::Grpc
+        } else {
+            Protocol::HttpProtobuf
+        };
+        let identity = tls.then(|| (read("server.crt"), read("server.key")));
+        let (sink, received) = sink::start_with(kind, true, identity)
+            .await
+            .expect("receiver");
+        let scheme = if tls { "https" } else { "http" };
+        let fresh = fresh_database(db).await;
+        let port = crate::replicas::free_port();
+        let _process = crate::replicas::Replica(
+            Command::new(env!("CARGO_BIN_EXE_servicelevel"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .env("SERVICELEVEL_DATABASE_URL", &fresh.url)
+                .env("RUST_LOG", "warn")
+                .env(
+                    "OTEL_EXPORTER_OTLP_ENDPOINT",
+                    format!("{scheme}://localhost:{}", sink.port()),
+                )
+                // The test CA: the collector's certificate is not a public one.
+                .env("OTEL_EXPORTER_OTLP_CERTIFICATE", certs.join("ca.crt"))
+                .env("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
+                .env("OTEL_SEMCONV_STABILITY_OPT_IN", opt_in)
+                .env("OTEL_SERVICE_NAME", "servicelevel-process")
+                .env("OTEL_BSP_SCHEDULE_DELAY", "50")
+                .env_remove("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+                .env_remove("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL")
+                .stdout(Stdio::null())
+                .spawn()
+                .expect("servicelevel starts"),
+        );
+        let channel = {
+            let mut channel = None;
+            for _ in 0..300 {
+                if let Ok(ch) =
+                    tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+                        .expect("endpoint")
+                        .connect()
+                        .await
+                {
+                    channel = Some(ch);
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            channel.expect("the process listens")
+        };
+        CalendarServiceClient::new(channel.clone())
+            .create_calendar(Request::new(pb::CreateCalendarRequest {
+                calendar_id: "office".into(),
+                calendar: Some(pb::Calendar {
+                    display_name: "Office".into(),
+                    definition: Some(always_open("UTC")),
+                    ..Default::default()
+                }),
+                request_id: rid("cal"),
+            }))
+            .await
+            .expect("created");
+        let create = "servicelevel.v1.CalendarService/CreateCalendar";
+        let spans = received
+            .wait_for(Duration::from_secs(15), |spans| {
+                let call = spans.iter().find(|s| s.name == create);
+                call.is_some_and(|c| spans.iter().any(|s| s.parent_span_id == c.span_id))
+            })
+            .await;
+        let call = spans
+            .iter()
+            .find(|s| s.name == create)
+            .unwrap_or_else(|| panic!("{protocol} (TLS {tls}): no {create} span in {spans:#?}"));
+        assert_eq!(call.kind, 2, "{protocol}: a server span");
+        if opt_in == "rpc" {
+            assert_eq!(str_attr(call, "rpc.system.name"), Some("grpc"));
+            assert_eq!(str_attr(call, "rpc.method"), Some(create));
+            assert_eq!(str_attr(call, "rpc.response.status_code"), Some("OK"));
+            assert_eq!(str_attr(call, "rpc.system"), None, "the old ones left out");
+            assert_eq!(int_attr(call, "rpc.grpc.status_code"), None);
+        } else if opt_in.is_empty() {
+            assert_eq!(str_attr(call, "rpc.system"), Some("grpc"));
+            assert_eq!(
+                str_attr(call, "rpc.service"),
+                Some("servicelevel.v1.CalendarService")
+            );
+            assert_eq!(str_attr(call, "rpc.method"), Some("CreateCalendar"));
+            assert_eq!(int_attr(call, "rpc.grpc.status_code"), Some(0));
+            assert_eq!(str_attr(call, "rpc.system.name"), None);
+        } else {
+            // Both sets; rpc.method, which both name, carries the stable value.
+            assert_eq!(str_attr(call, "rpc.system"), Some("grpc"));
+            assert_eq!(int_attr(call, "rpc.grpc.status_code"), Some(0));
+            assert_eq!(str_attr(call, "rpc.system.name"), Some("grpc"));
+            assert_eq!(str_attr(call, "rpc.method"), Some(create));
+            assert_eq!(str_attr(call, "rpc.response.status_code"), Some("OK"));
+        }
+        let db_span = spans
+            .iter()
+            .find(|s| s.parent_span_id == call.span_id && s.name.starts_with("db."))
+            .unwrap_or_else(|| panic!("{protocol}: no database span under the call"));
+        assert_eq!(db_span.kind, 3, "a client span");
+        assert!(str_attr(db_span, "db.system.name").is_some());
+        assert!(str_attr(db_span, "db.operation.name").is_some());
+        let resources = received.resources();
+        assert!(
+            resources.iter().all(|r| {
+                r.contains(&("service.name".into(), "servicelevel-process".into()))
+                    && r.contains(&("service.version".into(), env!("CARGO_PKG_VERSION").into()))
+            }),
+            "{resources:?}"
+        );
+        drop(_process);
+        fresh.remove().await;
+    }
+}
+
+crate::on_both_stores!(
+    calls_continue_the_callers_trace,
+    metrics_are_scraped,
+    a_process_exports_over_both_protocols
+);

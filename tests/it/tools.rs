@@ -33,13 +33,7 @@ fn buf() -> &'static Path {
         if !bin.exists() {
             std::fs::create_dir_all(&tools).expect("target/tools");
             let status = std::process::Command::new("npm")
-                .args([
-                    "install",
-                    "--silent",
-                    "--no-audit",
-                    "--no-fund",
-                    "--prefix",
-                ])
+                .args(["install", "--silent", "--no-audit", "--no-fund", "--prefix"])
                 .arg(&tools)
                 .arg("@bufbuild/buf@1")
                 .status()
