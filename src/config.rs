@@ -196,6 +196,15 @@ pub struct ServeArgs {
     /// unset. Traces are set by the standard OTEL_* variables (docs/operations.md).
     #[arg(long, env = "SERVICELEVEL_METRICS_LISTEN")]
     pub metrics_listen: Option<OptionalAddr>,
+    /// Also export the metrics renamed in this release under their old names, for one
+    /// release (docs/operations.md lists them): `true` (the default) or `false`.
+    #[arg(
+        long,
+        env = "SERVICELEVEL_METRICS_LEGACY_NAMES",
+        default_value_t = true,
+        action = clap::ArgAction::Set
+    )]
+    pub metrics_legacy_names: bool,
     /// Log format.
     #[arg(
         long,

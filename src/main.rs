@@ -123,7 +123,7 @@ async fn serve(
     if mode == AuthMode::Off {
         tracing::warn!("authentication is off: any local process may call, as any client");
     }
-    let metrics = servicelevel::metrics::Metrics::new();
+    let metrics = servicelevel::metrics::Metrics::with_legacy_names(args.metrics_legacy_names);
     if let Some(stats) = span_stats {
         metrics.set_span_stats(stats);
     }

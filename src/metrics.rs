@@ -1,12 +1,15 @@
-//! Prometheus metrics: a small registry of this service's counters, gauges and histograms,
-//! rendered in the text exposition format (0.0.4), and the HTTP endpoint that serves it.
+//! Prometheus metrics through the `prometheus-client` crate: the registry of this
+//! service's counters, gauges and histograms, the scrape-time collectors (the database
+//! gauges, the export queue, TLS reloads, the process), and the HTTP endpoint that serves
+//! them, as OpenMetrics text to scrapers that ask for it and as the classic text format
+//! (0.0.4) to the others.
 //!
-//! Recording is always on and cheap (a mutex and a few additions per RPC); the endpoint is
-//! off unless `SERVICELEVEL_METRICS_LISTEN` is set. Gauges that need the database (clocks,
-//! outbox head, pool) are read when scraped, at most once per [`DB_GAUGES_TTL`].
+//! Recording is always on and cheap (atomic additions per RPC); the endpoint is off unless
+//! `SERVICELEVEL_METRICS_LISTEN` is set. Gauges that need the database (clocks, outbox
+//! head, pool) are read when scraped, at most once per [`DB_GAUGES_TTL`].
 //! `docs/operations.md` lists every metric.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::future::Future;
 use std::pin::Pin;
@@ -14,8 +17,17 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric as _};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::{ConstGauge, Gauge};
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
 use crate::domain::ledger::{Entry, EntryKind};
-use crate::store::{Store, StoreGauges};
+use crate::store::{ResourceKind, Store, StoreGauges};
 
 /// How long the database gauges of one scrape are reused by the next.
 pub const DB_GAUGES_TTL: Duration = Duration::from_secs(5);
@@ -25,13 +37,18 @@ const DB_GAUGES_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_METHODS: usize = 128;
 
 /// RPC latency buckets, seconds.
-const RPC_BUCKETS: &[f64] = &[
+const RPC_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 /// Due-action lag buckets, seconds: from the runner's polling granularity to downtime.
-const LAG_BUCKETS: &[f64] = &[
+const LAG_BUCKETS: [f64; 14] = [
     0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
 ];
+
+/// The content type of the classic text format.
+pub const TEXT_FORMAT: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of OpenMetrics text.
+pub const OPENMETRICS_FORMAT: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// gRPC status code names, by number.
 const CODES: [&str; 17] = [
@@ -63,62 +80,6 @@ pub fn code_name(code: i32) -> &'static str {
         .unwrap_or("UNKNOWN")
 }
 
-#[derive(Debug, Clone)]
-struct Histogram {
-    bounds: &'static [f64],
-    /// Per bucket (not cumulative), plus the +Inf bucket last.
-    counts: Vec<u64>,
-    sum: f64,
-    count: u64,
-}
-
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Histogram {
-            bounds,
-            counts: vec![0; bounds.len() + 1],
-            sum: 0.0,
-            count: 0,
-        }
-    }
-
-    fn observe(&mut self, v: f64) {
-        let i = self.bounds.partition_point(|b| *b < v);
-        self.counts[i] += 1;
-        self.sum += v;
-        self.count += 1;
-    }
-
-    fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let sep = if labels.is_empty() { "" } else { "," };
-        let mut cumulative = 0;
-        for (i, n) in self.counts.iter().enumerate() {
-            cumulative += n;
-            let le = self
-                .bounds
-                .get(i)
-                .map_or_else(|| "+Inf".to_string(), |b| b.to_string());
-            let _ = writeln!(
-                out,
-                "{name}_bucket{{{labels}{sep}le=\"{le}\"}} {cumulative}"
-            );
-        }
-        let braces = if labels.is_empty() {
-            String::new()
-        } else {
-            format!("{{{labels}}}")
-        };
-        let _ = writeln!(out, "{name}_sum{braces} {}", self.sum);
-        let _ = writeln!(out, "{name}_count{braces} {}", self.count);
-    }
-}
-
-/// One method's calls, by status code.
-#[derive(Debug)]
-struct RpcMethod {
-    by_code: [Option<Box<Histogram>>; 17],
-}
-
 /// Counters of the span queue in front of the OTLP exporter (see `telemetry`).
 #[derive(Debug, Default)]
 pub struct SpanStats {
@@ -130,17 +91,93 @@ pub struct SpanStats {
     pub failed: AtomicU64,
 }
 
+/// The label sets a scrape shows at zero before anything is counted in them, so that
+/// `rate()` and `increase()` see a counter's first event: the clock metrics of the loaded
+/// policies, the organisations' plans (tiers, and `none`), the plans' hour buckets.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct KnownLabels {
+    pub metrics: Vec<String>,
+    pub tiers: Vec<String>,
+    pub buckets: Vec<String>,
+}
+
+/// What a scrape reads from the database.
+#[derive(Debug, Clone, Default)]
+pub struct ScrapeData {
+    pub gauges: StoreGauges,
+    pub known: KnownLabels,
+}
+
 /// Where the database gauges come from at scrape time.
 pub trait GaugeSource: Send + Sync + 'static {
-    fn gauges(&self) -> Pin<Box<dyn Future<Output = Result<StoreGauges, String>> + Send + '_>>;
+    fn gauges(&self) -> Pin<Box<dyn Future<Output = Result<ScrapeData, String>> + Send + '_>>;
 }
 
 /// A store as a gauge source.
 pub struct StoreSource<S: Store>(pub S);
 
+/// The policies' clock metrics and the plans' names and buckets, from the catalogue.
+async fn known_labels<S: Store>(store: &S) -> Result<KnownLabels, String> {
+    #[derive(serde::Deserialize)]
+    struct Metric {
+        metric: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct PolicyClocks {
+        clocks: Vec<Metric>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Bucket {
+        bucket: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct PlanBuckets {
+        buckets: Vec<Bucket>,
+    }
+    const PAGE: u32 = 200;
+    let mut known = KnownLabels::default();
+    for kind in [ResourceKind::Policy, ResourceKind::Plan] {
+        let mut after: Option<String> = None;
+        loop {
+            let page = store
+                .list_resources(kind, after.as_deref(), PAGE, false)
+                .await
+                .map_err(|e| e.to_string())?;
+            for v in &page {
+                if kind == ResourceKind::Policy {
+                    if let Ok(p) = serde_json::from_str::<PolicyClocks>(&v.body) {
+                        known.metrics.extend(p.clocks.into_iter().map(|c| c.metric));
+                    }
+                } else {
+                    known.tiers.push(v.id.to_string());
+                    if let Ok(p) = serde_json::from_str::<PlanBuckets>(&v.body) {
+                        known
+                            .buckets
+                            .extend(p.buckets.into_iter().map(|b| b.bucket));
+                    }
+                }
+            }
+            match page.last() {
+                Some(last) if page.len() == PAGE as usize => after = Some(last.id.to_string()),
+                _ => break,
+            }
+        }
+    }
+    known.tiers.push("none".into());
+    for list in [&mut known.metrics, &mut known.tiers, &mut known.buckets] {
+        list.sort();
+        list.dedup();
+    }
+    Ok(known)
+}
+
 impl<S: Store> GaugeSource for StoreSource<S> {
-    fn gauges(&self) -> Pin<Box<dyn Future<Output = Result<StoreGauges, String>> + Send + '_>> {
-        Box::pin(async move { self.0.gauges().await.map_err(|e| e.to_string()) })
+    fn gauges(&self) -> Pin<Box<dyn Future<Output = Result<ScrapeData, String>> + Send + '_>> {
+        Box::pin(async move {
+            let gauges = self.0.gauges().await.map_err(|e| e.to_string())?;
+            let known = known_labels(&self.0).await?;
+            Ok(ScrapeData { gauges, known })
+        })
     }
 }
 
@@ -171,32 +208,60 @@ impl WatcherPosition {
 
 impl Drop for WatcherPosition {
     fn drop(&mut self) {
-        self.metrics
-            .watchers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&self.id);
+        lock(&self.metrics.scrape.watchers).remove(&self.id);
     }
 }
 
-type Labels2 = (String, String);
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+type Labels1 = [(&'static str, String); 1];
+
+/// A counter family registered under `name`.
+fn counters<L>(registry: &mut Registry, name: &str, help: &str) -> Family<L, Counter>
+where
+    L: Clone
+        + std::hash::Hash
+        + Eq
+        + std::fmt::Debug
+        + prometheus_client::encoding::EncodeLabelSet
+        + Send
+        + Sync
+        + 'static,
+{
+    let family = Family::<L, Counter>::default();
+    registry.register(name, help, family.clone());
+    family
+}
+type Labels2 = [(&'static str, String); 2];
+type Histograms<L> = Family<L, Histogram, fn() -> Histogram>;
+
+fn rpc_histogram() -> Histogram {
+    Histogram::new(RPC_BUCKETS)
+}
+
+fn lag_histogram() -> Histogram {
+    Histogram::new(LAG_BUCKETS)
+}
 
 /// The registry. One per server (the tests run several servers in one process).
-#[derive(Default)]
 pub struct Metrics {
-    rpc: Mutex<HashMap<String, RpcMethod>>,
-    warnings: Mutex<BTreeMap<Labels2, u64>>,
-    breaches: Mutex<BTreeMap<Labels2, u64>>,
-    hours_consumed: Mutex<BTreeMap<String, u64>>,
-    hours_overage: Mutex<BTreeMap<String, u64>>,
-    due_lag: Mutex<BTreeMap<String, Histogram>>,
-    watchers: Mutex<HashMap<u64, Arc<AtomicI64>>>,
-    next_watcher: AtomicU64,
+    registry: Registry,
+    rpc_requests: Family<Labels2, Counter>,
+    rpc_duration: Histograms<Labels2>,
+    methods: Mutex<HashSet<String>>,
+    warnings: Family<Labels2, Counter>,
+    breaches: Family<Labels2, Counter>,
+    hours_consumed: Family<Labels1, Counter>,
+    hours_overage: Family<Labels1, Counter>,
+    /// The minutes counters these replace, kept for one release (`None`: left out).
+    legacy_hours: Option<(Family<Labels1, Counter>, Family<Labels1, Counter>)>,
+    due_lag: Histograms<Labels1>,
+    scrape: Arc<ScrapeCollector>,
     source: Mutex<Option<Arc<dyn GaugeSource>>>,
-    cache: tokio::sync::Mutex<Option<(Instant, Result<StoreGauges, String>)>>,
-    spans: Mutex<Option<Arc<SpanStats>>>,
-    /// TLS files read again while serving: (applied, refused); `None` without TLS files.
-    tls_reloads: Mutex<Option<(u64, u64)>>,
+    cache: tokio::sync::Mutex<Option<(Instant, Result<ScrapeData, String>)>>,
+    next_watcher: AtomicU64,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -205,32 +270,358 @@ impl std::fmt::Debug for Metrics {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// A label value escaped for the text format.
-fn escape(v: &str) -> String {
-    let mut out = String::with_capacity(v.len());
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
-        }
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::build(true)
     }
-    out
 }
 
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}");
-    let _ = writeln!(out, "# TYPE {name} {kind}");
+/// What the collector reports at each scrape: the database gauges last read, the live
+/// alert streams, the export queue, TLS reloads.
+#[derive(Debug, Default)]
+struct ScrapeCollector {
+    store: Mutex<Option<Result<StoreGauges, String>>>,
+    watchers: Mutex<HashMap<u64, Arc<AtomicI64>>>,
+    spans: Mutex<Option<Arc<SpanStats>>>,
+    /// TLS files read again while serving: (applied, refused); `None` without TLS files.
+    tls_reloads: Mutex<Option<(u64, u64)>>,
+}
+
+type Samples<V> = [(Vec<(&'static str, String)>, V)];
+
+/// One family of scrape-time samples: each label set with its value.
+fn family<M: prometheus_client::encoding::EncodeMetric>(
+    encoder: &mut DescriptorEncoder,
+    (name, help, kind): (&str, &str, MetricType),
+    samples: impl Iterator<Item = (Vec<(&'static str, String)>, M)>,
+) -> Result<(), std::fmt::Error> {
+    let mut metric = encoder.encode_descriptor(name, help, None, kind)?;
+    for (labels, value) in samples {
+        value.encode(metric.encode_family(&labels)?)?;
+    }
+    Ok(())
+}
+
+fn gauge(e: &mut DescriptorEncoder, name: &str, help: &str, s: &Samples<i64>) -> std::fmt::Result {
+    let values = s.iter().map(|(l, v)| (l.clone(), ConstGauge::new(*v)));
+    family(e, (name, help, MetricType::Gauge), values)
+}
+
+fn counter(
+    e: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    s: &Samples<u64>,
+) -> std::fmt::Result {
+    let values = s.iter().map(|(l, v)| (l.clone(), ConstCounter::new(*v)));
+    family(e, (name, help, MetricType::Counter), values)
+}
+
+impl Collector for ScrapeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let no = Vec::new;
+        if let Some(g) = lock(&self.store).clone() {
+            gauge(
+                &mut encoder,
+                "servicelevel_store_gauges_up",
+                "1 when the database gauges below were read, 0 when the database did not answer.",
+                &[(no(), i64::from(g.is_ok()))],
+            )?;
+            if let Ok(g) = g {
+                let clocks: Vec<_> = g
+                    .clocks
+                    .iter()
+                    .map(|(metric, state, n)| {
+                        (
+                            vec![("metric", metric.clone()), ("state", state.clone())],
+                            i64::try_from(*n).unwrap_or(i64::MAX),
+                        )
+                    })
+                    .collect();
+                gauge(
+                    &mut encoder,
+                    "servicelevel_clocks_active",
+                    "Active clocks (running, paused, or breached and still running), by metric and state.",
+                    &clocks,
+                )?;
+                let watchers: Vec<i64> = lock(&self.watchers)
+                    .values()
+                    .map(|w| w.load(Ordering::Relaxed))
+                    .collect();
+                gauge(
+                    &mut encoder,
+                    "servicelevel_alert_watchers",
+                    "Live WatchAlerts streams on this server.",
+                    &[(no(), watchers.len() as i64)],
+                )?;
+                let backlog = match (g.alert_head, watchers.iter().min()) {
+                    (Some(head), Some(&slowest)) if slowest != CAUGHT_UP => (head - slowest).max(0),
+                    _ => 0,
+                };
+                gauge(
+                    &mut encoder,
+                    "servicelevel_alerts_outbox_backlog",
+                    "Alert rows written after the last one the slowest live stream on this server delivered (0 without streams).",
+                    &[(no(), backlog)],
+                )?;
+                if let Some(p) = &g.pool {
+                    let in_use = i64::from(p.open).saturating_sub(p.idle as i64);
+                    gauge(
+                        &mut encoder,
+                        "servicelevel_db_pool_connections",
+                        "Database connections of this server's pool, by state (idle, in_use).",
+                        &[
+                            (vec![("state", "idle".into())], p.idle as i64),
+                            (vec![("state", "in_use".into())], in_use),
+                        ],
+                    )?;
+                    gauge(
+                        &mut encoder,
+                        "servicelevel_db_pool_max_connections",
+                        "The pool's limit (SERVICELEVEL_MAX_CONNECTIONS).",
+                        &[(no(), i64::from(p.max))],
+                    )?;
+                }
+            }
+        }
+        if let Some(s) = lock(&self.spans).clone() {
+            for (name, help, v) in [
+                (
+                    "servicelevel_trace_spans_exported",
+                    "Spans the OTLP exporter delivered.",
+                    &s.exported,
+                ),
+                (
+                    "servicelevel_trace_spans_dropped",
+                    "Spans dropped because the export queue was full (collector slow or unreachable).",
+                    &s.dropped,
+                ),
+                (
+                    "servicelevel_trace_spans_failed",
+                    "Spans in batches the OTLP exporter failed to deliver.",
+                    &s.failed,
+                ),
+            ] {
+                counter(
+                    &mut encoder,
+                    name,
+                    help,
+                    &[(no(), v.load(Ordering::Relaxed))],
+                )?;
+            }
+        }
+        if let Some((ok, refused)) = *lock(&self.tls_reloads) {
+            counter(
+                &mut encoder,
+                "servicelevel_tls_reloads",
+                "Changed TLS files read again: applied, or refused (the current certificate stays).",
+                &[
+                    (vec![("result", "applied".into())], ok),
+                    (vec![("result", "refused".into())], refused),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The `process_*` metrics, read from `/proc/self` at each scrape (Linux only; elsewhere
+/// none).
+#[derive(Debug)]
+struct ProcessCollector;
+
+/// Clock ticks per second of `/proc/*/stat` times (USER_HZ: 100 on Linux).
+const TICKS: f64 = 100.0;
+
+impl ProcessCollector {
+    fn read() -> Option<Vec<(&'static str, &'static str, MetricType, f64)>> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // Fields after the command name (which may hold spaces) in parentheses.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok());
+        // utime, stime, num_threads, starttime: fields 14, 15, 20, 22 of stat (1-based),
+        // i.e. 11, 12, 17, 19 after the state field.
+        let cpu = (field(11)? + field(12)?) / TICKS;
+        let threads = field(17)?;
+        let start_ticks = field(19)?;
+        let boot = std::fs::read_to_string("/proc/stat")
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("btime ")?.trim().parse::<f64>().ok())?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb = |key: &str| {
+            status.lines().find_map(|l| {
+                let v = l.strip_prefix(key)?.trim().strip_suffix("kB")?.trim();
+                v.parse::<f64>().ok().map(|k| k * 1024.0)
+            })
+        };
+        let open_fds = std::fs::read_dir("/proc/self/fd").ok()?.count() as f64;
+        let max_fds = std::fs::read_to_string("/proc/self/limits")
+            .ok()?
+            .lines()
+            .find(|l| l.starts_with("Max open files"))
+            .and_then(|l| l.split_whitespace().nth(3)?.parse::<f64>().ok());
+        let mut out = vec![
+            (
+                "process_cpu_seconds",
+                "Total user and system CPU time spent in seconds.",
+                MetricType::Counter,
+                cpu,
+            ),
+            (
+                "process_start_time_seconds",
+                "Start time of the process since unix epoch in seconds.",
+                MetricType::Gauge,
+                boot + start_ticks / TICKS,
+            ),
+            (
+                "process_open_fds",
+                "Number of open file descriptors.",
+                MetricType::Gauge,
+                open_fds,
+            ),
+            (
+                "process_threads",
+                "Number of OS threads in the process.",
+                MetricType::Gauge,
+                threads,
+            ),
+        ];
+        if let Some(v) = kb("VmRSS:") {
+            out.push((
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                MetricType::Gauge,
+                v,
+            ));
+        }
+        if let Some(v) = kb("VmSize:") {
+            out.push((
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                MetricType::Gauge,
+                v,
+            ));
+        }
+        if let Some(v) = max_fds {
+            out.push((
+                "process_max_fds",
+                "Maximum number of open file descriptors.",
+                MetricType::Gauge,
+                v,
+            ));
+        }
+        Some(out)
+    }
+}
+
+impl Collector for ProcessCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for (name, help, kind, value) in Self::read().unwrap_or_default() {
+            let metric = encoder.encode_descriptor(name, help, None, kind)?;
+            if matches!(kind, MetricType::Counter) {
+                ConstCounter::new(value).encode(metric)?;
+            } else {
+                ConstGauge::new(value).encode(metric)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Metrics {
     pub fn new() -> Arc<Metrics> {
         Arc::new(Metrics::default())
+    }
+
+    /// With the series renamed in this release also exported under their old names
+    /// (`SERVICELEVEL_METRICS_LEGACY_NAMES`), or not.
+    pub fn with_legacy_names(legacy: bool) -> Arc<Metrics> {
+        Arc::new(Metrics::build(legacy))
+    }
+
+    fn build(legacy: bool) -> Metrics {
+        let mut registry = Registry::default();
+        let rpc_requests = counters(
+            &mut registry,
+            "servicelevel_rpc_requests",
+            "RPCs finished, by method and gRPC status code",
+        );
+        let warnings = counters(
+            &mut registry,
+            "servicelevel_clock_warnings",
+            "Warnings servicelevel recorded, by clock metric and organisation plan (tier)",
+        );
+        let breaches = counters(
+            &mut registry,
+            "servicelevel_clock_breaches",
+            "Breaches servicelevel recorded, by clock metric and organisation plan (tier)",
+        );
+        let hours_consumed = counters(
+            &mut registry,
+            "servicelevel_usage_billable_seconds",
+            "Billable time of usage recorded on hour accounts (consumptions and captures), by bucket",
+        );
+        let hours_overage = counters(
+            &mut registry,
+            "servicelevel_usage_overage_seconds",
+            "Time of usage beyond the allowance, by bucket",
+        );
+        let legacy_hours = legacy.then(|| {
+            (
+                counters(
+                    &mut registry,
+                    "servicelevel_hours_consumed_minutes",
+                    "Deprecated: servicelevel_usage_billable_seconds_total / 60",
+                ),
+                counters(
+                    &mut registry,
+                    "servicelevel_hours_overage_minutes",
+                    "Deprecated: servicelevel_usage_overage_seconds_total / 60",
+                ),
+            )
+        });
+        let rpc_duration = Histograms::<Labels2>::new_with_constructor(rpc_histogram);
+        registry.register(
+            "servicelevel_rpc_duration_seconds",
+            "RPC latency in the server (to the response headers), by method and code",
+            rpc_duration.clone(),
+        );
+        let due_lag = Histograms::<Labels1>::new_with_constructor(lag_histogram);
+        registry.register(
+            "servicelevel_due_action_lag_seconds",
+            "From an action's due instant to the due-time runner recording it, by action",
+            due_lag.clone(),
+        );
+        let build_info = Family::<Labels1, Gauge>::default();
+        build_info
+            .get_or_create(&[("version", env!("CARGO_PKG_VERSION").to_string())])
+            .set(1);
+        registry.register(
+            "servicelevel_build_info",
+            "1, labelled with this build's version",
+            build_info,
+        );
+        let scrape = Arc::new(ScrapeCollector::default());
+        registry.register_collector(Box::new(Arc::clone(&scrape)));
+        registry.register_collector(Box::new(ProcessCollector));
+        Metrics {
+            registry,
+            rpc_requests,
+            rpc_duration,
+            methods: Mutex::new(HashSet::new()),
+            warnings,
+            breaches,
+            hours_consumed,
+            hours_overage,
+            legacy_hours,
+            due_lag,
+            scrape,
+            source: Mutex::new(None),
+            cache: tokio::sync::Mutex::new(None),
+            next_watcher: AtomicU64::new(0),
+        }
     }
 
     /// Sets where the database gauges are read from (the server does, at start).
@@ -240,17 +631,17 @@ impl Metrics {
 
     /// Reports the span queue's counters (when tracing is on).
     pub fn set_span_stats(&self, stats: Arc<SpanStats>) {
-        *lock(&self.spans) = Some(stats);
+        *lock(&self.scrape.spans) = Some(stats);
     }
 
     /// The TLS files are watched (the counters show, at zero, from then on).
     pub fn tls_reloads_watched(&self) {
-        lock(&self.tls_reloads).get_or_insert((0, 0));
+        lock(&self.scrape.tls_reloads).get_or_insert((0, 0));
     }
 
     /// Changed TLS files read again: applied, or refused by rustls (the old ones stay).
     pub fn tls_reload(&self, applied: bool) {
-        let mut r = lock(&self.tls_reloads);
+        let mut r = lock(&self.scrape.tls_reloads);
         let (ok, refused) = r.get_or_insert((0, 0));
         if applied {
             *ok += 1;
@@ -266,20 +657,22 @@ impl Metrics {
             .ok()
             .filter(|c| *c < CODES.len())
             .unwrap_or(2);
-        let mut map = lock(&self.rpc);
-        let key = if map.contains_key(method) || map.len() < MAX_METHODS {
-            method
-        } else {
-            "other"
+        let method = {
+            let mut methods = lock(&self.methods);
+            if methods.contains(method) || methods.len() < MAX_METHODS {
+                methods.insert(method.to_string());
+                method
+            } else {
+                "other"
+            }
         };
-        let series = match map.get_mut(key) {
-            Some(s) => s,
-            None => map.entry(key.to_string()).or_insert_with(|| RpcMethod {
-                by_code: Default::default(),
-            }),
-        };
-        series.by_code[code]
-            .get_or_insert_with(|| Box::new(Histogram::new(RPC_BUCKETS)))
+        let labels = [
+            ("method", method.to_string()),
+            ("code", CODES[code].to_string()),
+        ];
+        self.rpc_requests.get_or_create(&labels).inc();
+        self.rpc_duration
+            .get_or_create(&labels)
             .observe(elapsed.as_secs_f64());
     }
 
@@ -291,17 +684,19 @@ impl Metrics {
             "breach" => &self.breaches,
             _ => return,
         };
-        *lock(family)
-            .entry((metric.to_string(), tier.unwrap_or("none").to_string()))
-            .or_insert(0) += 1;
+        family
+            .get_or_create(&[
+                ("metric", metric.to_string()),
+                ("tier", tier.unwrap_or("none").to_string()),
+            ])
+            .inc();
     }
 
     /// The time from an action's due instant to the runner recording it.
     pub fn due_lag(&self, action: &str, lag: chrono::TimeDelta) {
         let secs = lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
-        lock(&self.due_lag)
-            .entry(action.to_string())
-            .or_insert_with(|| Histogram::new(LAG_BUCKETS))
+        self.due_lag
+            .get_or_create(&[("action", action.to_string())])
             .observe(secs.max(0.0));
     }
 
@@ -318,15 +713,24 @@ impl Metrics {
                 overage += u64::try_from(u.overage_minutes).unwrap_or(0);
             }
         }
+        let labels = [("bucket", bucket.to_string())];
         if consumed > 0 {
-            *lock(&self.hours_consumed)
-                .entry(bucket.to_string())
-                .or_insert(0) += consumed;
+            self.hours_consumed
+                .get_or_create(&labels)
+                .inc_by(consumed * 60);
         }
         if overage > 0 {
-            *lock(&self.hours_overage)
-                .entry(bucket.to_string())
-                .or_insert(0) += overage;
+            self.hours_overage
+                .get_or_create(&labels)
+                .inc_by(overage * 60);
+        }
+        if let Some((legacy_consumed, legacy_overage)) = &self.legacy_hours {
+            if consumed > 0 {
+                legacy_consumed.get_or_create(&labels).inc_by(consumed);
+            }
+            if overage > 0 {
+                legacy_overage.get_or_create(&labels).inc_by(overage);
+            }
         }
     }
 
@@ -334,7 +738,7 @@ impl Metrics {
     pub fn watcher(self: &Arc<Self>) -> WatcherPosition {
         let id = self.next_watcher.fetch_add(1, Ordering::Relaxed);
         let last = Arc::new(AtomicI64::new(CAUGHT_UP));
-        lock(&self.watchers).insert(id, Arc::clone(&last));
+        lock(&self.scrape.watchers).insert(id, Arc::clone(&last));
         WatcherPosition {
             id,
             last,
@@ -342,249 +746,119 @@ impl Metrics {
         }
     }
 
-    async fn store_gauges(&self) -> Option<Result<StoreGauges, String>> {
-        let source = lock(&self.source).clone()?;
-        let mut cache = self.cache.lock().await;
-        if let Some((at, g)) = cache.as_ref()
-            && at.elapsed() < DB_GAUGES_TTL
-        {
-            return Some(g.clone());
-        }
-        let got = match tokio::time::timeout(DB_GAUGES_TIMEOUT, source.gauges()).await {
-            Ok(r) => r,
-            Err(_) => Err("the database did not answer in time".to_string()),
+    /// Reads the database gauges (or reuses the last read), and shows the known label
+    /// sets at zero.
+    async fn refresh(&self) {
+        let Some(source) = lock(&self.source).clone() else {
+            return;
         };
-        if let Err(e) = &got {
-            tracing::warn!(error = %e, "metrics: database gauges not read");
+        let mut cache = self.cache.lock().await;
+        let fresh = cache
+            .as_ref()
+            .is_some_and(|(at, _)| at.elapsed() < DB_GAUGES_TTL);
+        if !fresh {
+            let got = match tokio::time::timeout(DB_GAUGES_TIMEOUT, source.gauges()).await {
+                Ok(r) => r,
+                Err(_) => Err("the database did not answer in time".to_string()),
+            };
+            if let Err(e) = &got {
+                tracing::warn!(error = %e, "metrics: database gauges not read");
+            }
+            *cache = Some((Instant::now(), got));
         }
-        *cache = Some((Instant::now(), got.clone()));
-        Some(got)
+        let Some((_, got)) = cache.as_ref() else {
+            return;
+        };
+        *lock(&self.scrape.store) =
+            Some(got.as_ref().map(|d| d.gauges.clone()).map_err(Clone::clone));
+        if let Ok(data) = got {
+            for metric in &data.known.metrics {
+                for tier in &data.known.tiers {
+                    let labels = [("metric", metric.clone()), ("tier", tier.clone())];
+                    let _ = self.warnings.get_or_create(&labels);
+                    let _ = self.breaches.get_or_create(&labels);
+                }
+            }
+            for bucket in &data.known.buckets {
+                let labels = [("bucket", bucket.clone())];
+                let _ = self.hours_consumed.get_or_create(&labels);
+                let _ = self.hours_overage.get_or_create(&labels);
+                if let Some((consumed, overage)) = &self.legacy_hours {
+                    let _ = consumed.get_or_create(&labels);
+                    let _ = overage.get_or_create(&labels);
+                }
+            }
+        }
     }
 
-    /// The text exposition of every metric.
-    pub async fn render(&self) -> String {
-        let gauges = self.store_gauges().await;
+    /// Every metric as OpenMetrics text.
+    pub async fn render_openmetrics(&self) -> String {
+        self.refresh().await;
         let mut out = String::with_capacity(16 * 1024);
-        self.render_rpc(&mut out);
-        self.render_actions(&mut out);
-        self.render_hours(&mut out);
-        if let Some(g) = &gauges {
-            self.render_store(&mut out, g);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics: encoding failed");
         }
-        self.render_spans(&mut out);
-        self.render_tls(&mut out);
         out
     }
 
-    fn render_tls(&self, out: &mut String) {
-        let Some((ok, refused)) = *lock(&self.tls_reloads) else {
-            return;
-        };
-        let name = "servicelevel_tls_reloads_total";
-        header(
-            out,
-            name,
-            "counter",
-            "Changed TLS files read again: applied, or refused (the current certificate stays).",
-        );
-        let _ = writeln!(out, "{name}{{result=\"applied\"}} {ok}");
-        let _ = writeln!(out, "{name}{{result=\"refused\"}} {refused}");
-    }
-
-    fn render_rpc(&self, out: &mut String) {
-        let map = lock(&self.rpc);
-        let mut methods: Vec<_> = map.iter().collect();
-        methods.sort_by(|a, b| a.0.cmp(b.0));
-        header(
-            out,
-            "servicelevel_rpc_requests_total",
-            "counter",
-            "RPCs finished, by method and gRPC status code.",
-        );
-        for (m, s) in &methods {
-            for (code, h) in s.by_code.iter().enumerate() {
-                if let Some(h) = h {
-                    let _ = writeln!(
-                        out,
-                        "servicelevel_rpc_requests_total{{method=\"{}\",code=\"{}\"}} {}",
-                        escape(m),
-                        CODES[code],
-                        h.count
-                    );
-                }
-            }
-        }
-        header(
-            out,
-            "servicelevel_rpc_duration_seconds",
-            "histogram",
-            "RPC latency in the server (to the response headers), by method and code.",
-        );
-        for (m, s) in &methods {
-            for (code, h) in s.by_code.iter().enumerate() {
-                if let Some(h) = h {
-                    let labels = format!("method=\"{}\",code=\"{}\"", escape(m), CODES[code]);
-                    h.render(out, "servicelevel_rpc_duration_seconds", &labels);
-                }
-            }
-        }
-    }
-
-    fn render_actions(&self, out: &mut String) {
-        for (name, help, family) in [
-            (
-                "servicelevel_clock_warnings_total",
-                "Warnings servicelevel recorded, by clock metric and organisation plan (tier).",
-                &self.warnings,
-            ),
-            (
-                "servicelevel_clock_breaches_total",
-                "Breaches servicelevel recorded, by clock metric and organisation plan (tier).",
-                &self.breaches,
-            ),
-        ] {
-            header(out, name, "counter", help);
-            for ((metric, tier), n) in lock(family).iter() {
-                let _ = writeln!(
-                    out,
-                    "{name}{{metric=\"{}\",tier=\"{}\"}} {n}",
-                    escape(metric),
-                    escape(tier)
-                );
-            }
-        }
-        header(
-            out,
-            "servicelevel_due_action_lag_seconds",
-            "histogram",
-            "From an action's due instant to the due-time runner recording it, by action.",
-        );
-        for (action, h) in lock(&self.due_lag).iter() {
-            let labels = format!("action=\"{}\"", escape(action));
-            h.render(out, "servicelevel_due_action_lag_seconds", &labels);
-        }
-    }
-
-    fn render_hours(&self, out: &mut String) {
-        for (name, help, family) in [
-            (
-                "servicelevel_hours_consumed_minutes_total",
-                "Billable minutes of usage recorded on hour accounts (consumptions and captures), by bucket.",
-                &self.hours_consumed,
-            ),
-            (
-                "servicelevel_hours_overage_minutes_total",
-                "Minutes of usage beyond the allowance, by bucket.",
-                &self.hours_overage,
-            ),
-        ] {
-            header(out, name, "counter", help);
-            for (bucket, n) in lock(family).iter() {
-                let _ = writeln!(out, "{name}{{bucket=\"{}\"}} {n}", escape(bucket));
-            }
-        }
-    }
-
-    fn render_store(&self, out: &mut String, g: &Result<StoreGauges, String>) {
-        header(
-            out,
-            "servicelevel_store_gauges_up",
-            "gauge",
-            "1 when the database gauges below were read, 0 when the database did not answer.",
-        );
-        let _ = writeln!(out, "servicelevel_store_gauges_up {}", u8::from(g.is_ok()));
-        let Ok(g) = g else { return };
-        header(
-            out,
-            "servicelevel_clocks_active",
-            "gauge",
-            "Active clocks (running, paused, or breached and still running), by metric and state.",
-        );
-        for (metric, state, n) in &g.clocks {
-            let _ = writeln!(
-                out,
-                "servicelevel_clocks_active{{metric=\"{}\",state=\"{}\"}} {n}",
-                escape(metric),
-                escape(state)
-            );
-        }
-        let watchers: Vec<i64> = lock(&self.watchers)
-            .values()
-            .map(|w| w.load(Ordering::Relaxed))
-            .collect();
-        header(
-            out,
-            "servicelevel_alert_watchers",
-            "gauge",
-            "Live WatchAlerts streams on this server.",
-        );
-        let _ = writeln!(out, "servicelevel_alert_watchers {}", watchers.len());
-        header(
-            out,
-            "servicelevel_alerts_outbox_backlog",
-            "gauge",
-            "Alert rows written after the last one the slowest live stream on this server delivered (0 without streams).",
-        );
-        let backlog = match (g.alert_head, watchers.iter().min()) {
-            (Some(head), Some(&slowest)) if slowest != CAUGHT_UP => (head - slowest).max(0),
-            _ => 0,
-        };
-        let _ = writeln!(out, "servicelevel_alerts_outbox_backlog {backlog}");
-        if let Some(p) = &g.pool {
-            header(
-                out,
-                "servicelevel_db_pool_connections",
-                "gauge",
-                "Database connections of this server's pool, by state (idle, in_use).",
-            );
-            let in_use = u64::from(p.open).saturating_sub(p.idle as u64);
-            let _ = writeln!(
-                out,
-                "servicelevel_db_pool_connections{{state=\"idle\"}} {}",
-                p.idle
-            );
-            let _ = writeln!(
-                out,
-                "servicelevel_db_pool_connections{{state=\"in_use\"}} {in_use}"
-            );
-            header(
-                out,
-                "servicelevel_db_pool_max_connections",
-                "gauge",
-                "The pool's limit (SERVICELEVEL_MAX_CONNECTIONS).",
-            );
-            let _ = writeln!(out, "servicelevel_db_pool_max_connections {}", p.max);
-        }
-    }
-
-    fn render_spans(&self, out: &mut String) {
-        let Some(s) = lock(&self.spans).clone() else {
-            return;
-        };
-        for (name, help, v) in [
-            (
-                "servicelevel_trace_spans_exported_total",
-                "Spans the OTLP exporter delivered.",
-                &s.exported,
-            ),
-            (
-                "servicelevel_trace_spans_dropped_total",
-                "Spans dropped because the export queue was full (collector slow or unreachable).",
-                &s.dropped,
-            ),
-            (
-                "servicelevel_trace_spans_failed_total",
-                "Spans in batches the OTLP exporter failed to deliver.",
-                &s.failed,
-            ),
-        ] {
-            header(out, name, "counter", help);
-            let _ = writeln!(out, "{name} {}", v.load(Ordering::Relaxed));
-        }
+    /// Every metric in the classic text format (0.0.4).
+    pub async fn render(&self) -> String {
+        classic_text(&self.render_openmetrics().await)
     }
 }
 
-/// Serves `GET /metrics` on `listener` until the task is aborted.
+/// OpenMetrics text as the classic text format: counter families named with their
+/// `_total` suffix, no `# UNIT` or `# EOF` lines, bucket bounds written as before
+/// (`le="1"`, not `le="1.0"`), so scrapers and dashboards of earlier releases match.
+fn classic_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "unknown" => (name.to_string(), "untyped"),
+                other => (name.to_string(), other),
+            };
+            if let Some(h) = help.take() {
+                let text = h.split_once(' ').map_or("", |(_, t)| t);
+                let _ = writeln!(out, "# HELP {name} {text}");
+            }
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{}",
+            classic_bucket(line).unwrap_or_else(|| line.to_string())
+        );
+    }
+    out
+}
+
+/// A histogram bucket sample as earlier releases wrote it: `le` last, and a whole bound
+/// without `.0` (`name{method="m",le="1"} 3` for `name{le="1.0",method="m"} 3`).
+fn classic_bucket(line: &str) -> Option<String> {
+    let (name, rest) = line.split_once("{le=\"")?;
+    let (le, rest) = rest.split_once('"')?;
+    let le = le.strip_suffix(".0").unwrap_or(le);
+    let (others, value) = rest.split_once('}')?;
+    Some(match others.strip_prefix(',') {
+        Some(others) => format!("{name}{{{others},le=\"{le}\"}}{value}"),
+        None => format!("{name}{{le=\"{le}\"}}{value}"),
+    })
+}
+
+/// Serves `GET /metrics` on `listener` until the task is aborted: OpenMetrics text when
+/// the scraper's `Accept` names `application/openmetrics-text`, else the classic text.
 pub async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>) {
     use hyper::service::service_fn;
     loop {
@@ -601,9 +875,20 @@ pub async fn serve_http(listener: tokio::net::TcpListener, metrics: Arc<Metrics>
             let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                 let metrics = Arc::clone(&metrics);
                 async move {
+                    let openmetrics = req
+                        .headers()
+                        .get_all(hyper::header::ACCEPT)
+                        .iter()
+                        .filter_map(|v| v.to_str().ok())
+                        .any(|v| v.contains("application/openmetrics-text"));
                     match (req.method(), req.uri().path()) {
+                        (&hyper::Method::GET, "/metrics") if openmetrics => {
+                            hyper::Response::builder()
+                                .header("content-type", OPENMETRICS_FORMAT)
+                                .body(metrics.render_openmetrics().await)
+                        }
                         (&hyper::Method::GET, "/metrics") => hyper::Response::builder()
-                            .header("content-type", "text/plain; version=0.0.4; charset=utf-8")
+                            .header("content-type", TEXT_FORMAT)
                             .body(metrics.render().await),
                         (&hyper::Method::GET, _) => hyper::Response::builder()
                             .status(hyper::StatusCode::NOT_FOUND)
@@ -732,9 +1017,74 @@ mod tests {
     struct Fixed(StoreGauges);
 
     impl GaugeSource for Fixed {
-        fn gauges(&self) -> Pin<Box<dyn Future<Output = Result<StoreGauges, String>> + Send + '_>> {
-            Box::pin(async move { Ok(self.0.clone()) })
+        fn gauges(&self) -> Pin<Box<dyn Future<Output = Result<ScrapeData, String>> + Send + '_>> {
+            Box::pin(async move {
+                Ok(ScrapeData {
+                    gauges: self.0.clone(),
+                    known: KnownLabels {
+                        metrics: vec!["resolution".into()],
+                        tiers: vec!["gold".into(), "none".into()],
+                        buckets: vec!["support".into()],
+                    },
+                })
+            })
         }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn known_label_sets_show_at_zero_and_the_process_and_build_are_described() {
+        let m = Metrics::with_legacy_names(false);
+        m.set_source(Arc::new(Fixed(StoreGauges::default())));
+        let text = m.render().await;
+        for series in [
+            "servicelevel_clock_breaches_total{metric=\"resolution\",tier=\"gold\"}",
+            "servicelevel_clock_warnings_total{metric=\"resolution\",tier=\"none\"}",
+            "servicelevel_usage_billable_seconds_total{bucket=\"support\"}",
+            "servicelevel_usage_overage_seconds_total{bucket=\"support\"}",
+        ] {
+            assert_eq!(
+                sample(&text, series).as_deref(),
+                Some("0"),
+                "{series} in {text}"
+            );
+        }
+        assert!(!text.contains("_minutes_total"), "no legacy names when off");
+        assert_eq!(
+            sample(
+                &text,
+                &format!(
+                    "servicelevel_build_info{{version=\"{}\"}}",
+                    env!("CARGO_PKG_VERSION")
+                )
+            )
+            .as_deref(),
+            Some("1")
+        );
+        if cfg!(target_os = "linux") {
+            for name in [
+                "process_cpu_seconds_total",
+                "process_resident_memory_bytes",
+                "process_open_fds",
+                "process_start_time_seconds",
+            ] {
+                let at_least = if name == "process_cpu_seconds_total" {
+                    0.0
+                } else {
+                    1.0
+                };
+                assert!(
+                    sample(&text, name)
+                        .is_some_and(|v| v.parse::<f64>().is_ok_and(|v| v >= at_least)),
+                    "{name} in {text}"
+                );
+            }
+        }
+        // The classic text has no OpenMetrics-only lines; OpenMetrics ends with # EOF.
+        assert!(!text.contains("# EOF") && !text.contains("# UNIT"));
+        assert!(text.contains("# TYPE servicelevel_clock_breaches_total counter"));
+        let om = m.render_openmetrics().await;
+        assert!(om.ends_with("# EOF\n"), "{om}");
+        assert!(om.contains("# TYPE servicelevel_clock_breaches counter"));
     }
 
     #[tokio::test(flavor = "current_thread")]

@@ -406,11 +406,23 @@ async fn calls_continue_the_callers_trace(db: Db) {
 
 /// `GET /metrics` over plain HTTP/1.1: the status line and the body.
 async fn scrape(addr: std::net::SocketAddr, path: &str) -> (String, String) {
+    request(addr, path, "*/*").await
+}
+
+/// `GET /metrics` asking for `accept`.
+async fn scrape_accepting(addr: std::net::SocketAddr, accept: &str) -> (String, String) {
+    request(addr, "/metrics", accept).await
+}
+
+async fn request(addr: std::net::SocketAddr, path: &str, accept: &str) -> (String, String) {
     let mut conn = tokio::net::TcpStream::connect(addr)
         .await
         .expect("metrics endpoint");
     conn.write_all(
-        format!("GET {path} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n").as_bytes(),
+        format!(
+            "GET {path} HTTP/1.1\r\nHost: test\r\nAccept: {accept}\r\nConnection: close\r\n\r\n"
+        )
+        .as_bytes(),
     )
     .await
     .expect("request sent");
@@ -623,6 +635,32 @@ async fn metrics_are_scraped(db: Db) {
         "servicelevel_hours_overage_minutes_total{bucket=\"support\"}",
         20.0,
     );
+    // The same in base units, under the names that replace those.
+    expect_sample(
+        &text,
+        "servicelevel_usage_billable_seconds_total{bucket=\"support\"}",
+        4800.0,
+    );
+    expect_sample(
+        &text,
+        "servicelevel_usage_overage_seconds_total{bucket=\"support\"}",
+        1200.0,
+    );
+    // The policy's metric on every known tier, at zero before anything happened there.
+    expect_sample(
+        &text,
+        "servicelevel_clock_breaches_total{metric=\"first_response\",tier=\"none\"}",
+        0.0,
+    );
+    expect_sample(
+        &text,
+        &format!(
+            "servicelevel_build_info{{version=\"{}\"}}",
+            env!("CARGO_PKG_VERSION")
+        ),
+        1.0,
+    );
+    assert!(sample(&text, "process_resident_memory_bytes").is_some_and(|v| v > 0.0));
     expect_sample(&text, "servicelevel_alert_watchers", 1.0);
     expect_sample(&text, "servicelevel_alerts_outbox_backlog", 0.0);
     expect_sample(&text, "servicelevel_store_gauges_up", 1.0);
@@ -634,8 +672,16 @@ async fn metrics_are_scraped(db: Db) {
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let (series, value) = line.rsplit_once(' ').expect("a sample line");
         assert!(value.parse::<f64>().is_ok(), "{line}");
-        assert!(series.starts_with("servicelevel_"), "{line}");
+        assert!(
+            series.starts_with("servicelevel_") || series.starts_with("process_"),
+            "{line}"
+        );
     }
+    // OpenMetrics for a scraper that asks for it.
+    let (status, open) = scrape_accepting(addr, "application/openmetrics-text;version=1.0.0").await;
+    assert!(status.starts_with("HTTP/1.1 200"), "{status}");
+    assert!(open.ends_with("# EOF\n"), "{open}");
+    assert!(open.contains("# TYPE servicelevel_rpc_requests counter"));
     let (status, _) = scrape(addr, "/other").await;
     assert!(status.starts_with("HTTP/1.1 404"), "{status}");
     endpoint.abort();
