@@ -229,8 +229,24 @@ if dep and svc and cm:
         if sa.get("automountServiceAccountToken") is not False:
             fail("the ServiceAccount mounts tokens")
 
-    # The migration Job: a pre-install/pre-upgrade hook with the server's database
-    # Secret; a chart-made Secret it reads must be a hook created before it.
+    secrets = {s["metadata"]["name"]: s for s in by_kind.get("Secret", [])}
+
+    def secret_value(ref):
+        s = secrets.get((ref or {}).get("name"))
+        return None if s is None else s.get("data", {}).get(ref.get("key"))
+
+    # No chart-made Secret outlives an uninstall: the server's are ordinary resources,
+    # and a hook Secret is deleted once the hooks have run, however they ended.
+    for s in secrets.values():
+        policy = set(s["metadata"].get("annotations", {}).get("helm.sh/hook-delete-policy", "").split(","))
+        if hook(s) and not {"hook-succeeded", "hook-failed"} <= policy:
+            fail("the hook Secret %s is not deleted after the hooks (%s)" % (s["metadata"]["name"], sorted(policy)))
+    server_ref = (env.get("SERVICELEVEL_DATABASE_URL") or {}).get("secretKeyRef", {})
+    if server_ref.get("name") in secrets and hook(secrets[server_ref["name"]]):
+        fail("the server's database Secret is a hook: helm uninstall would leave it")
+
+    # The migration Job: a pre-install/pre-upgrade hook reading the same database URL as
+    # the server; a chart-made Secret it reads must be a hook created before it.
     for job in by_kind.get("Job", []):
         if set(hook(job).split(",")) != {"pre-install", "pre-upgrade"}:
             fail("the migration Job is not a pre-install,pre-upgrade hook")
@@ -239,7 +255,10 @@ if dep and svc and cm:
             fail("the migration Job does not run `migrate`")
         jenv = {e["name"]: e.get("valueFrom", e.get("value")) for e in jc.get("env", [])}
         db = jenv.get("SERVICELEVEL_DATABASE_URL")
-        if db != env.get("SERVICELEVEL_DATABASE_URL"):
+        job_ref = (db or {}).get("secretKeyRef", {})
+        same = db == env.get("SERVICELEVEL_DATABASE_URL") or (
+            job_ref.get("name") in secrets and secret_value(job_ref) == secret_value(server_ref))
+        if not same:
             fail("the migration Job reads another database URL than the server")
         if job["spec"]["template"]["spec"].get("securityContext") != spec.get("securityContext") \
                 or jc.get("securityContext") != c.get("securityContext"):

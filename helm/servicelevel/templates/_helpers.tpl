@@ -122,14 +122,29 @@ The Secret holding the bootstrap admin token hash, and whether the chart creates
 {{- end }}
 
 {{/*
-The env entry for the database URL, shared by the server and the migration Job.
+The Secret the migration Job reads the database URL from: a hook Secret of its own when
+the chart makes the Secret (it must exist before the Job, and is deleted once the hooks
+ran), else the server's.
+*/}}
+{{- define "servicelevel.migrationDatabaseSecretName" -}}
+{{- if include "servicelevel.createDatabaseSecret" . }}
+{{- printf "%s-migrate" (include "servicelevel.databaseSecretName" .) | trunc 253 }}
+{{- else }}
+{{- include "servicelevel.databaseSecretName" . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The env entry for the database URL: the server's by default, the migration Job's with
+(dict "migration" true "root" .).
 */}}
 {{- define "servicelevel.databaseUrlEnv" -}}
+{{- $root := .root | default . -}}
 - name: SERVICELEVEL_DATABASE_URL
   valueFrom:
     secretKeyRef:
-      name: {{ include "servicelevel.databaseSecretName" . }}
-      key: {{ .Values.database.secretKey }}
+      name: {{ ternary (include "servicelevel.migrationDatabaseSecretName" $root) (include "servicelevel.databaseSecretName" $root) (eq (toString .migration) "true") }}
+      key: {{ $root.Values.database.secretKey }}
 {{- end }}
 
 {{/*
