@@ -1,6 +1,7 @@
 //! Generic tools against a server with authentication on: the Helm NOTES' `buf curl`
-//! lines, run as written (the chart's template variables filled in), and error details
-//! decoded by buf through reflection rather than printed as base64.
+//! lines, run as written (the chart's template variables filled in), and the error
+//! details decoded by a generic client (Python grpcio, every type learnt through
+//! reflection, `tests/clients/decode_error_details.py`).
 //!
 //! buf comes from the npm registry (`@bufbuild/buf`), installed under `target/tools`
 //! like scripts/proto-check.sh does, or from `BUF` / a `buf` on PATH.
@@ -41,6 +42,42 @@ fn buf() -> &'static Path {
             assert!(status.success(), "npm install @bufbuild/buf failed");
         }
         bin
+    })
+}
+
+/// A Python with grpcio and grpcio-reflection (from PyPI), in a venv under
+/// `target/tools`, made once per test run when missing.
+fn python_grpc() -> &'static Path {
+    static PYTHON: OnceLock<PathBuf> = OnceLock::new();
+    PYTHON.get_or_init(|| {
+        let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/tools/grpc-venv");
+        let python = venv.join("bin/python");
+        let ready = || {
+            std::process::Command::new(&python)
+                .args(["-c", "import grpc, grpc_reflection"])
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !ready() {
+            let made = std::process::Command::new("python3")
+                .args(["-m", "venv"])
+                .arg(&venv)
+                .status()
+                .expect("python3 runs");
+            assert!(made.success(), "python3 -m venv failed");
+            let installed = std::process::Command::new(venv.join("bin/pip"))
+                .args([
+                    "install",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "grpcio==1.85.3",
+                    "grpcio-reflection==1.85.1",
+                ])
+                .status()
+                .expect("pip runs (grpcio comes from PyPI)");
+            assert!(installed.success(), "pip install grpcio-reflection failed");
+        }
+        python
     })
 }
 
@@ -152,6 +189,9 @@ async fn the_notes_buf_curl_lines_work_with_auth_on(db: Db) {
     // The error details reach a generic client: buf prints each with its type (it shows
     // the values as base64: buf decodes error details only for types compiled into it,
     // not through reflection, which serves them; see the reflection test in auth.rs).
+    // Back to the default, reflection open to all: the generic client below sends its
+    // token on calls only.
+    s.secure(secured()).await;
     let token = client(&s, "notes-bad", scopes(&[Scope::TicketsRead]), &[]).await;
     let out = run(
         &format!(
@@ -170,6 +210,37 @@ async fn the_notes_buf_curl_lines_work_with_auth_on(db: Db) {
             && err.contains("\"google.rpc.ErrorInfo\""),
         "{err}"
     );
+    // A generic client that learns every type through reflection decodes them all.
+    let out = std::process::Command::new(python_grpc())
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/clients/decode_error_details.py"))
+        .args([
+            &s.addr.to_string(),
+            &token,
+            "servicelevel.v1.TicketService",
+            "GetTicket",
+            r#"{"name": "nonsense"}"#,
+        ])
+        .output()
+        .expect("python runs");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let decoded: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("the client prints JSON");
+    assert_eq!(decoded["code"], "INVALID_ARGUMENT");
+    let details = decoded["details"].as_array().expect("details");
+    let detail = |name: &str| {
+        details
+            .iter()
+            .find(|d| d["type"] == name)
+            .map(|d| d["value"].clone())
+            .unwrap_or_else(|| panic!("no {name} in {decoded}"))
+    };
+    assert_eq!(
+        detail("google.rpc.BadRequest")["fieldViolations"][0]["field"],
+        "name"
+    );
+    let info = detail("google.rpc.ErrorInfo");
+    assert_eq!(info["reason"], "INVALID_REQUEST");
+    assert_eq!(info["domain"], "servicelevel.dev");
     s.stop().await;
 }
 
