@@ -247,28 +247,22 @@ impl<S: Store> App<S> {
             )
             .await?
         {
-            // The existing ticket is named only when it is in the organisation the call
-            // names (which the caller may touch): nothing about another organisation's.
-            let same_org = existing.ticket.organization == t.organization;
+            // Looked up within the organisation the call names, which the caller may
+            // touch: naming the ticket tells nothing about another organisation.
             let name = format!("tickets/{}", existing.ticket.id);
-            let message = if same_org {
+            return Err(ApiError::reasoned(
+                ErrorReason::TicketExists,
                 format!(
                     "ticket {}/{} already exists as {name}",
                     t.source_system, t.external_id
-                )
-            } else {
-                format!(
-                    "ticket {}/{} already exists in another organisation",
-                    t.source_system, t.external_id
-                )
-            };
-            return Err(ApiError::reasoned(ErrorReason::TicketExists, message)
-                .with_resource(same_org.then_some(ResourceRef {
-                    resource_type: "servicelevel.v1.Ticket",
-                    name,
-                }))
-                .with("source_system", t.source_system.as_str())
-                .with("external_id", t.external_id.as_str()));
+                ),
+            )
+            .with_resource(Some(ResourceRef {
+                resource_type: "servicelevel.v1.Ticket",
+                name,
+            }))
+            .with("source_system", t.source_system.as_str())
+            .with("external_id", t.external_id.as_str()));
         }
         let now = self.now();
         let record = TicketRecord {
