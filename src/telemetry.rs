@@ -695,8 +695,9 @@ impl Tracing {
         Arc::clone(&self.stats)
     }
 
-    /// The OpenTelemetry layer, without the exporter's own transport (h2, hyper, tonic,
-    /// tower, opentelemetry) and without database spans outside a request or due action.
+    /// The OpenTelemetry layer, without the exporter's own transport (h2, hyper, rustls,
+    /// tonic, tower, opentelemetry) and without database spans outside a request or due
+    /// action.
     pub fn layer<S>(&self) -> impl Layer<S> + Send + Sync + 'static
     where
         S: Subscriber + for<'a> LookupSpan<'a> + Send + Sync,
@@ -743,6 +744,8 @@ where
         .with_target("h2", LevelFilter::OFF)
         .with_target("hyper", LevelFilter::OFF)
         .with_target("hyper_util", LevelFilter::OFF)
+        .with_target("hyper_rustls", LevelFilter::OFF)
+        .with_target("rustls", LevelFilter::OFF)
         .with_target("tonic", LevelFilter::OFF)
         .with_target("tower", LevelFilter::OFF)
         .with_target("opentelemetry", LevelFilter::OFF)
