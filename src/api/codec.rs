@@ -9,7 +9,7 @@ use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
 
-use super::error::{ApiError, Violation};
+use super::error::{ApiError, ErrorReason, Violation};
 
 /// `application/grpc+proto` through prost, with undecodable input reported as the
 /// caller's.
@@ -69,7 +69,8 @@ pub fn undecodable(e: &prost::DecodeError) -> Status {
     let description = format!("the request cannot be decoded: {reason}");
     match field {
         Some(field) => ApiError::InvalidArgument(vec![Violation { field, description }]).into(),
-        None => Status::invalid_argument(description),
+        // Without a field, still the one mapping: an ErrorInfo with its reason.
+        None => ApiError::reasoned(ErrorReason::InvalidRequest, description).into(),
     }
 }
 
