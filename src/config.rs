@@ -96,6 +96,10 @@ pub struct DatabaseArgs {
     /// Most database connections in the pool.
     #[arg(long, env = "SERVICELEVEL_MAX_CONNECTIONS", default_value_t = 16)]
     pub max_connections: u32,
+    /// Longest a call waits for a pooled connection (or for the database to accept a new
+    /// one) before it fails with UNAVAILABLE: short, so calls fail fast during an outage.
+    #[arg(long, env = "SERVICELEVEL_DB_ACQUIRE_TIMEOUT", default_value = "1s", value_parser = duration)]
+    pub db_acquire_timeout: Duration,
 }
 
 /// A path, empty allowed: an empty variable (`SERVICELEVEL_TLS_CLIENT_CA=`) counts as unset.
@@ -185,10 +189,10 @@ pub struct ServeArgs {
     /// client's shorter deadline wins.
     #[arg(long, env = "SERVICELEVEL_RPC_TIMEOUT", default_value = "30s", value_parser = duration)]
     pub rpc_timeout: Duration,
-    /// How many seconds ahead of the server's clock an event's occurred time or a
-    /// ticket's received time may be; further ahead is refused as INVALID_ARGUMENT.
-    #[arg(long, env = "SERVICELEVEL_MAX_FUTURE_SKEW", default_value_t = 300)]
-    pub max_future_skew: u64,
+    /// How far ahead of the server's clock an event's occurred time or a ticket's received
+    /// time may be; further ahead is refused as INVALID_ARGUMENT.
+    #[arg(long, env = "SERVICELEVEL_MAX_FUTURE_SKEW", default_value = "5m", value_parser = duration)]
+    pub max_future_skew: Duration,
     /// Policy packs to import at start (built-in names or pack files); repeatable.
     #[arg(long = "pack", env = "SERVICELEVEL_PACKS", value_delimiter = ',')]
     pub packs: Vec<String>,

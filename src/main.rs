@@ -40,7 +40,7 @@ async fn serve_traced(args: ServeArgs) -> Result<(), String> {
 }
 
 async fn connect(db: &DatabaseArgs) -> Result<SqlStore, String> {
-    SqlStore::connect(&db.database_url, db.max_connections)
+    SqlStore::connect_with(&db.database_url, db.max_connections, db.db_acquire_timeout)
         .await
         .map_err(|e| format!("cannot open the database: {e}"))
 }
@@ -141,7 +141,7 @@ async fn serve(
         metrics: Some(metrics),
         max_concurrent_rpcs: args.max_concurrent_rpcs,
         rpc_timeout: args.rpc_timeout.max(std::time::Duration::from_millis(1)),
-        max_future_skew: std::time::Duration::from_secs(args.max_future_skew),
+        max_future_skew: args.max_future_skew,
         rpc_conventions: servicelevel::telemetry::RpcConventions::from_opt_in(
             std::env::var("OTEL_SEMCONV_STABILITY_OPT_IN")
                 .ok()

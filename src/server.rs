@@ -26,6 +26,7 @@ use crate::api::pb::policy_service_server::PolicyServiceServer;
 use crate::api::pb::ticket_service_server::TicketServiceServer;
 use crate::api::{Api, App, pb, recompute};
 use crate::auth::{AuthLayer, Security};
+use crate::store::NotReady;
 use crate::store::Store;
 use crate::telemetry::RpcConventions;
 use crate::time::Clock;
@@ -34,8 +35,9 @@ use crate::time::Clock;
 pub const MAX_REQUEST_BYTES: usize = 4 * 1024 * 1024;
 /// The health service name that reports only that the process is alive.
 pub const LIVENESS: &str = "liveness";
-/// How often the database is pinged for the health status.
-const HEALTH_PROBE: Duration = Duration::from_secs(2);
+/// How often readiness looks at the database (each look takes at most a second): an
+/// outage shows within about two seconds.
+const HEALTH_PROBE: Duration = Duration::from_millis(500);
 
 /// The names health reports on: the empty name (the whole server) and each service.
 fn service_names() -> [&'static str; 8] {
@@ -148,19 +150,38 @@ pub async fn serve_secured<S: Store>(
     reporter
         .set_service_status(LIVENESS, tonic_health::ServingStatus::Serving)
         .await;
-    set_all(&reporter, app.store.ping().await.is_ok()).await;
+    let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
+    // Readiness: the database answers on the probe's own connection and its schema is at
+    // this binary's version. Each change is logged once, with its reason.
+    let first = app.store.readiness().await;
+    if let Err(why) = &first {
+        tracing::warn!(reason = %why, "not ready");
+    }
+    set_all(&reporter, first.is_ok()).await;
     let probe = {
         let reporter = reporter.clone();
         let app = Arc::clone(&app);
+        let draining = draining_rx.clone();
         tokio::spawn(async move {
-            let mut serving = true;
+            let mut last = first;
             loop {
                 tokio::time::sleep(HEALTH_PROBE).await;
-                let ok = app.store.ping().await.is_ok();
-                if ok != serving {
-                    tracing::warn!(database_reachable = ok, "health changes");
-                    set_all(&reporter, ok).await;
-                    serving = ok;
+                let now = app.store.readiness().await;
+                if *draining.borrow() {
+                    return;
+                }
+                // Unreachable is one state whatever the error text says this time.
+                let same = match (&now, &last) {
+                    (Err(NotReady::Unreachable(_)), Err(NotReady::Unreachable(_))) => true,
+                    (a, b) => a == b,
+                };
+                if !same {
+                    match &now {
+                        Ok(()) => tracing::info!("ready: the database answers"),
+                        Err(why) => tracing::warn!(reason = %why, "not ready"),
+                    }
+                    set_all(&reporter, now.is_ok()).await;
+                    last = now;
                 }
             }
         })
@@ -202,7 +223,6 @@ pub async fn serve_secured<S: Store>(
         Incoming::Tls(t) => Some(t.stopper()),
         Incoming::Plain(_) => None,
     };
-    let (draining_tx, mut draining_rx) = tokio::sync::watch::channel(false);
     let drain = {
         let reporter = reporter.clone();
         async move {

@@ -254,6 +254,17 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Why the service is not ready to serve.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotReady {
+    #[error("the database does not answer: {0}")]
+    Unreachable(String),
+    #[error(
+        "the database schema is at version {have}, this binary needs {want}: run `servicelevel migrate` (or start without --no-migrate)"
+    )]
+    SchemaBehind { have: i64, want: i64 },
+}
+
 /// One row of the alerts outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AlertRow {
@@ -334,6 +345,10 @@ pub trait Store: Clone + Send + Sync + 'static {
 
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Whether the service may take calls: the database answers (on a connection of the
+    /// probe's own, within a second) and its schema is at this binary's version.
+    fn readiness(&self) -> impl Future<Output = Result<(), NotReady>> + Send;
 
     /// The catalogue's change counter: it moves with every write to an organisation,
     /// calendar or policy.

@@ -75,6 +75,34 @@ pub struct SqlStore {
     /// SQLite has one writer. Writers queue here, in order, instead of in SQLite's busy
     /// handler, which sleeps and retries and gives some writers seconds-long waits.
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// Readiness's own connection, outside the pool.
+    probe: Arc<Probe>,
+}
+
+/// A connection of its own for readiness: a saturated pool (every connection busy with
+/// calls) must not read as an outage and pull every replica out of the load balancer at
+/// once, and an outage must be seen within a second, not after a pool's acquire wait.
+struct Probe {
+    url: String,
+    connection: tokio::sync::Mutex<Option<sqlx::AnyConnection>>,
+}
+
+impl std::fmt::Debug for Probe {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Probe")
+    }
+}
+
+/// How long readiness waits for the database: a connection, or an answer.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The schema version this binary expects: its newest migration.
+pub fn expected_schema_version(backend: Backend) -> i64 {
+    migrations(backend)
+        .iter()
+        .map(|m| m.version)
+        .max()
+        .unwrap_or(0)
 }
 
 pub struct SqlTx {
@@ -476,8 +504,19 @@ fn sqlite_create_if_missing(backend: Backend, url: &str) -> std::borrow::Cow<'_,
 }
 
 impl SqlStore {
-    /// Connects to `url` (`postgres://...` or `sqlite://...`).
+    /// Connects to `url` (`postgres://...` or `sqlite://...`), waiting up to 5 s for a
+    /// pooled connection.
     pub async fn connect(url: &str, max_connections: u32) -> StoreResult<Self> {
+        Self::connect_with(url, max_connections, Duration::from_secs(5)).await
+    }
+
+    /// Connects to `url`, a call waiting at most `acquire_timeout` for a connection before
+    /// it fails with UNAVAILABLE.
+    pub async fn connect_with(
+        url: &str,
+        max_connections: u32,
+        acquire_timeout: Duration,
+    ) -> StoreResult<Self> {
         sqlx::any::install_default_drivers();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Backend::Postgres
@@ -490,7 +529,7 @@ impl SqlStore {
         };
         let mut options = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(Duration::from_secs(5));
+            .acquire_timeout(acquire_timeout);
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _| {
                 Box::pin(async move {
@@ -512,11 +551,62 @@ impl SqlStore {
             backend,
             db: Arc::new(DbTarget::of(backend, &url)),
             writer,
+            probe: Arc::new(Probe {
+                url: url.to_string(),
+                connection: tokio::sync::Mutex::new(None),
+            }),
         })
     }
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// Readiness, on the probe's own connection (opened again after any failure), each
+    /// step within a second: the database answers, and its schema is at least at the
+    /// version this binary expects (a database never migrated is version 0).
+    pub async fn readiness(&self) -> Result<(), super::NotReady> {
+        use sqlx::Connection as _;
+        if self.pool.is_closed() {
+            return Err(super::NotReady::Unreachable(
+                "this process's connection pool is closed".into(),
+            ));
+        }
+        let want = expected_schema_version(self.backend);
+        let mut slot = self.probe.connection.lock().await;
+        let step = async {
+            if slot.is_none() {
+                *slot = Some(sqlx::AnyConnection::connect(&self.probe.url).await?);
+            }
+            let Some(conn) = slot.as_mut() else {
+                return Err(sqlx::Error::PoolClosed);
+            };
+            let version =
+                sqlx::query("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+                    .fetch_one(&mut *conn)
+                    .await;
+            match version {
+                Ok(row) => row.try_get::<i64, _>(0),
+                // The database answered: it has no migrations table, version 0.
+                Err(sqlx::Error::Database(_)) => Ok(0),
+                Err(e) => Err(e),
+            }
+        };
+        match tokio::time::timeout(PROBE_TIMEOUT, step).await {
+            Ok(Ok(have)) if have >= want => Ok(()),
+            Ok(Ok(have)) => Err(super::NotReady::SchemaBehind { have, want }),
+            Ok(Err(e)) => {
+                *slot = None;
+                Err(super::NotReady::Unreachable(e.to_string()))
+            }
+            Err(_) => {
+                *slot = None;
+                Err(super::NotReady::Unreachable(format!(
+                    "no answer within {} ms",
+                    PROBE_TIMEOUT.as_millis()
+                )))
+            }
+        }
     }
 
     /// Runs administrative SQL (tests create and drop their schemas with it).
@@ -739,6 +829,10 @@ impl super::Store for SqlStore {
             .map_err(db_error)?
             .try_get("epoch")
             .map_err(db_error)
+    }
+
+    async fn readiness(&self) -> Result<(), super::NotReady> {
+        SqlStore::readiness(self).await
     }
 
     async fn ping(&self) -> StoreResult<()> {

@@ -8,6 +8,7 @@ mod clock_sequences;
 mod contracts;
 mod deadlines;
 mod errors;
+mod faults;
 mod fixtures;
 mod fuzz;
 mod harness;
