@@ -249,6 +249,9 @@ pub async fn serve_secured<S: Store>(
             Arc::clone(&app.metrics),
             options.rpc_conventions,
         ))
+        // Health and reflection decode with tonic's codec: what they cannot decode is the
+        // caller's mistake too (our services' codec says so itself).
+        .layer(crate::api::codec::DecodeErrorLayer)
         // Per call: the client's grpc-timeout, at most the server's limit. A call past it
         // is dropped, and with it its transaction (rolled back). Inside the span layer, so
         // the span and metrics see DEADLINE_EXCEEDED.

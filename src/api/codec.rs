@@ -7,6 +7,7 @@ use std::marker::PhantomData;
 
 use tonic::Status;
 use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
+use tonic::codegen::http;
 use tonic_prost::ProstEncoder;
 
 use super::error::{ApiError, ErrorReason, Violation};
@@ -133,5 +134,66 @@ mod tests {
         let status = undecodable(&e);
         assert_eq!(status.code(), tonic::Code::InvalidArgument);
         assert!(status.message().contains("name"), "{status:?}");
+    }
+}
+
+/// For services built on tonic's own codec (health, reflection): a request they could not
+/// decode is answered INVALID_ARGUMENT too, as ours are. tonic answers such a request
+/// with a trailers-only INTERNAL "failed to decode Protobuf message"; this layer turns
+/// exactly that answer into the caller's error.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DecodeErrorLayer;
+
+impl<S> tower::Layer<S> for DecodeErrorLayer {
+    type Service = DecodeErrors<S>;
+
+    fn layer(&self, inner: S) -> DecodeErrors<S> {
+        DecodeErrors { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct DecodeErrors<S> {
+    inner: S,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B, R> tower::Service<http::Request<B>> for DecodeErrors<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<R>>,
+    S::Future: Send + 'static,
+    R: Default + Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<S::Response, S::Error>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let response = fut.await?;
+            let Some(status) = Status::from_header_map(response.headers()) else {
+                return Ok(response);
+            };
+            let prefix = "failed to decode Protobuf message";
+            if status.code() != tonic::Code::Internal || !status.message().starts_with(prefix) {
+                return Ok(response);
+            }
+            let (_, reason) = field_of(status.message());
+            Ok(Status::from(ApiError::invalid(
+                "",
+                format!("the request cannot be decoded: {reason}"),
+            ))
+            .into_http::<R>())
+        })
     }
 }

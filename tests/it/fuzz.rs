@@ -292,10 +292,12 @@ struct Method {
     streaming: bool,
 }
 
+/// Every method of the API, and of the health service (built on tonic's codec); the
+/// reflection service is bidirectional streaming, which this harness does not drive.
 fn methods(set: &FileDescriptorSet) -> Vec<Method> {
     let mut out = Vec::new();
     for f in &set.file {
-        if !f.package().starts_with("servicelevel.") {
+        if !f.package().starts_with("servicelevel.") && f.package() != "grpc.health.v1" {
             continue;
         }
         for s in &f.service {
@@ -425,7 +427,12 @@ async fn hostile_requests_get_client_errors_and_change_nothing(db: Db) {
     let tables = store.strings_raw(&table_query).await.expect("tables");
     assert!(tables.len() >= 8, "{tables:?}");
 
-    let set = FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptors");
+    let mut set = FileDescriptorSet::decode(pb::FILE_DESCRIPTOR_SET).expect("descriptors");
+    set.file.extend(
+        FileDescriptorSet::decode(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .expect("health descriptors")
+            .file,
+    );
     let types = Types::load(&set);
     let mut g = Gen {
         types: &types,
