@@ -4,6 +4,7 @@
 //! (calendars, business time, policies, clocks, ledgers) with no I/O at all.
 
 pub mod api;
+pub mod app;
 pub mod auth;
 pub mod config;
 pub mod domain;

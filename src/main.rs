@@ -4,7 +4,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use servicelevel::api::{App, packs};
+use servicelevel::app::{App, packs};
 use servicelevel::auth::{self, AuthMode, Security, TlsConfig};
 use servicelevel::config::{
     Cli, ClientCommand, Command, DatabaseArgs, LogFormat, PackCommand, ServeArgs,

@@ -24,7 +24,8 @@ use crate::api::pb::organization_service_server::OrganizationServiceServer;
 use crate::api::pb::pack_service_server::PackServiceServer;
 use crate::api::pb::policy_service_server::PolicyServiceServer;
 use crate::api::pb::ticket_service_server::TicketServiceServer;
-use crate::api::{Api, App, pb, recompute};
+use crate::api::{Api, App, pb};
+use crate::app::recompute;
 use crate::auth::{AuthLayer, Security};
 use crate::store::NotReady;
 use crate::store::Store;
@@ -140,7 +141,7 @@ pub async fn serve_secured<S: Store>(
     let app = Arc::new(app);
     let drain_timeout = options.drain_timeout;
     let (recompute, worker) = recompute::spawn(Arc::clone(&app));
-    let runner = crate::api::runner::spawn(Arc::clone(&app), options.runner_poll);
+    let runner = crate::app::runner::spawn(Arc::clone(&app), options.runner_poll);
     let api = Api::new(Arc::clone(&app), recompute);
 
     let (reporter, health) = tonic_health::server::health_reporter();

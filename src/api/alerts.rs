@@ -1,26 +1,19 @@
-//! Live alerts from the outbox, resumable from a cursor.
+//! The gRPC transport of `AlertService`: live alerts from the outbox, resumable from a
+//! cursor (`app::alerts`).
 
 use std::pin::Pin;
-use std::sync::Arc;
-use std::time::Duration;
 
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
 use super::Api;
 use super::convert::{self as cv};
-use super::error::{ApiError, Check};
+use super::error::Check;
 use super::pb;
-use super::tickets::SYSTEM_ACTOR;
+use crate::app::alerts::Alert;
+use crate::app::tickets::SYSTEM_ACTOR;
 use crate::domain::names::MetricName;
-use crate::domain::ticket::EventKind;
-use crate::store::{AlertFilter, AlertRow, ResourceKind, Store};
-
-/// Alerts fetched per read of the outbox.
-const PAGE: u32 = 500;
-/// How often a stream looks at the outbox when nothing in this process woke it: how
-/// late alerts written by another replica arrive at most.
-const POLL: Duration = Duration::from_millis(200);
+use crate::store::{AlertFilter, ResourceKind, Store};
 
 fn encode(cursor: (i64, i64)) -> String {
     format!("v1.{}.{}", cursor.0, cursor.1)
@@ -44,10 +37,9 @@ fn alert_kind(kind: &str) -> pb::AlertKind {
     }
 }
 
-fn to_pb(a: &AlertRow) -> Result<pb::Alert, Status> {
-    let kind: EventKind = serde_json::from_str(&a.body)
-        .map_err(|e| Status::from(ApiError::Internal(format!("alert {}: {e}", a.cursor.1))))?;
-    Ok(pb::Alert {
+fn to_pb(alert: &Alert) -> pb::Alert {
+    let (a, kind) = (&alert.row, &alert.event);
+    pb::Alert {
         cursor: encode(a.cursor),
         organization: format!("organizations/{}", a.organization),
         ticket: format!("tickets/{}", a.ticket_id),
@@ -55,14 +47,14 @@ fn to_pb(a: &AlertRow) -> Result<pb::Alert, Status> {
         kind: alert_kind(&a.kind) as i32,
         event: Some(pb::TicketEvent {
             occurred_time: Some(cv::timestamp(a.occurred_at)),
-            kind: Some(cv::event_kind_to_pb(&kind, a.occurred_at)),
+            kind: Some(cv::event_kind_to_pb(kind, a.occurred_at)),
             sequence: a.event_seq,
             recorded_by: SYSTEM_ACTOR.to_string(),
             record_time: Some(cv::timestamp(a.recorded_at)),
             ..Default::default()
         }),
         record_time: Some(cv::timestamp(a.recorded_at)),
-    })
+    }
 }
 
 type AlertStream = Pin<Box<dyn Stream<Item = Result<pb::Alert, Status>> + Send>>;
@@ -114,59 +106,14 @@ impl<S: Store> pb::alert_service_server::AlertService for Api<S> {
             organization,
             metric,
         };
-        let app = Arc::clone(&self.app);
-        let mut cursor = cursor.unwrap_or((i64::MIN, i64::MIN));
-        if r.from_now {
-            // Skip to the end of what is readable now.
-            loop {
-                let page = app
-                    .store
-                    .alerts_after(cursor, &AlertFilter::default(), PAGE)
-                    .await
-                    .map_err(ApiError::from)?;
-                match page.last() {
-                    Some(last) => cursor = last.cursor,
-                    None => break,
-                }
-            }
-        }
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::Alert, Status>>(256);
-        // For the outbox backlog metric; unregistered when the stream ends.
-        let position = app.metrics.watcher();
-        tokio::spawn(async move {
-            loop {
-                // Register for the wake-up before reading, so a commit in between is not
-                // missed.
-                let woken = app.alerts_written.notified();
-                tokio::pin!(woken);
-                woken.as_mut().enable();
-                let page = match app.store.alerts_after(cursor, &filter, PAGE).await {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(ApiError::from(e).into())).await;
-                        return;
-                    }
-                };
-                for a in &page {
-                    cursor = a.cursor;
-                    if tx.send(to_pb(a)).await.is_err() {
-                        // The client went away.
-                        return;
-                    }
-                    position.delivered(a.cursor.1);
-                }
-                if page.len() < PAGE as usize {
-                    position.caught_up();
-                    tokio::select! {
-                        () = &mut woken => {}
-                        () = tokio::time::sleep(POLL) => {}
-                        () = tx.closed() => return,
-                    }
-                }
-            }
-        });
+        let rx = self
+            .app
+            .watch_alerts(filter, cursor, r.from_now)
+            .await
+            .map_err(Status::from)?;
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+            tokio_stream::wrappers::ReceiverStream::new(rx)
+                .map(|r| r.map(|a| to_pb(&a)).map_err(Status::from)),
         )))
     }
 }

@@ -10,7 +10,7 @@ use tonic::codec::{BufferSettings, Codec, DecodeBuf, Decoder};
 use tonic::codegen::http;
 use tonic_prost::ProstEncoder;
 
-use super::error::{ApiError, ErrorReason, Violation};
+use super::error::{AppError, ErrorReason, Violation};
 
 /// `application/grpc+proto` through prost, with undecodable input reported as the
 /// caller's.
@@ -69,9 +69,9 @@ pub fn undecodable(e: &prost::DecodeError) -> Status {
     let (field, reason) = field_of(&e.to_string());
     let description = format!("the request cannot be decoded: {reason}");
     match field {
-        Some(field) => ApiError::InvalidArgument(vec![Violation { field, description }]).into(),
+        Some(field) => AppError::InvalidArgument(vec![Violation { field, description }]).into(),
         // Without a field, still the one mapping: an ErrorInfo with its reason.
-        None => ApiError::reasoned(ErrorReason::InvalidRequest, description).into(),
+        None => AppError::reasoned(ErrorReason::InvalidRequest, description).into(),
     }
 }
 
@@ -189,7 +189,7 @@ where
                 return Ok(response);
             }
             let (_, reason) = field_of(status.message());
-            Ok(Status::from(ApiError::invalid(
+            Ok(Status::from(AppError::invalid(
                 "",
                 format!("the request cannot be decoded: {reason}"),
             ))

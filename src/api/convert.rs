@@ -6,10 +6,11 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, NaiveDate, TimeDelta, Utc};
 use chrono_tz::Tz;
 
-use super::error::{ApiError, ApiResult, Check};
+use super::error::{AppError, AppResult, Check};
 use super::pb;
+use crate::app::catalog::{OrganizationField, OrganizationPatch};
 use crate::domain::calendar::{CalendarSpec, Hours, Window, parse_zone};
-use crate::domain::clock::{ClockState, ClockView, EndReason, NotStartedReason, TicketState};
+use crate::domain::clock::{ClockState, ClockView, EndReason, NotStartedReason};
 use crate::domain::limits;
 use crate::domain::names::{
     CustomEventName, ExternalId, MetricName, PlanName, PriorityLabel, RequestType, ResourceId,
@@ -22,7 +23,7 @@ use crate::domain::policy::{
 };
 use crate::domain::status::Status;
 use crate::domain::ticket::{Actor, EventKind};
-use crate::store::{NewEvent, ResourceKind, ResourceVersion, StoredEvent, TicketRecord};
+use crate::store::{NewEvent, ResourceKind, ResourceVersion, StoredEvent};
 
 /// The longest `request_id` accepted.
 pub const MAX_REQUEST_ID: usize = 128;
@@ -414,9 +415,9 @@ pub fn calendar_definition_to_pb(s: &CalendarSpec) -> pb::CalendarDefinition {
     }
 }
 
-pub fn calendar_to_pb(v: &ResourceVersion) -> ApiResult<pb::Calendar> {
+pub fn calendar_to_pb(v: &ResourceVersion) -> AppResult<pb::Calendar> {
     let spec: CalendarSpec =
-        serde_json::from_str(&v.body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::from_str(&v.body).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(pb::Calendar {
         name: name_of(ResourceKind::Calendar, &v.id),
         display_name: v.display_name.clone(),
@@ -431,33 +432,16 @@ pub fn calendar_to_pb(v: &ResourceVersion) -> ApiResult<pb::Calendar> {
 
 // ---------------------------------------------------------------- organisations
 
-pub fn organization(
+fn bindings(
     c: &mut Check,
     field: &str,
-    o: Option<&pb::Organization>,
-) -> Option<Organization> {
-    let Some(o) = o else {
-        c.fail(field, "is required");
-        return None;
-    };
-    let display = display_name(c, &format!("{field}.display_name"), &o.display_name);
-    let tz = zone(c, &format!("{field}.time_zone"), &o.time_zone);
-    let plan = optional(c, &format!("{field}.plan"), &o.plan, PlanName::parse);
-    let policy = resource_name(
-        c,
-        &format!("{field}.policy"),
-        &o.policy,
-        ResourceKind::Policy,
-    );
+    list: &[pb::CalendarBinding],
+) -> Option<Vec<CalendarBinding>> {
+    let before = c.count();
     let mut calendars = Vec::new();
-    let bindings = limited(
-        c,
-        &format!("{field}.calendars"),
-        &o.calendars,
-        limits::BINDINGS,
-    );
+    let bindings = limited(c, field, list, limits::BINDINGS);
     for (i, b) in bindings.iter().enumerate() {
-        let f = format!("{field}.calendars[{i}]");
+        let f = format!("{field}[{i}]");
         let slot = c.ok(format!("{f}.slot"), SlotName::parse(&b.slot));
         let calendar = resource_name(
             c,
@@ -528,30 +512,34 @@ pub fn organization(
             });
         }
     }
+    (c.count() == before).then_some(calendars)
+}
+
+fn external_refs(
+    c: &mut Check,
+    field: &str,
+    list: &[pb::ExternalReference],
+) -> Option<Vec<ExternalRef>> {
+    let before = c.count();
     let mut external_ids = Vec::new();
-    let listed = limited(
-        c,
-        &format!("{field}.external_ids"),
-        &o.external_ids,
-        limits::EXTERNAL_IDS,
-    );
+    let listed = limited(c, field, list, limits::EXTERNAL_IDS);
     for (i, e) in listed.iter().enumerate() {
-        let f = format!("{field}.external_ids[{i}]");
+        let f = format!("{field}[{i}]");
         let system = c.ok(format!("{f}.system"), ExternalId::parse(&e.system));
         let id = c.ok(format!("{f}.id"), ExternalId::parse(&e.id));
         if let (Some(system), Some(id)) = (system, id) {
             external_ids.push(ExternalRef { system, id });
         }
     }
+    (c.count() == before).then_some(external_ids)
+}
+
+fn contacts(c: &mut Check, field: &str, list: &[pb::Contact]) -> Option<Vec<Contact>> {
+    let before = c.count();
     let mut contacts = Vec::new();
-    let listed = limited(
-        c,
-        &format!("{field}.contacts"),
-        &o.contacts,
-        limits::CONTACTS,
-    );
+    let listed = limited(c, field, list, limits::CONTACTS);
     for (i, ct) in listed.iter().enumerate() {
-        let f = format!("{field}.contacts[{i}]");
+        let f = format!("{field}[{i}]");
         let id = c.ok(format!("{f}.contact_id"), ExternalId::parse(&ct.contact_id));
         let name = display_name(c, &format!("{f}.display_name"), &ct.display_name);
         let role = optional(c, &format!("{f}.role"), &ct.role, RoleName::parse);
@@ -577,18 +565,23 @@ pub fn organization(
             });
         }
     }
+    (c.count() == before).then_some(contacts)
+}
+
+pub fn organization(
+    c: &mut Check,
+    field: &str,
+    o: Option<&pb::Organization>,
+) -> Option<Organization> {
+    let Some(o) = o else {
+        c.fail(field, "is required");
+        return None;
+    };
+    let patch = organization_patch(c, field, o, &OrganizationField::ALL);
     if !c.is_clean() {
         return None;
     }
-    let org = Organization {
-        display_name: display?,
-        zone: tz?,
-        plan: plan?,
-        policy: policy?,
-        calendars,
-        external_ids,
-        contacts,
-    };
+    let org = patch.into_whole()?;
     if let Err(errors) = org.check() {
         for e in errors {
             c.fail(format!("{field}.{}", e.path), e.reason);
@@ -598,9 +591,50 @@ pub fn organization(
     Some(org)
 }
 
-pub fn organization_to_pb(v: &ResourceVersion) -> ApiResult<pb::Organization> {
+/// The fields of `o` an update mask names, parsed; the others are left unset.
+pub fn organization_patch(
+    c: &mut Check,
+    field: &str,
+    o: &pb::Organization,
+    fields: &[OrganizationField],
+) -> OrganizationPatch {
+    let mut p = OrganizationPatch::default();
+    for f in fields {
+        match f {
+            OrganizationField::DisplayName => {
+                p.display_name = display_name(c, &format!("{field}.display_name"), &o.display_name)
+            }
+            OrganizationField::TimeZone => {
+                p.zone = zone(c, &format!("{field}.time_zone"), &o.time_zone)
+            }
+            OrganizationField::Plan => {
+                p.plan = optional(c, &format!("{field}.plan"), &o.plan, PlanName::parse)
+            }
+            OrganizationField::Policy => {
+                p.policy = resource_name(
+                    c,
+                    &format!("{field}.policy"),
+                    &o.policy,
+                    ResourceKind::Policy,
+                )
+            }
+            OrganizationField::Calendars => {
+                p.calendars = bindings(c, &format!("{field}.calendars"), &o.calendars)
+            }
+            OrganizationField::ExternalIds => {
+                p.external_ids = external_refs(c, &format!("{field}.external_ids"), &o.external_ids)
+            }
+            OrganizationField::Contacts => {
+                p.contacts = contacts(c, &format!("{field}.contacts"), &o.contacts)
+            }
+        }
+    }
+    p
+}
+
+pub fn organization_to_pb(v: &ResourceVersion) -> AppResult<pb::Organization> {
     let o: Organization =
-        serde_json::from_str(&v.body).map_err(|e| ApiError::Internal(e.to_string()))?;
+        serde_json::from_str(&v.body).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(pb::Organization {
         name: name_of(ResourceKind::Organization, &v.id),
         display_name: o.display_name.to_string(),
@@ -1228,8 +1262,8 @@ pub fn policy_definition_to_pb(p: &Policy) -> pb::PolicyDefinition {
     }
 }
 
-pub fn policy_to_pb(v: &ResourceVersion) -> ApiResult<pb::Policy> {
-    let p: Policy = serde_json::from_str(&v.body).map_err(|e| ApiError::Internal(e.to_string()))?;
+pub fn policy_to_pb(v: &ResourceVersion) -> AppResult<pb::Policy> {
+    let p: Policy = serde_json::from_str(&v.body).map_err(|e| AppError::Internal(e.to_string()))?;
     Ok(pb::Policy {
         name: name_of(ResourceKind::Policy, &v.id),
         display_name: v.display_name.clone(),
@@ -1458,26 +1492,6 @@ fn state_to_pb(s: ClockState) -> pb::ClockState {
     }
 }
 
-pub fn state_name(s: ClockState) -> &'static str {
-    match s {
-        ClockState::NotStarted => "not_started",
-        ClockState::Running => "running",
-        ClockState::Paused => "paused",
-        ClockState::Met => "met",
-        ClockState::Breached => "breached",
-        ClockState::Cancelled => "cancelled",
-        ClockState::Fired => "fired",
-        ClockState::Stopped => "stopped",
-    }
-}
-
-pub fn kind_name(k: ClockKind) -> &'static str {
-    match k {
-        ClockKind::Promise => "promise",
-        ClockKind::Timer => "timer",
-    }
-}
-
 pub fn kind_to_pb(k: &str) -> pb::ClockKind {
     match k {
         "timer" => pb::ClockKind::Timer,
@@ -1550,15 +1564,14 @@ pub fn clock_to_pb(v: &ClockView, policy: &Policy) -> pb::Clock {
 }
 
 /// A ticket as the API shows it.
-pub fn ticket_to_pb(
-    r: &TicketRecord,
-    state: &TicketState,
-    policy: &Policy,
-    events: Option<&[StoredEvent]>,
-    as_of: DateTime<Utc>,
-) -> pb::Ticket {
+pub fn ticket_to_pb(v: &crate::app::tickets::TicketView) -> pb::Ticket {
+    let (r, state, policy, as_of) = (&v.record, &v.state, &*v.policy, v.as_of);
     let t = &r.ticket;
-    let mut events: Vec<&StoredEvent> = events.map(|e| e.iter().collect()).unwrap_or_default();
+    let mut events: Vec<&StoredEvent> = v
+        .events
+        .as_ref()
+        .map(|e| e.iter().collect())
+        .unwrap_or_default();
     events.sort_by_key(|e| (e.event.occurred_at, e.event.seq));
     pb::Ticket {
         name: format!("tickets/{}", t.id),
@@ -1592,5 +1605,27 @@ pub fn ticket_to_pb(
         events: events.into_iter().map(event_to_pb).collect(),
         as_of_time: Some(timestamp(as_of)),
         create_time: Some(timestamp(r.created_at)),
+    }
+}
+
+pub fn preview_to_pb(p: &crate::app::preview::ChangePreview) -> pb::ChangePreview {
+    let clock = |c: &crate::app::preview::PreviewedClock| pb::PreviewedClock {
+        ticket: format!("tickets/{}", c.ticket),
+        organization: name_of(ResourceKind::Organization, &c.organization),
+        metric: c.metric.clone(),
+        instance: c.instance as i32,
+        current_deadline_time: opt_timestamp(c.before),
+        new_deadline_time: opt_timestamp(c.after),
+        newly_breached: c.newly_breached,
+    };
+    pb::ChangePreview {
+        tickets_examined: p.tickets_examined as i64,
+        clocks_moved: p.clocks_moved as i64,
+        max_earlier: Some(duration(p.max_earlier)),
+        max_later: Some(duration(p.max_later)),
+        newly_breached: p.newly_breached.iter().map(clock).collect(),
+        largest_moves: p.largest_moves.iter().map(clock).collect(),
+        truncated: p.truncated,
+        newly_breached_count: p.newly_breached_count as i64,
     }
 }

@@ -1,84 +1,30 @@
-//! Prepaid hours over gRPC: plans, hours contracts, ledger writes and statements.
-//!
-//! Every write locks its account row, decides on the account's fold (kept in memory
-//! between writes and brought up to date from the entries posted since), appends what the
-//! ledger decided, and stores the answer under the request's idempotency key, in one
-//! transaction. Reads first post the period closes that have fallen due, exactly once.
+//! The gRPC transport of prepaid hours (`HoursService`): plans, hours contracts, ledger
+//! writes and statements, parsed into domain values and rendered as proto; the use cases
+//! are `app::hours`.
 
-use std::collections::{BTreeMap, HashMap};
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, PoisonError};
 
-use chrono::{DateTime, NaiveDate, Utc};
-use tokio_stream::Stream;
+use tokio_stream::{Stream, StreamExt as _};
 use tonic::{Request, Response, Status};
 
-use super::app::{App, Reader, parse_body};
-use super::catalog::{json, key};
+use super::catalog::{key, legacy_of};
 use super::convert::{self as cv};
-use super::error::{ApiError, ApiResult, Check};
-use super::fingerprint::Fingerprint;
-use super::page;
+use super::error::{AppError, AppResult, Check};
 use super::pb;
 use super::{Api, client_of};
-use crate::domain::catalog::Dated;
+use crate::app::answer::Idempotency;
+use crate::app::catalog::json;
+use crate::app::fingerprint::Fingerprint;
+use crate::app::hours::{Balance, LedgerWrite, StatementView};
+use crate::app::parse_body;
 use crate::domain::hours::{HoursContractSpec, PlanAssignment, plan_name};
 use crate::domain::ledger::{
-    ActivityKind, BucketName, BucketTerms, Command, Contract, Currency, Entry, EntryKind,
-    ErrorClass, FreeActivity, Frequency, Ledger, LedgerError, Overage, PeriodKey, PeriodUnit, Plan,
-    Rollover, Statement, TicketRef, Usage, authorised_by_main_stakeholder,
+    ActivityKind, BucketName, BucketTerms, Command, Currency, Entry, EntryKind, FreeActivity,
+    Frequency, LedgerError, Overage, PeriodKey, PeriodUnit, Plan, Rollover, Statement, Usage,
 };
 use crate::domain::limits;
 use crate::domain::names::{ExternalId, ResourceId, ShortText};
-use crate::domain::organization::Organization;
-use crate::domain::ticket::EventKind;
-use crate::store::{IdempotencyKey, ResourceKind, Store, StoreError, StoreTx};
-
-/// An organisation's hours context: the organisation, its contract and the ledger
-/// contract assembled from its plans.
-pub struct HoursContext {
-    pub organization: Organization,
-    pub contract: Contract,
-    pub buckets: Vec<BucketName>,
-}
-
-/// Caches of the hours side of [`App`]: contexts by catalogue epoch, and each account's
-/// fold with the epoch it was built under.
-#[derive(Default)]
-pub struct HoursCache {
-    contexts: Mutex<HashMap<ResourceId, (i64, Arc<HoursContext>)>>,
-    ledgers: Mutex<HashMap<(ResourceId, BucketName), (i64, Ledger)>>,
-}
-
-/// Most cached account folds; beyond it the cache starts over.
-const MAX_LEDGERS: usize = 10_000;
-
-impl From<LedgerError> for ApiError {
-    fn from(e: LedgerError) -> Self {
-        let message = e.to_string();
-        match (e.class(), e) {
-            (_, LedgerError::InvalidTerms(v)) => ApiError::InvalidArgument(
-                v.into_iter()
-                    .map(|v| super::error::Violation {
-                        field: v.path,
-                        description: v.reason,
-                    })
-                    .collect(),
-            ),
-            (_, LedgerError::InvalidMinutes { field, reason }) => ApiError::invalid(field, reason),
-            (ErrorClass::InvalidArgument, _) => {
-                ApiError::InvalidArgument(vec![super::error::Violation {
-                    field: "request".into(),
-                    description: message,
-                }])
-            }
-            (ErrorClass::NotFound, _) => ApiError::NotFound(message),
-            (ErrorClass::AlreadyExists, _) => ApiError::AlreadyExists(message),
-            (ErrorClass::FailedPrecondition, _) => ApiError::FailedPrecondition(message),
-            (ErrorClass::Internal, _) => ApiError::Internal(message),
-        }
-    }
-}
+use crate::store::{ResourceKind, Store};
 
 // ---------------------------------------------------------------- parsing
 
@@ -224,7 +170,7 @@ fn plan(c: &mut Check, field: &str, id: &ResourceId, buckets: &[pb::BucketTerms]
 
 // ---------------------------------------------------------------- rendering
 
-fn plan_to_pb(v: &crate::store::ResourceVersion) -> ApiResult<pb::Plan> {
+fn plan_to_pb(v: &crate::store::ResourceVersion) -> AppResult<pb::Plan> {
     let p: Plan = parse_body(v)?;
     Ok(pb::Plan {
         name: cv::name_of(ResourceKind::Plan, &v.id),
@@ -288,7 +234,7 @@ fn bucket_terms_to_pb(t: &BucketTerms) -> pb::BucketTerms {
     }
 }
 
-fn contract_to_pb(v: &crate::store::ResourceVersion) -> ApiResult<pb::HoursContract> {
+fn contract_to_pb(v: &crate::store::ResourceVersion) -> AppResult<pb::HoursContract> {
     let spec: HoursContractSpec = parse_body(v)?;
     Ok(pb::HoursContract {
         organization: cv::name_of(ResourceKind::Organization, &v.id),
@@ -360,17 +306,13 @@ pub fn entry_to_pb(e: &Entry) -> pb::LedgerEntry {
     }
 }
 
-fn balance_of(
-    org: &ResourceId,
-    s: &Statement,
-    as_of: DateTime<Utc>,
-    zone: chrono_tz::Tz,
-) -> pb::Balance {
+fn balance_to_pb(b: &Balance) -> pb::Balance {
+    let s = &b.statement;
     pb::Balance {
-        organization: cv::name_of(ResourceKind::Organization, org),
+        organization: cv::name_of(ResourceKind::Organization, &b.organization),
         bucket: s.bucket.as_str().to_string(),
         period_start: s.period.to_string(),
-        period_end: s.ends_at.with_timezone(&zone).date_naive().to_string(),
+        period_end: s.ends_at.with_timezone(&b.zone).date_naive().to_string(),
         granted: s.granted,
         rolled_in: s.rolled_in,
         consumed_from_allowance: s.consumed_from_allowance,
@@ -379,7 +321,28 @@ fn balance_of(
         overage_minutes: s.overage_minutes,
         balance: s.closing,
         closed: s.closed,
-        as_of_time: Some(cv::timestamp(as_of)),
+        as_of_time: Some(cv::timestamp(b.as_of)),
+    }
+}
+
+/// The stored answer of a ledger write.
+fn write_to_pb(w: &LedgerWrite) -> pb::LedgerWriteResponse {
+    pb::LedgerWriteResponse {
+        entries: w.entries.iter().map(entry_to_pb).collect(),
+        balance: Some(balance_to_pb(&w.balance)),
+    }
+}
+
+pub fn statement_to_pb(v: &StatementView) -> pb::Statement {
+    pb::Statement {
+        organization: cv::name_of(ResourceKind::Organization, &v.organization),
+        date: v.date.to_string(),
+        buckets: v
+            .buckets
+            .iter()
+            .map(|s| bucket_statement(s, v.with_entries, v.zone))
+            .collect(),
+        as_of_time: Some(cv::timestamp(v.as_of)),
     }
 }
 
@@ -428,294 +391,8 @@ fn bucket_statement(s: &Statement, with_entries: bool, zone: chrono_tz::Tz) -> p
 
 // ---------------------------------------------------------------- the shell
 
-fn actor(client: &str) -> ApiResult<ExternalId> {
-    ExternalId::parse(client).map_err(|e| ApiError::Internal(e.to_string()))
-}
-
-impl<S: Store> App<S> {
-    /// The organisation's hours context, cached while the catalogue is unchanged, and the
-    /// catalogue epoch it is valid for (what the ledger cache is keyed on too).
-    async fn hours_context(
-        &self,
-        reader: &mut Reader<'_, S>,
-        org: &ResourceId,
-    ) -> ApiResult<(i64, Arc<HoursContext>)> {
-        let epoch = reader.catalog_epoch().await?;
-        if let Some((at, ctx)) = self
-            .hours
-            .contexts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(org)
-            && *at == epoch
-        {
-            return Ok((epoch, Arc::clone(ctx)));
-        }
-        let org_v = reader
-            .resource_opt(ResourceKind::Organization, org)
-            .await?
-            .ok_or_else(|| ApiError::NotFound(cv::name_of(ResourceKind::Organization, org)))?;
-        let organization: Organization = parse_body(&org_v)?;
-        let contract_v = reader
-            .resource_opt(ResourceKind::HoursContract, org)
-            .await?
-            .ok_or_else(|| {
-                ApiError::FailedPrecondition(format!(
-                    "{} has no hours contract: SetHoursContract first",
-                    cv::name_of(ResourceKind::Organization, org)
-                ))
-            })?;
-        let spec: HoursContractSpec = parse_body(&contract_v)?;
-        let mut plans: BTreeMap<ResourceId, Vec<Dated<Plan>>> = BTreeMap::new();
-        for id in spec.plans() {
-            let versions = reader.versions(ResourceKind::Plan, id).await?;
-            let dated = versions
-                .iter()
-                .map(|v| {
-                    Ok(Dated {
-                        effective_at: v.effective_at,
-                        value: parse_body(v)?,
-                    })
-                })
-                .collect::<ApiResult<Vec<_>>>()?;
-            plans.insert(id.clone(), dated);
-        }
-        let contract = spec.contract(organization.zone, &plans)?;
-        let buckets = HoursContractSpec::buckets(&plans).into_iter().collect();
-        let ctx = Arc::new(HoursContext {
-            organization,
-            contract,
-            buckets,
-        });
-        let mut cache = self
-            .hours
-            .contexts
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        cache.insert(org.clone(), (epoch, Arc::clone(&ctx)));
-        Ok((epoch, ctx))
-    }
-
-    fn cached_ledger(&self, org: &ResourceId, bucket: &BucketName) -> Option<(i64, Ledger)> {
-        self.hours
-            .ledgers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(&(org.clone(), bucket.clone()))
-    }
-
-    fn keep_ledger(&self, org: &ResourceId, epoch: i64, ledger: Ledger) {
-        let mut cache = self
-            .hours
-            .ledgers
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if cache.len() >= MAX_LEDGERS {
-            cache.clear();
-        }
-        cache.insert((org.clone(), ledger.bucket().clone()), (epoch, ledger));
-    }
-
-    /// The account's fold as of `next_seq` entries: the cached one brought up to date,
-    /// or folded from all entries.
-    async fn ledger(
-        &self,
-        reader: &mut Reader<'_, S>,
-        ctx: &HoursContext,
-        epoch: i64,
-        org: &ResourceId,
-        bucket: &BucketName,
-        next_seq: u64,
-    ) -> ApiResult<Ledger> {
-        if let Some((at, mut ledger)) = self.cached_ledger(org, bucket)
-            && at == epoch
-            && ledger.next_seq() <= next_seq
-        {
-            if ledger.next_seq() < next_seq {
-                let more = reader
-                    .account_entries(org, bucket.as_str(), ledger.next_seq())
-                    .await?;
-                ledger.apply(more)?;
-            }
-            return Ok(ledger);
-        }
-        let entries = reader.account_entries(org, bucket.as_str(), 1).await?;
-        Ok(Ledger::new(&ctx.contract, bucket.clone(), entries)?)
-    }
-
-    /// One ledger write: lock the account, decide, append, answer.
-    async fn ledger_write(
-        &self,
-        key: IdempotencyKey,
-        fp: Fingerprint,
-        org: &ResourceId,
-        bucket: &BucketName,
-        command: impl FnOnce(&HoursContext, &Ledger) -> ApiResult<Command>,
-    ) -> ApiResult<pb::LedgerWriteResponse> {
-        let mut tx = self.store.begin().await?;
-        if let Some(answer) = self
-            .claim::<pb::LedgerWriteResponse>(&mut tx, &key, &fp)
-            .await?
-        {
-            return Ok(answer);
-        }
-        let next_seq = tx.lock_account(org, bucket.as_str()).await?;
-        let mut reader = Reader::Tx(&mut tx);
-        let (epoch, ctx) = self.hours_context(&mut reader, org).await?;
-        let mut ledger = self
-            .ledger(&mut reader, &ctx, epoch, org, bucket, next_seq)
-            .await?;
-        let command = command(&ctx, &ledger)?;
-        let now = self.now();
-        let entries = ledger.decide(&command, now)?;
-        tx.append_entries(org, bucket.as_str(), &entries).await?;
-        ledger.apply(entries.clone())?;
-        let period = match entries.last() {
-            Some(e) => e.period,
-            None => ledger.period_at(now)?,
-        };
-        let statement = ledger.summary(period)?;
-        let answer = pb::LedgerWriteResponse {
-            entries: entries.iter().map(entry_to_pb).collect(),
-            balance: Some(balance_of(org, &statement, now, ctx.organization.zone)),
-        };
-        // Back into the cache before the commit releases the account's lock, so the next
-        // writer finds it. Should the commit fail, the cached fold is ahead of the stored
-        // entries, and the next writer sees that from the account's number and refolds.
-        self.keep_ledger(org, epoch, ledger);
-        self.finish(tx, &key, &answer).await?;
-        self.metrics.ledger_entries(bucket.as_str(), &entries);
-        Ok(answer)
-    }
-
-    /// The account as of now, with the period closes that fell due posted first.
-    async fn settled_ledger(
-        &self,
-        org: &ResourceId,
-        bucket: &BucketName,
-    ) -> ApiResult<(Arc<HoursContext>, Ledger)> {
-        let now = self.now();
-        let mut reader = Reader::Pool(&self.store);
-        let (epoch, ctx) = self.hours_context(&mut reader, org).await?;
-        if !ctx.buckets.contains(bucket) {
-            return Err(ApiError::NotFound(format!(
-                "bucket {bucket}: the hours contract of {} has no such bucket",
-                cv::name_of(ResourceKind::Organization, org)
-            )));
-        }
-        let next_seq = self
-            .store
-            .account_next_seq(org, bucket.as_str())
-            .await?
-            .unwrap_or(1);
-        let ledger = self
-            .ledger(&mut reader, &ctx, epoch, org, bucket, next_seq)
-            .await?;
-        if ledger.decide(&Command::ClosePeriods, now)?.is_empty() {
-            let copy = ledger.clone();
-            self.keep_ledger(org, epoch, ledger);
-            return Ok((ctx, copy));
-        }
-        // Closes fell due: post them, once, under the account's lock.
-        self.keep_ledger(org, epoch, ledger);
-        let mut tx = self.store.begin().await?;
-        let next_seq = tx.lock_account(org, bucket.as_str()).await?;
-        let mut reader = Reader::Tx(&mut tx);
-        let (epoch, ctx) = self.hours_context(&mut reader, org).await?;
-        let mut ledger = self
-            .ledger(&mut reader, &ctx, epoch, org, bucket, next_seq)
-            .await?;
-        let entries = ledger.decide(&Command::ClosePeriods, now)?;
-        tx.append_entries(org, bucket.as_str(), &entries).await?;
-        ledger.apply(entries)?;
-        let copy = ledger.clone();
-        self.keep_ledger(org, epoch, ledger);
-        tx.commit().await?;
-        Ok((ctx, copy))
-    }
-
-    async fn statement(
-        &self,
-        org: &ResourceId,
-        date: NaiveDate,
-        with_entries: bool,
-    ) -> ApiResult<pb::Statement> {
-        let now = self.now();
-        let (_, ctx) = self
-            .hours_context(&mut Reader::Pool(&self.store), org)
-            .await?;
-        let mut buckets = Vec::new();
-        for bucket in &ctx.buckets {
-            let (_, ledger) = self.settled_ledger(org, bucket).await?;
-            let Some(period) = ledger.clock().rule.period_of(date) else {
-                continue;
-            };
-            if period < ledger.first_period() {
-                continue;
-            }
-            let s = if with_entries {
-                ledger.statement(period)?
-            } else {
-                ledger.summary(period)?
-            };
-            buckets.push(bucket_statement(&s, with_entries, ctx.organization.zone));
-        }
-        Ok(pb::Statement {
-            organization: cv::name_of(ResourceKind::Organization, org),
-            date: date.to_string(),
-            buckets,
-            as_of_time: Some(cv::timestamp(now)),
-        })
-    }
-
-    /// The ticket a usage or hold names, checked against the organisation; nothing is
-    /// read without one (the write itself reads the hours context, in its transaction).
-    async fn usage_ticket(
-        &self,
-        org: &ResourceId,
-        ticket: Option<String>,
-    ) -> ApiResult<Option<TicketRef>> {
-        let Some(ticket) = ticket else {
-            return Ok(None);
-        };
-        let (_, ctx) = self
-            .hours_context(&mut Reader::Pool(&self.store), org)
-            .await?;
-        self.ticket_ref(&ctx, org, &ticket).await.map(Some)
-    }
-
-    /// Whether a ticket's work was authorised by the organisation's main stakeholder.
-    async fn ticket_ref(
-        &self,
-        ctx: &HoursContext,
-        org: &ResourceId,
-        ticket: &str,
-    ) -> ApiResult<TicketRef> {
-        // Another organisation's ticket is answered as one that does not exist: the
-        // answer must not tell whose it is.
-        let not_found = || {
-            ApiError::NotFound(format!(
-                "tickets/{ticket} in {}",
-                cv::name_of(ResourceKind::Organization, org)
-            ))
-        };
-        match self.store.get_ticket(ticket).await {
-            Ok(r) if &r.ticket.organization == org => {}
-            Ok(_) | Err(StoreError::NotFound(_)) => return Err(not_found()),
-            Err(e) => return Err(e.into()),
-        }
-        let events = self.store.ticket_events(ticket).await?;
-        let authorised = events.iter().any(|e| {
-            matches!(e.event.kind, EventKind::WorkAuthorised)
-                && e.event.actor.contact.as_ref().is_some_and(|c| {
-                    authorised_by_main_stakeholder(&ctx.organization, c, e.event.occurred_at)
-                })
-        });
-        Ok(TicketRef {
-            id: ExternalId::parse(ticket).map_err(|e| ApiError::Internal(e.to_string()))?,
-            authorised_by_main_stakeholder: authorised,
-        })
-    }
+fn actor(client: &str) -> AppResult<ExternalId> {
+    ExternalId::parse(client).map_err(|e| AppError::Internal(e.to_string()))
 }
 
 /// Organisation, bucket and request id of a ledger write.
@@ -745,7 +422,7 @@ fn opt<T, E: std::fmt::Display>(
     }
 }
 
-fn respond<M>(r: ApiResult<M>) -> Result<Response<M>, Status> {
+fn respond<M>(r: AppResult<M>) -> Result<Response<M>, Status> {
     r.map(Response::new).map_err(Status::from)
 }
 
@@ -771,17 +448,22 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let (((id, display), plan), rid) = parsed?;
+                let idem = Idempotency {
+                    key: key(&client, "CreatePlan", rid),
+                    legacy: legacy_of(&[("plan_id", &r.plan_id), ("plan", &r.plan)]),
+                };
                 let fp = Fingerprint::new()
-                    .with("plan_id", &r.plan_id)
-                    .with("plan", &r.plan);
+                    .with("plan_id", &id)
+                    .with("display_name", &display)
+                    .with("plan", &plan);
                 self.app
                     .create_resource(
-                        (key(&client, "CreatePlan", rid), fp),
+                        (&idem, &fp),
                         ResourceKind::Plan,
                         &id,
                         display.as_str(),
                         json(&plan)?,
-                        plan_to_pb,
+                        &plan_to_pb,
                     )
                     .await
             }
@@ -807,13 +489,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                     }
                 };
                 let (id, version) = c.finish(id.zip(version))?;
-                plan_to_pb(
-                    &self
-                        .app
-                        .store
-                        .get_resource(ResourceKind::Plan, &id, version)
-                        .await?,
-                )
+                plan_to_pb(&self.app.resource(ResourceKind::Plan, &id, version).await?)
             }
             .await,
         )
@@ -825,19 +501,20 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
     ) -> Result<Response<pb::ListPlansResponse>, Status> {
         let r = req.into_inner();
         respond(
-            self.app
-                .list(
-                    ResourceKind::Plan,
-                    r.page_size,
-                    &r.page_token,
-                    false,
-                    plan_to_pb,
-                )
-                .await
-                .map(|(plans, next_page_token)| pb::ListPlansResponse {
-                    plans,
+            async {
+                let mut c = Check::new();
+                let size = cv::page_size(&mut c, "page_size", r.page_size);
+                let size = c.finish(size)?;
+                let (rows, next_page_token) = self
+                    .app
+                    .list(ResourceKind::Plan, size, &r.page_token, false)
+                    .await?;
+                Ok(pb::ListPlansResponse {
+                    plans: rows.iter().map(plan_to_pb).collect::<AppResult<_>>()?,
                     next_page_token,
-                }),
+                })
+            }
+            .await,
         )
     }
 
@@ -862,24 +539,34 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let ((((id, plan), effective), rid), expected) = parsed?;
+                let idem = Idempotency {
+                    key: key(&client, "UpdatePlan", rid),
+                    legacy: legacy_of(&[
+                        ("name", &r.name),
+                        ("display_name", &r.display_name),
+                        ("buckets", &r.buckets),
+                        ("effective_time", &r.effective_time),
+                        ("expected_version", &r.expected_version),
+                    ]),
+                };
                 let fp = Fingerprint::new()
-                    .with("name", &r.name)
+                    .with("name", &id)
                     .with("display_name", &r.display_name)
-                    .with("buckets", &r.buckets)
-                    .with("effective_time", &r.effective_time)
-                    .with("expected_version", &r.expected_version);
+                    .with("plan", &plan)
+                    .with("effective_time", &effective)
+                    .with("expected_version", &expected);
                 let body = json(&plan)?;
                 self.app
                     .update_resource(
-                        (key(&client, "UpdatePlan", rid), fp),
+                        (&idem, &fp),
                         (ResourceKind::Plan, &id),
                         Some(&r.display_name),
                         |current| {
-                            super::catalog::at_version(current, expected)?;
+                            crate::app::catalog::at_version(current, expected)?;
                             Ok(body)
                         },
                         effective,
-                        plan_to_pb,
+                        &plan_to_pb,
                     )
                     .await
             }
@@ -948,81 +635,13 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
             async {
                 let ((org, spec), rid) = parsed?;
                 super::note("organization", &org);
-                let org_v = self
-                    .app
-                    .require_live(ResourceKind::Organization, &org, "contract.organization")
-                    .await?;
-                let organization: Organization = parse_body(&org_v)?;
-                let mut plans = BTreeMap::new();
-                for id in spec.plans() {
-                    let versions = self
-                        .app
-                        .store
-                        .resource_versions(ResourceKind::Plan, id)
-                        .await
-                        .map_err(|e| match e {
-                            StoreError::NotFound(_) => ApiError::FailedPrecondition(format!(
-                                "contract.assignments: {} does not exist",
-                                cv::name_of(ResourceKind::Plan, id)
-                            )),
-                            e => e.into(),
-                        })?;
-                    let dated = versions
-                        .iter()
-                        .map(|v| {
-                            Ok(Dated {
-                                effective_at: v.effective_at,
-                                value: parse_body::<Plan>(v)?,
-                            })
-                        })
-                        .collect::<ApiResult<Vec<_>>>()?;
-                    plans.insert(id.clone(), dated);
-                }
-                // The contract must assemble: plans whose buckets change period units
-                // between them are refused now rather than at the first usage.
-                spec.contract(organization.zone, &plans)?;
-                let fp = Fingerprint::new().with("contract", &r.contract);
-                let key = key(&client, "SetHoursContract", rid);
-                let body = json(&spec)?;
-                let mut tx = self.app.store.begin().await?;
-                if let Some(answer) = self
-                    .app
-                    .claim::<pb::HoursContract>(&mut tx, &key, &fp)
-                    .await?
-                {
-                    return Ok(answer);
-                }
-                let now = self.app.now();
-                let v = match tx
-                    .get_resource(ResourceKind::HoursContract, &org, None)
-                    .await
-                {
-                    Ok(_) => {
-                        tx.add_version(
-                            ResourceKind::HoursContract,
-                            &org,
-                            org.as_str(),
-                            &body,
-                            now,
-                            now,
-                        )
-                        .await?
-                    }
-                    Err(StoreError::NotFound(_)) => {
-                        tx.create_resource(
-                            ResourceKind::HoursContract,
-                            &org,
-                            org.as_str(),
-                            &body,
-                            now,
-                        )
-                        .await?
-                    }
-                    Err(e) => return Err(e.into()),
+                let idem = Idempotency {
+                    key: key(&client, "SetHoursContract", rid),
+                    legacy: legacy_of(&[("contract", &r.contract)]),
                 };
-                let answer = contract_to_pb(&v)?;
-                self.app.finish(tx, &key, &answer).await?;
-                Ok(answer)
+                self.app
+                    .set_hours_contract(&idem, &org, spec, &contract_to_pb)
+                    .await
             }
             .await,
         )
@@ -1044,18 +663,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                     ResourceKind::Organization,
                 );
                 let org = c.finish(org)?;
-                let v = self
-                    .app
-                    .store
-                    .get_resource(ResourceKind::HoursContract, &org, None)
-                    .await
-                    .map_err(|e| match e {
-                        StoreError::NotFound(_) => {
-                            ApiError::NotFound(format!("hours contract of organizations/{org}"))
-                        }
-                        e => e.into(),
-                    })?;
-                contract_to_pb(&v)
+                contract_to_pb(&self.app.hours_contract(&org).await?)
             }
             .await,
         )
@@ -1098,20 +706,32 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                     parsed?;
                 super::note("organization", &org);
                 let ticket = self.app.usage_ticket(&org, ticket).await?;
+                let idem = Idempotency {
+                    key: key(&client, "RecordUsage", rid.clone()),
+                    legacy: legacy_of(&[
+                        ("organization", &r.organization),
+                        ("bucket", &r.bucket),
+                        ("minutes", &r.minutes),
+                        ("activity_kind", &r.activity_kind),
+                        ("service_time", &r.service_time),
+                        ("ticket", &r.ticket),
+                        ("contact_id", &r.contact_id),
+                        ("reason", &r.reason),
+                    ]),
+                };
                 let fp = Fingerprint::new()
-                    .with("organization", &r.organization)
-                    .with("bucket", &r.bucket)
-                    .with("minutes", &r.minutes)
-                    .with("activity_kind", &r.activity_kind)
-                    .with("service_time", &r.service_time)
-                    .with("ticket", &r.ticket)
-                    .with("contact_id", &r.contact_id)
-                    .with("reason", &r.reason);
+                    .with("organization", &org)
+                    .with("bucket", &bucket)
+                    .with("minutes", &minutes)
+                    .with("activity_kind", &activity)
+                    .with("service_time", &service_at)
+                    .with("ticket", &ticket.as_ref().map(|t| t.id.as_str()))
+                    .with("reason", &reason);
                 let actor = actor(&client)?;
                 self.app
                     .ledger_write(
-                        key(&client, "RecordUsage", rid),
-                        fp,
+                        &idem,
+                        &fp,
                         &org,
                         &bucket,
                         move |_, _| {
@@ -1124,6 +744,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                                 reason,
                             }))
                         },
+                        &write_to_pb,
                     )
                     .await
             }
@@ -1166,19 +787,31 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                 let (((((org, bucket), rid), (hold, minutes)), (service_at, activity)), ticket) =
                     parsed?;
                 let ticket = self.app.usage_ticket(&org, ticket).await?;
+                let idem = Idempotency {
+                    key: key(&client, "HoldMinutes", rid.clone()),
+                    legacy: legacy_of(&[
+                        ("organization", &r.organization),
+                        ("bucket", &r.bucket),
+                        ("hold_id", &r.hold_id),
+                        ("minutes", &r.minutes),
+                        ("service_time", &r.service_time),
+                        ("activity_kind", &r.activity_kind),
+                        ("ticket", &r.ticket),
+                    ]),
+                };
                 let fp = Fingerprint::new()
-                    .with("organization", &r.organization)
-                    .with("bucket", &r.bucket)
-                    .with("hold_id", &r.hold_id)
-                    .with("minutes", &r.minutes)
-                    .with("service_time", &r.service_time)
-                    .with("activity_kind", &r.activity_kind)
-                    .with("ticket", &r.ticket);
+                    .with("organization", &org)
+                    .with("bucket", &bucket)
+                    .with("hold_id", &hold)
+                    .with("minutes", &minutes)
+                    .with("service_time", &service_at)
+                    .with("activity_kind", &activity)
+                    .with("ticket", &ticket.as_ref().map(|t| t.id.as_str()));
                 let actor = actor(&client)?;
                 self.app
                     .ledger_write(
-                        key(&client, "HoldMinutes", rid),
-                        fp,
+                        &idem,
+                        &fp,
                         &org,
                         &bucket,
                         move |_, _| {
@@ -1191,6 +824,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                                 actor,
                             })
                         },
+                        &write_to_pb,
                     )
                     .await
             }
@@ -1219,16 +853,25 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let (((org, bucket), rid), (hold, minutes)) = parsed?;
+                let idem = Idempotency {
+                    key: key(&client, "CaptureHold", rid.clone()),
+                    legacy: legacy_of(&[
+                        ("organization", &r.organization),
+                        ("bucket", &r.bucket),
+                        ("hold_id", &r.hold_id),
+                        ("minutes", &r.minutes),
+                    ]),
+                };
                 let fp = Fingerprint::new()
-                    .with("organization", &r.organization)
-                    .with("bucket", &r.bucket)
-                    .with("hold_id", &r.hold_id)
-                    .with("minutes", &r.minutes);
+                    .with("organization", &org)
+                    .with("bucket", &bucket)
+                    .with("hold_id", &hold)
+                    .with("minutes", &minutes);
                 let actor = actor(&client)?;
                 self.app
                     .ledger_write(
-                        key(&client, "CaptureHold", rid),
-                        fp,
+                        &idem,
+                        &fp,
                         &org,
                         &bucket,
                         move |_, _| {
@@ -1238,6 +881,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                                 actor,
                             })
                         },
+                        &write_to_pb,
                     )
                     .await
             }
@@ -1260,16 +904,25 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let (((org, bucket), rid), (hold, reason)) = parsed?;
+                let idem = Idempotency {
+                    key: key(&client, "ReleaseHold", rid.clone()),
+                    legacy: legacy_of(&[
+                        ("organization", &r.organization),
+                        ("bucket", &r.bucket),
+                        ("hold_id", &r.hold_id),
+                        ("reason", &r.reason),
+                    ]),
+                };
                 let fp = Fingerprint::new()
-                    .with("organization", &r.organization)
-                    .with("bucket", &r.bucket)
-                    .with("hold_id", &r.hold_id)
-                    .with("reason", &r.reason);
+                    .with("organization", &org)
+                    .with("bucket", &bucket)
+                    .with("hold_id", &hold)
+                    .with("reason", &reason);
                 let actor = actor(&client)?;
                 self.app
                     .ledger_write(
-                        key(&client, "ReleaseHold", rid),
-                        fp,
+                        &idem,
+                        &fp,
                         &org,
                         &bucket,
                         move |_, _| {
@@ -1279,6 +932,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                                 reason,
                             })
                         },
+                        &write_to_pb,
                     )
                     .await
             }
@@ -1303,17 +957,26 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let (((org, bucket), rid), reason) = parsed?;
+                let idem = Idempotency {
+                    key: key(&client, "AdjustBalance", rid.clone()),
+                    legacy: legacy_of(&[
+                        ("organization", &r.organization),
+                        ("bucket", &r.bucket),
+                        ("minutes", &r.minutes),
+                        ("reason", &r.reason),
+                    ]),
+                };
                 let fp = Fingerprint::new()
-                    .with("organization", &r.organization)
-                    .with("bucket", &r.bucket)
+                    .with("organization", &org)
+                    .with("bucket", &bucket)
                     .with("minutes", &r.minutes)
-                    .with("reason", &r.reason);
+                    .with("reason", &reason);
                 let actor = actor(&client)?;
                 let minutes = i64::from(r.minutes);
                 self.app
                     .ledger_write(
-                        key(&client, "AdjustBalance", rid),
-                        fp,
+                        &idem,
+                        &fp,
                         &org,
                         &bucket,
                         move |_, _| {
@@ -1323,6 +986,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                                 actor,
                             })
                         },
+                        &write_to_pb,
                     )
                     .await
             }
@@ -1351,16 +1015,25 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let (((org, bucket), rid), (entry, reason)) = parsed?;
+                let idem = Idempotency {
+                    key: key(&client, "ReverseEntry", rid.clone()),
+                    legacy: legacy_of(&[
+                        ("organization", &r.organization),
+                        ("bucket", &r.bucket),
+                        ("sequence", &r.sequence),
+                        ("reason", &r.reason),
+                    ]),
+                };
                 let fp = Fingerprint::new()
-                    .with("organization", &r.organization)
-                    .with("bucket", &r.bucket)
-                    .with("sequence", &r.sequence)
-                    .with("reason", &r.reason);
+                    .with("organization", &org)
+                    .with("bucket", &bucket)
+                    .with("sequence", &entry)
+                    .with("reason", &reason);
                 let actor = actor(&client)?;
                 self.app
                     .ledger_write(
-                        key(&client, "ReverseEntry", rid),
-                        fp,
+                        &idem,
+                        &fp,
                         &org,
                         &bucket,
                         move |_, _| {
@@ -1370,6 +1043,7 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
                                 actor,
                             })
                         },
+                        &write_to_pb,
                     )
                     .await
             }
@@ -1391,21 +1065,30 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let (((org, bucket), rid), start) = parsed?;
+                let idem = Idempotency {
+                    key: key(&client, "LockPeriod", rid.clone()),
+                    legacy: legacy_of(&[
+                        ("organization", &r.organization),
+                        ("bucket", &r.bucket),
+                        ("period_start", &r.period_start),
+                    ]),
+                };
                 let fp = Fingerprint::new()
-                    .with("organization", &r.organization)
-                    .with("bucket", &r.bucket)
-                    .with("period_start", &r.period_start);
+                    .with("organization", &org)
+                    .with("bucket", &bucket)
+                    .with("period_start", &start);
                 let actor = actor(&client)?;
                 self.app
                     .ledger_write(
-                        key(&client, "LockPeriod", rid),
-                        fp,
+                        &idem,
+                        &fp,
                         &org,
                         &bucket,
                         move |_, ledger| {
                             let period: PeriodKey = ledger.period_starting(start)?;
                             Ok(Command::Lock { period, actor })
                         },
+                        &write_to_pb,
                     )
                     .await
             }
@@ -1432,11 +1115,8 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let ((org, bucket), as_of) = parsed?;
-                let (ctx, ledger) = self.app.settled_ledger(&org, &bucket).await?;
-                let at = as_of.unwrap_or_else(|| self.app.now());
-                let period = ledger.period_at(at)?;
-                let s = ledger.summary(period)?;
-                Ok(balance_of(&org, &s, at, ctx.organization.zone))
+                let b = self.app.balance(&org, &bucket, as_of).await?;
+                Ok(balance_to_pb(&b))
             }
             .await,
         )
@@ -1466,23 +1146,13 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         respond(
             async {
                 let (((org, bucket), period), size) = parsed?;
-                let query = format!("{org}/{bucket}/{period:?}");
-                let after: u64 = page::decode(&query, &r.page_token)?.unwrap_or(0);
-                let period = period.map(|p| p.to_string());
-                let rows = self
+                let (rows, next_page_token) = self
                     .app
-                    .store
-                    .entries_page(&org, bucket.as_str(), period.as_deref(), after, size + 1)
+                    .entries(&org, &bucket, period, size, &r.page_token)
                     .await?;
-                let more = rows.len() > size as usize;
-                let rows: Vec<Entry> = rows.into_iter().take(size as usize).collect();
-                let next = match rows.last() {
-                    Some(last) if more => page::encode(&query, &last.seq),
-                    _ => String::new(),
-                };
                 Ok(pb::ListLedgerEntriesResponse {
                     entries: rows.iter().map(entry_to_pb).collect(),
-                    next_page_token: next,
+                    next_page_token,
                 })
             }
             .await,
@@ -1508,7 +1178,10 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
             async {
                 let (org, date) = parsed?;
                 super::note("organization", &org);
-                self.app.statement(&org, date, r.include_entries).await
+                self.app
+                    .statement(&org, date, r.include_entries)
+                    .await
+                    .map(|v| statement_to_pb(&v))
             }
             .await,
         )
@@ -1526,77 +1199,12 @@ impl<S: Store> pb::hours_service_server::HoursService for Api<S> {
         let mut c = Check::new();
         let date = cv::plain_date(&mut c, "date", &r.date);
         let date = c.finish(date).map_err(Status::from)?;
-        let app = Arc::clone(&self.app);
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<pb::Statement, Status>>(64);
-        tokio::spawn(async move {
-            let mut after: Option<String> = None;
-            loop {
-                let page = match app
-                    .store
-                    .list_resources(ResourceKind::HoursContract, after.as_deref(), 500, true)
-                    .await
-                {
-                    Ok(p) => p,
-                    Err(e) => {
-                        let _ = tx.send(Err(ApiError::from(e).into())).await;
-                        return;
-                    }
-                };
-                let Some(last) = page.last() else { return };
-                after = Some(last.id.to_string());
-                // A few statements are read at once (each is a handful of round trips),
-                // and sent in order.
-                let mut reading = std::collections::VecDeque::new();
-                for v in page.iter().filter(|v| orgs.allows(v.id.as_str())) {
-                    let (app, id) = (Arc::clone(&app), v.id.clone());
-                    reading.push_back(tokio::spawn(async move {
-                        app.statement(&id, date, r.include_entries).await
-                    }));
-                    if reading.len() >= EXPORT_READS_AT_ONCE && !send_next(&tx, &mut reading).await
-                    {
-                        return;
-                    }
-                }
-                while !reading.is_empty() {
-                    if !send_next(&tx, &mut reading).await {
-                        return;
-                    }
-                }
-                if page.len() < 500 {
-                    return;
-                }
-            }
-        });
+        let rx = self
+            .app
+            .export_statements(date, r.include_entries, move |org| orgs.allows(org));
         Ok(Response::new(Box::pin(
-            tokio_stream::wrappers::ReceiverStream::new(rx),
+            tokio_stream::wrappers::ReceiverStream::new(rx)
+                .map(|r| r.map(|v| statement_to_pb(&v)).map_err(Status::from)),
         )))
     }
-}
-
-/// Statements of an export read at once: enough to hide round trips, few enough to leave
-/// the pool to other calls.
-const EXPORT_READS_AT_ONCE: usize = 4;
-
-type StatementRead = tokio::task::JoinHandle<ApiResult<pb::Statement>>;
-
-/// Sends the oldest statement read to the export stream. False when the client went away:
-/// the reads still under way are stopped.
-async fn send_next(
-    tx: &tokio::sync::mpsc::Sender<Result<pb::Statement, Status>>,
-    reading: &mut std::collections::VecDeque<StatementRead>,
-) -> bool {
-    let Some(next) = reading.pop_front() else {
-        return true;
-    };
-    let item = match next.await {
-        Ok(r) => r.map_err(Status::from),
-        Err(e) => Err(Status::internal(format!("a statement read failed: {e}"))),
-    };
-    if tx.send(item).await.is_err() {
-        for read in reading.drain(..) {
-            read.abort();
-        }
-        return false;
-    }
-    true
 }

@@ -1,30 +1,31 @@
-//! The gRPC edge: proto <-> domain mapping and errors -> `tonic::Status`, in one place.
+//! The gRPC transport: per service, requests parsed into domain values once, the use case
+//! of `crate::app` called, its result rendered as proto and its error mapped to a
+//! `tonic::Status` in one place (`error`). Conversions live in `convert`; each service in
+//! its own file.
 
 mod alerts;
-mod app;
+mod calendars;
 mod catalog;
 pub mod codec;
 pub mod convert;
+mod deadlines;
 pub mod error;
-mod fingerprint;
 mod hours;
+mod organizations;
 pub mod packs;
-mod page;
-mod preview;
-pub mod recompute;
+mod policies;
 mod reports;
-pub mod runner;
 mod tickets;
 
 use std::sync::Arc;
 
-pub use app::App;
-use recompute::Recompute;
+pub use crate::app::App;
+use crate::app::recompute::Recompute;
 
 use crate::auth::Caller;
 use crate::domain::names::ResourceId;
 use crate::store::{Store, StoreError};
-use error::{ApiError, ApiResult};
+use error::{AppError, AppResult};
 
 /// Code generated from `proto/servicelevel/v1`.
 pub mod pb {
@@ -34,6 +35,18 @@ pub mod pb {
     /// The descriptor set for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("servicelevel_descriptor");
+}
+
+/// The answers the use cases store under request ids are the proto responses, in their
+/// protobuf encoding (see `crate::app::answer`).
+impl<M: prost::Message + Default> crate::app::answer::Answer for M {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.encode_to_vec()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, String> {
+        M::decode(bytes).map_err(|e| e.to_string())
+    }
 }
 
 /// The gRPC services, sharing one [`App`].
@@ -105,7 +118,7 @@ impl OrgScope {
     /// PERMISSION_DENIED unless the caller may touch the organisation. For list and
     /// stream filters, an empty organisation (all of them) is refused to restricted
     /// callers: they must name one of theirs.
-    pub fn allow(&self, organization: &str) -> ApiResult<()> {
+    pub fn allow(&self, organization: &str) -> AppResult<()> {
         if self.allows(organization) {
             return Ok(());
         }
@@ -117,7 +130,7 @@ impl OrgScope {
             .map(|o| format!("organizations/{o}"))
             .collect::<Vec<_>>()
             .join(", ");
-        Err(ApiError::PermissionDenied(if organization.is_empty() {
+        Err(AppError::PermissionDenied(if organization.is_empty() {
             format!("API client {caller} may only touch {theirs}: name one of them")
         } else {
             format!("API client {caller} may not touch {organization}, only {theirs}")
@@ -128,12 +141,12 @@ impl OrgScope {
     /// not exist: NOT_FOUND, answered exactly as for a ticket that does not exist, after
     /// the same one read, so the answer tells nothing about other organisations'
     /// tickets. Unrestricted callers read nothing here.
-    pub async fn allow_ticket<S: Store>(&self, app: &App<S>, ticket: &str) -> ApiResult<()> {
+    pub async fn allow_ticket<S: Store>(&self, app: &App<S>, ticket: &str) -> AppResult<()> {
         if self.0.is_none() {
             return Ok(());
         }
         let id = ticket.strip_prefix("tickets/").unwrap_or(ticket);
-        let not_found = || ApiError::NotFound(format!("tickets/{id}"));
+        let not_found = || AppError::NotFound(format!("tickets/{id}"));
         match app.store.get_ticket(id).await {
             Ok(record) if self.allows(record.ticket.organization.as_str()) => Ok(()),
             Ok(_) | Err(StoreError::NotFound(_)) => Err(not_found()),

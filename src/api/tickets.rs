@@ -1,48 +1,23 @@
-//! Tickets, their events, and the deadline queries.
+//! The gRPC transport of tickets: `TicketService` requests parsed into domain values,
+//! the use cases of `app::tickets` called, their views rendered as proto.
 
-use chrono::{DateTime, Utc};
+use std::fmt::Debug;
+
 use prost::Message;
 use tonic::{Request, Response, Status};
 
-use super::app::{App, Loaded, Reader, derived, parse_body, rejected};
 use super::convert::{self as cv};
-use super::error::{ApiError, ApiResult, Check, ErrorReason, ResourceRef};
-use super::fingerprint::Fingerprint;
-use super::page;
+use super::error::{AppError, AppResult, Check};
 use super::pb;
 use super::{Api, client_of};
-use crate::domain::clock::TicketState;
+use crate::app::answer::Idempotency;
+use crate::app::fingerprint::Fingerprint;
+use crate::app::tickets::{BatchItem, NewTicket, PolicyMove, Quote, QuoteView, TicketView};
 use crate::domain::limits;
-use crate::domain::names::{
-    ExternalId, MetricName, PriorityLabel, RequestType, ResourceId, ShortText,
-};
-use crate::domain::organization::Organization;
-use crate::domain::policy::Policy;
-use crate::domain::status::Status as TicketStatus;
-use crate::domain::ticket::{ActionKind, Actor, Event, EventKind, SystemAction, Ticket};
-use crate::store::{
-    AlertRow, ClockCursor, ClockFilter, ClockQuery, IdempotencyKey, NewEvent, ResourceKind, Store,
-    StoreError, StoreTx, TicketCursor, TicketFilter, TicketRecord,
-};
+use crate::domain::names::{ExternalId, PriorityLabel, RequestType};
+use crate::store::{IdempotencyKey, NewEvent, ResourceKind, Store, TicketFilter};
 
-/// The client name on events servicelevel records itself.
-pub const SYSTEM_ACTOR: &str = "servicelevel";
-
-/// A ticket to create, parsed.
-#[derive(Debug, Clone)]
-pub struct NewTicket {
-    pub organization: ResourceId,
-    pub source_system: ExternalId,
-    pub external_id: ExternalId,
-    pub request_type: RequestType,
-    pub priority: Option<PriorityLabel>,
-    pub received_at: DateTime<Utc>,
-    pub requested_by: Option<ExternalId>,
-    pub estimate_minutes: Option<u32>,
-    pub scheduled_at: Option<DateTime<Utc>>,
-}
-
-fn opt_text<T, E: std::fmt::Display>(
+pub(super) fn opt_text<T, E: std::fmt::Display>(
     c: &mut Check,
     field: String,
     s: &str,
@@ -55,7 +30,7 @@ fn opt_text<T, E: std::fmt::Display>(
     }
 }
 
-fn estimate(c: &mut Check, field: String, m: i32) -> Option<Option<u32>> {
+pub(super) fn estimate(c: &mut Check, field: String, m: i32) -> Option<Option<u32>> {
     match m {
         0 => Some(None),
         m if m > 0 => Some(Some(m as u32)),
@@ -66,7 +41,7 @@ fn estimate(c: &mut Check, field: String, m: i32) -> Option<Option<u32>> {
     }
 }
 
-pub fn new_ticket(c: &mut Check, field: &str, t: Option<&pb::Ticket>) -> Option<NewTicket> {
+pub(super) fn new_ticket(c: &mut Check, field: &str, t: Option<&pb::Ticket>) -> Option<NewTicket> {
     let Some(t) = t else {
         c.fail(field, "is required");
         return None;
@@ -125,484 +100,45 @@ pub fn new_ticket(c: &mut Check, field: &str, t: Option<&pb::Ticket>) -> Option<
     })
 }
 
-fn ticket_fingerprint(t: &Option<pb::Ticket>) -> Fingerprint {
-    Fingerprint::new().with("ticket", t)
+/// The first release's fingerprint of a request: its top-level fields' `Debug` text, so
+/// a retry of a request it answered still gets that answer. Fields added since print
+/// text it never did: [`as_first_release`] takes that text out.
+pub(super) fn legacy(fields: &[(&str, &dyn Debug)]) -> Option<Fingerprint> {
+    Some(Fingerprint::legacy(fields.iter().map(|(k, v)| {
+        (k.to_string(), as_first_release(&format!("{v:?}")))
+    })))
 }
 
-fn event_fingerprint(ticket: &str, e: &Option<pb::TicketEvent>) -> Fingerprint {
-    let mut e = e.clone();
-    if let Some(e) = e.as_mut() {
-        e.request_id.clear();
-    }
-    Fingerprint::new().with("ticket", &ticket).with("event", &e)
-}
-
-/// A priority label the policy does not declare is bad input, named on its field.
-fn check_priority(policy: &Policy, label: Option<&PriorityLabel>, field: &str) -> ApiResult<()> {
-    match label {
-        Some(l) if !policy.priorities.contains(l) => Err(ApiError::invalid(
-            field,
-            format!(
-                "unknown priority label {l}: the policy declares {}",
-                if policy.priorities.is_empty() {
-                    "none".to_string()
-                } else {
-                    policy
-                        .priorities
-                        .iter()
-                        .map(|p| p.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            ),
-        )),
-        _ => Ok(()),
-    }
-}
-
-fn missing_slots(policy: &Policy, org: &Organization) -> Vec<String> {
-    policy
-        .calendar_slots()
-        .into_iter()
-        .filter(|s| org.binding(s).is_none())
-        .map(|s| s.to_string())
-        .collect()
-}
-
-impl<S: Store> App<S> {
-    /// Creates a ticket; `Ok((answer, created))`, where a replayed request is not created.
-    pub async fn create_ticket(
-        &self,
-        key: IdempotencyKey,
-        fp: Fingerprint,
-        t: NewTicket,
-    ) -> ApiResult<(pb::Ticket, bool)> {
-        let mut tx = self.store.begin().await?;
-        let done = self.create_ticket_in(&mut tx, &key, &fp, t).await?;
-        self.commit(tx).await?;
-        Ok(done)
-    }
-
-    /// Commits a transaction whose idempotency records are complete, and wakes what waits
-    /// for alerts.
-    async fn commit(&self, tx: S::Tx) -> ApiResult<()> {
-        tx.commit().await?;
-        self.alerts_written.notify_waiters();
-        Ok(())
-    }
-
-    /// Creates a ticket inside a transaction, its answer stored under `key`; nothing is
-    /// written unless the caller commits.
-    async fn create_ticket_in(
-        &self,
-        tx: &mut S::Tx,
-        key: &IdempotencyKey,
-        fp: &Fingerprint,
-        t: NewTicket,
-    ) -> ApiResult<(pb::Ticket, bool)> {
-        self.not_in_future("ticket.received_time", t.received_at)?;
-        if let Some(answer) = self.claim::<pb::Ticket>(tx, key, fp).await? {
-            return Ok((answer, false));
-        }
-        let org_v = match tx
-            .get_resource(ResourceKind::Organization, &t.organization, None)
-            .await
-        {
-            Ok(v) => v,
-            Err(StoreError::NotFound(_)) => {
-                return Err(ApiError::NotFound(cv::name_of(
-                    ResourceKind::Organization,
-                    &t.organization,
-                )));
-            }
-            Err(e) => return Err(e.into()),
+/// The `Debug` text of a request without what fields added since the first release
+/// print at their defaults: `CalendarBinding.overrides` (after `extra_holidays`).
+fn as_first_release(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("extra_holidays: [") {
+        let (before, from) = rest.split_at(at);
+        out.push_str(before);
+        let Some(close) = from.find(']') else {
+            break;
         };
-        if org_v.archived {
-            return Err(ApiError::FailedPrecondition(format!(
-                "{} is archived: it takes no new tickets",
-                cv::name_of(ResourceKind::Organization, &t.organization)
-            )));
-        }
-        let org: Organization = parse_body(&org_v)?;
-        let policy_v = tx
-            .get_resource(ResourceKind::Policy, &org.policy, None)
-            .await?;
-        let policy_version = policy_v.version;
-        let policy = self
-            .policy(&mut Reader::Tx(tx), &org.policy, policy_version)
-            .await?;
-        check_priority(&policy, t.priority.as_ref(), "ticket.priority")?;
-        let missing = missing_slots(&policy, &org);
-        if !missing.is_empty() {
-            return Err(ApiError::FailedPrecondition(format!(
-                "the organisation binds no calendar to the slots its policy counts on: {}",
-                missing.join(", ")
-            )));
-        }
-        if let Some(existing) = tx
-            .find_ticket(
-                &t.organization,
-                t.source_system.as_str(),
-                t.external_id.as_str(),
-            )
-            .await?
-        {
-            // Looked up within the organisation the call names, which the caller may
-            // touch: naming the ticket tells nothing about another organisation.
-            let name = format!("tickets/{}", existing.ticket.id);
-            return Err(ApiError::reasoned(
-                ErrorReason::TicketExists,
-                format!(
-                    "ticket {}/{} already exists as {name}",
-                    t.source_system, t.external_id
-                ),
-            )
-            .with_resource(Some(ResourceRef {
-                resource_type: "servicelevel.v1.Ticket",
-                name,
-            }))
-            .with("source_system", t.source_system.as_str())
-            .with("external_id", t.external_id.as_str()));
-        }
-        let now = self.now();
-        let record = TicketRecord {
-            ticket: Ticket {
-                id: uuid::Uuid::now_v7().to_string(),
-                organization: t.organization,
-                source_system: t.source_system,
-                external_id: t.external_id,
-                request_type: t.request_type,
-                priority: t.priority.clone(),
-                received_at: t.received_at,
-                requested_by: t.requested_by,
-                estimate_minutes: t.estimate_minutes,
-                scheduled_at: t.scheduled_at,
-                policy: org.policy.clone(),
-                policy_version,
-                plan: org.plan.clone(),
-            },
-            status: TicketStatus::New,
-            cycle: 0,
-            priority: t.priority.map(|p| p.to_string()),
-            next_change_at: None,
-            created_at: now,
-            updated_at: now,
-            trace_context: crate::telemetry::current_traceparent(),
-        };
-        let loaded = self.load(&mut Reader::Tx(tx), &record).await?;
-        tx.insert_ticket(&record).await?;
-        let state = self
-            .settle(tx, &record, &loaded, &mut Vec::new(), now, None)
-            .await?;
-        tx.save_derived(&record, &derived(&state), now).await?;
-        let answer = cv::ticket_to_pb(&record, &state, &loaded.policy, None, now);
-        tx.complete(key, &answer.encode_to_vec()).await?;
-        tracing::info!(ticket = %record.ticket.id, organization = %record.ticket.organization, "ticket created");
-        Ok((answer, true))
+        let (list, after) = from.split_at(close + 1);
+        out.push_str(list);
+        rest = after.strip_prefix(", overrides: []").unwrap_or(after);
     }
-
-    /// Records an event; `Ok((answer, recorded))`, where a replay records nothing.
-    pub async fn record_event(
-        &self,
-        key: IdempotencyKey,
-        fp: Fingerprint,
-        ticket_id: &str,
-        event: NewEvent,
-    ) -> ApiResult<(pb::Ticket, bool)> {
-        let mut tx = self.store.begin().await?;
-        let done = self
-            .record_event_in(&mut tx, &key, &fp, ticket_id, event)
-            .await?;
-        self.commit(tx).await?;
-        Ok(done)
-    }
-
-    /// Records an event inside a transaction, its answer stored under `key`; nothing is
-    /// written unless the caller commits.
-    async fn record_event_in(
-        &self,
-        tx: &mut S::Tx,
-        key: &IdempotencyKey,
-        fp: &Fingerprint,
-        ticket_id: &str,
-        event: NewEvent,
-    ) -> ApiResult<(pb::Ticket, bool)> {
-        self.not_in_future("event.occurred_time", event.occurred_at)?;
-        if let Some(answer) = self.claim::<pb::Ticket>(tx, key, fp).await? {
-            return Ok((answer, false));
-        }
-        let record = tx.lock_ticket(ticket_id).await.map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::NotFound(format!("tickets/{ticket_id}")),
-            e => e.into(),
-        })?;
-        let stored = tx.ticket_events(ticket_id).await?;
-        let loaded = self.load(&mut Reader::Tx(tx), &record).await?;
-        if let EventKind::PriorityChanged { to } = &event.kind {
-            check_priority(&loaded.policy, Some(to), "event.priority_change.priority")?;
-        }
-        let now = self.now();
-        let new = tx.append_event(ticket_id, &event, now).await?;
-        let mut events: Vec<Event> = App::<S>::events(&stored);
-        events.push(new.clone());
-        let state = self
-            .settle(tx, &record, &loaded, &mut events, now, Some(new.seq))
-            .await?;
-        tx.save_derived(&record, &derived(&state), now).await?;
-        let answer = cv::ticket_to_pb(&record, &state, &loaded.policy, None, now);
-        tx.complete(key, &answer.encode_to_vec()).await?;
-        tracing::info!(ticket = %ticket_id, event = new.kind.name(), seq = new.seq, "event recorded");
-        Ok((answer, true))
-    }
-
-    /// Refolds a ticket as of now and rewrites its clocks index: after a calendar or
-    /// organisation change, or when a deadline passed.
-    pub async fn refresh_ticket(&self, ticket_id: &str) -> ApiResult<()> {
-        let mut tx = self.store.begin().await?;
-        let record = tx.lock_ticket(ticket_id).await?;
-        self.refresh_locked(tx, record).await
-    }
-
-    /// What the due-time runner does to a ticket whose clocks reached something: unless
-    /// another replica holds it right now (then it is that replica's work), settle it.
-    pub async fn run_due(&self, ticket_id: &str) -> ApiResult<bool> {
-        let mut tx = self.store.begin().await?;
-        match tx.lock_ticket_skip(ticket_id).await? {
-            Some(record) => self.refresh_locked(tx, record).await.map(|()| true),
-            None => Ok(false),
-        }
-    }
-
-    async fn refresh_locked(&self, mut tx: S::Tx, record: TicketRecord) -> ApiResult<()> {
-        let ticket_id = record.ticket.id.clone();
-        let stored = tx.ticket_events(&ticket_id).await?;
-        let loaded = self.load(&mut Reader::Tx(&mut tx), &record).await?;
-        let now = self.now();
-        let mut events = App::<S>::events(&stored);
-        let state = self
-            .settle(&mut tx, &record, &loaded, &mut events, now, None)
-            .await?;
-        tx.save_derived(&record, &derived(&state), now).await?;
-        tx.commit().await?;
-        self.alerts_written.notify_waiters();
-        Ok(())
-    }
-
-    /// Brings a locked ticket's own events in line with its fold as of `now`, in one
-    /// fold: records what its clocks reached that is not recorded yet (each stamped with
-    /// the instant it took effect and its due instant), and retracts what the fold no
-    /// longer reaches (a later-arriving event showed it wrong). Each with an alert in the
-    /// outbox, in this transaction. Returns the settled state.
-    pub(super) async fn settle(
-        &self,
-        tx: &mut S::Tx,
-        record: &TicketRecord,
-        loaded: &Loaded,
-        events: &mut Vec<Event>,
-        now: DateTime<Utc>,
-        new_seq: Option<i64>,
-    ) -> ApiResult<TicketState> {
-        let id = record.ticket.id.clone();
-        let system = Actor {
-            client: SYSTEM_ACTOR.to_string(),
-            contact: None,
-        };
-        let state = self
-            .fold(loaded, record, events, now)
-            .map_err(|r| rejected(r, new_seq))?;
-        for seq in &state.wrong {
-            let metric = events
-                .iter()
-                .find(|e| e.seq == *seq)
-                .and_then(|e| SystemAction::of_event(e.occurred_at, &e.kind))
-                .map(|a| a.metric.to_string())
-                .unwrap_or_default();
-            let reason = ShortText::parse("a later-arriving event showed it wrong")
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let e = tx
-                .append_event(
-                    &id,
-                    &NewEvent {
-                        occurred_at: now,
-                        kind: EventKind::Retracted { seq: *seq, reason },
-                        actor: system.clone(),
-                        request_id: format!("sl:retract:{seq}"),
-                    },
-                    now,
-                )
-                .await?;
-            self.alert(tx, record, &e, &metric, "retraction", now)
-                .await?;
-            events.push(e);
-        }
-        for a in &state.missing {
-            let kind = match &a.what {
-                ActionKind::Warning { .. } => "warning",
-                ActionKind::Breach => "breach",
-                ActionKind::Escalate { .. } => "escalation",
-                ActionKind::MoveTo { .. } => "move",
-            };
-            // Telemetry: a span per action, linked to the ticket by its id; warnings
-            // and breaches counted by metric and plan; the runner's lag measured.
-            let span = tracing::info_span!(
-                "sla.action",
-                ticket = %id,
-                organization = %record.ticket.organization,
-                metric = %a.metric,
-                action = kind,
-                due_at = %a.due.to_rfc3339(),
-                lag_ms = (now - a.at).num_milliseconds(),
-            );
-            let e = tracing::Instrument::instrument(
-                tx.append_event(
-                    &id,
-                    &NewEvent {
-                        occurred_at: a.at,
-                        kind: a.event_kind(),
-                        actor: system.clone(),
-                        request_id: system_request_id(
-                            events,
-                            format!(
-                                "sl:{}:{}:{kind}:{}",
-                                a.metric,
-                                a.instance,
-                                a.at.timestamp_micros()
-                            ),
-                        ),
-                    },
-                    now,
-                ),
-                span.clone(),
-            )
-            .await?;
-            tracing::Instrument::instrument(
-                self.alert(tx, record, &e, a.metric.as_str(), kind, now),
-                span,
-            )
-            .await?;
-            // Counted once the transaction commits: a rolled-back one recorded nothing.
-            let tier = loaded.organization().plan.as_ref().map(|p| p.to_string());
-            let metric = a.metric.to_string();
-            let lag = super::runner::in_due_run().then(|| now - a.at);
-            let metrics = std::sync::Arc::clone(&self.metrics);
-            tx.after_commit(Box::new(move || {
-                metrics.clock_action(kind, &metric, tier.as_deref());
-                if let Some(lag) = lag {
-                    metrics.due_lag(kind, lag);
-                }
-            }));
-            events.push(e);
-        }
-        Ok(state)
-    }
-
-    async fn alert(
-        &self,
-        tx: &mut S::Tx,
-        record: &TicketRecord,
-        e: &Event,
-        metric: &str,
-        kind: &str,
-        now: DateTime<Utc>,
-    ) -> ApiResult<()> {
-        let body =
-            serde_json::to_string(&e.kind).map_err(|err| ApiError::Internal(err.to_string()))?;
-        tx.append_alert(&AlertRow {
-            cursor: (0, 0),
-            organization: record.ticket.organization.to_string(),
-            ticket_id: record.ticket.id.clone(),
-            metric: metric.to_string(),
-            kind: kind.to_string(),
-            event_seq: e.seq,
-            occurred_at: e.occurred_at,
-            recorded_at: now,
-            body,
-        })
-        .await?;
-        Ok(())
-    }
-
-    pub async fn ticket_view(&self, ticket_id: &str, full: bool) -> ApiResult<pb::Ticket> {
-        let record = self
-            .store
-            .get_ticket(ticket_id)
-            .await
-            .map_err(|e| match e {
-                StoreError::NotFound(_) => ApiError::NotFound(format!("tickets/{ticket_id}")),
-                e => e.into(),
-            })?;
-        self.ticket_of(&record, full).await
-    }
-
-    /// A stored ticket with its clocks folded at now, and its events when `full`.
-    pub async fn ticket_of(&self, record: &TicketRecord, full: bool) -> ApiResult<pb::Ticket> {
-        let stored = self.store.ticket_events(&record.ticket.id).await?;
-        let loaded = self.load(&mut Reader::Pool(&self.store), record).await?;
-        let now = self.now();
-        let state = self
-            .fold(&loaded, record, &App::<S>::events(&stored), now)
-            .map_err(|r| rejected(r, None))?;
-        Ok(cv::ticket_to_pb(
-            record,
-            &state,
-            &loaded.policy,
-            full.then_some(&stored[..]),
-            now,
-        ))
-    }
+    out.push_str(rest);
+    out
 }
 
-/// The request id of a system event: its action and due instant, plus how often that
-/// same action was recorded before. An action retracted by a late event can be reached
-/// again at the same instant when another late event undoes the first (a pause, then its
-/// resume in closed hours); it is recorded again under a new id.
-fn system_request_id(events: &[Event], base: String) -> String {
-    let again = events
-        .iter()
-        .filter(|e| {
-            e.request_id == base
-                || e.request_id
-                    .strip_prefix(base.as_str())
-                    .is_some_and(|rest| rest.starts_with('#'))
-        })
-        .count();
-    if again == 0 {
-        base
-    } else {
-        format!("{base}#{again}")
-    }
+/// The stored answer of a ticket write: the proto `Ticket`, in its protobuf encoding.
+fn ticket_answer(v: &TicketView) -> pb::Ticket {
+    cv::ticket_to_pb(v)
 }
 
-/// The error of one part of a batch, named from the batch's root: a violation of
-/// `event.x` becomes one of `items[2].events[1].x`, and a message says which part.
-fn within(e: ApiError, prefix: &str, root: &str) -> ApiError {
-    let rename = |field: String| match field.strip_prefix(root) {
-        Some(rest) if rest.is_empty() || rest.starts_with(['.', '[']) => format!("{prefix}{rest}"),
-        _ => format!("{prefix}.{field}"),
-    };
-    match e {
-        ApiError::InvalidArgument(violations) => ApiError::InvalidArgument(
-            violations
-                .into_iter()
-                .map(|v| super::error::Violation {
-                    field: rename(v.field),
-                    description: v.description,
-                })
-                .collect(),
-        ),
-        ApiError::NotFound(m) => ApiError::NotFound(format!("{prefix}: {m}")),
-        ApiError::AlreadyExists(m) => ApiError::AlreadyExists(format!("{prefix}: {m}")),
-        ApiError::FailedPrecondition(m) => ApiError::FailedPrecondition(format!("{prefix}: {m}")),
-        ApiError::Aborted(m) => ApiError::Aborted(format!("{prefix}: {m}")),
-        other => other,
-    }
-}
-
-fn respond<M>(r: ApiResult<M>) -> Result<Response<M>, Status> {
+fn respond<M>(r: AppResult<M>) -> Result<Response<M>, Status> {
     r.map(Response::new).map_err(Status::from)
 }
 
 /// A failed batch item as `google.rpc.Status`, with the same details a failed call has.
-fn item_status(e: ApiError) -> tonic_types::pb::Status {
+fn item_status(e: AppError) -> tonic_types::pb::Status {
     let status = Status::from(e);
     let details = status.details();
     if !details.is_empty()
@@ -617,13 +153,36 @@ fn item_status(e: ApiError) -> tonic_types::pb::Status {
     }
 }
 
+fn quote_to_pb(q: &QuoteView) -> pb::QuoteDeadlinesResponse {
+    pb::QuoteDeadlinesResponse {
+        clocks: q
+            .clocks
+            .iter()
+            .map(|cl| cv::clock_to_pb(cl, &q.policy))
+            .collect(),
+        policy: cv::name_of(ResourceKind::Policy, &q.policy_id),
+        policy_version: q.policy_version as i32,
+    }
+}
+
+/// An event request's first-release fingerprint: the ticket name and the event without
+/// its request id.
+fn event_legacy(ticket: &str, e: &Option<pb::TicketEvent>) -> Option<Fingerprint> {
+    let mut e = e.clone();
+    if let Some(e) = e.as_mut() {
+        e.request_id.clear();
+    }
+    legacy(&[("ticket", &ticket), ("event", &e)])
+}
+
 impl<S: Store> Api<S> {
+    /// One batch item, parsed and applied whole or not at all.
     async fn upsert_item(
         &self,
         client: &str,
         item: pb::UpsertTicketItem,
         index: usize,
-    ) -> ApiResult<pb::UpsertTicketResult> {
+    ) -> AppResult<pb::UpsertTicketResult> {
         let field = format!("items[{index}]");
         let mut c = Check::new();
         let t = new_ticket(&mut c, &format!("{field}.ticket"), item.ticket.as_ref());
@@ -640,56 +199,55 @@ impl<S: Store> Api<S> {
         .collect();
         let events: Option<Vec<NewEvent>> = events.into_iter().collect();
         let ((t, rid), events) = c.finish(t.zip(rid).zip(events))?;
-        // One transaction per item: it applies whole or leaves nothing behind.
-        let mut tx = self.app.store.begin().await?;
-        let existing = tx
+        let ticket_name = |id: &str| format!("tickets/{id}");
+        // The event's first-release fingerprint names its ticket, known once found; the
+        // item's events are only replays of such requests when the ticket exists.
+        let found = self
+            .app
+            .store
             .find_ticket(
                 &t.organization,
                 t.source_system.as_str(),
                 t.external_id.as_str(),
             )
             .await?;
-        let (ticket_id, created) = match existing {
-            Some(r) => (r.ticket.id, false),
-            None => {
-                let key = IdempotencyKey {
-                    client: client.to_string(),
-                    method: "CreateTicket",
-                    request_id: rid,
-                };
-                let (answer, created) = self
-                    .app
-                    .create_ticket_in(&mut tx, &key, &ticket_fingerprint(&item.ticket), t)
-                    .await
-                    .map_err(|e| within(e, &format!("{field}.ticket"), "ticket"))?;
-                (
-                    answer.name.trim_start_matches("tickets/").to_string(),
-                    created,
-                )
-            }
-        };
-        let mut recorded = 0;
-        for (j, (e, raw)) in events.into_iter().zip(&item.events).enumerate() {
-            let key = IdempotencyKey::event(&ticket_id, &e.request_id);
-            let fp = event_fingerprint(&format!("tickets/{ticket_id}"), &Some(raw.clone()));
-            let (_, fresh) = self
-                .app
-                .record_event_in(&mut tx, &key, &fp, &ticket_id, e)
-                .await
-                .map_err(|e| within(e, &format!("{field}.events[{j}]"), "event"))?;
-            recorded += i32::from(fresh);
-        }
-        self.app.commit(tx).await?;
-        let ticket = self.app.ticket_view(&ticket_id, false).await?;
+        let events = events
+            .into_iter()
+            .zip(&item.events)
+            .map(|(e, raw)| {
+                let legacy = found
+                    .as_ref()
+                    .and_then(|r| event_legacy(&ticket_name(&r.ticket.id), &Some(raw.clone())));
+                (e, legacy)
+            })
+            .collect();
+        let create_legacy = legacy(&[("ticket", &item.ticket)]);
+        let outcome = self
+            .app
+            .batch_item(
+                &field,
+                BatchItem {
+                    ticket: t,
+                    create: IdempotencyKey {
+                        client: client.to_string(),
+                        method: "CreateTicket",
+                        request_id: rid,
+                    },
+                    create_legacy,
+                    events,
+                },
+                &ticket_answer,
+            )
+            .await?;
         Ok(pb::UpsertTicketResult {
             status: Some(tonic_types::pb::Status::default()),
-            ticket: Some(ticket),
-            created,
-            events_recorded: recorded,
+            ticket: Some(cv::ticket_to_pb(&outcome.ticket)),
+            created: outcome.created,
+            events_recorded: outcome.events_recorded as i32,
         })
     }
 
-    async fn quote(&self, r: pb::QuoteDeadlinesRequest) -> ApiResult<pb::QuoteDeadlinesResponse> {
+    fn quote_request(&self, r: &pb::QuoteDeadlinesRequest) -> AppResult<Quote> {
         let mut c = Check::new();
         let org = cv::resource_name(
             &mut c,
@@ -711,13 +269,7 @@ impl<S: Store> Api<S> {
                 e.request_id = format!("quote-{i}");
             }
             if let Some(ev) = cv::event(&mut c, &format!("events[{i}]"), Some(&e), "quote") {
-                events.push(Event {
-                    seq: i as i64 + 1,
-                    occurred_at: ev.occurred_at,
-                    kind: ev.kind,
-                    actor: ev.actor,
-                    request_id: ev.request_id,
-                });
+                events.push(ev);
             }
         }
         let parts = org
@@ -728,83 +280,25 @@ impl<S: Store> Api<S> {
             .zip(received)
             .zip(as_of);
         let (
-            (((((org_id, request_type), priority), estimate_minutes), scheduled_at), received),
+            (
+                ((((organization, request_type), priority), estimate_minutes), scheduled_at),
+                received_at,
+            ),
             as_of,
         ) = c.finish(parts)?;
-        let now = self.app.now();
-        let received_at = received.unwrap_or(now);
-        let org_v = self
-            .app
-            .store
-            .get_resource(ResourceKind::Organization, &org_id, None)
-            .await?;
-        let org: Organization = parse_body(&org_v)?;
-        let policy_v = self
-            .app
-            .store
-            .get_resource(ResourceKind::Policy, &org.policy, None)
-            .await?;
-        let mut reader = Reader::Pool(&self.app.store);
-        let policy = self
-            .app
-            .policy(&mut reader, &org.policy, policy_v.version)
-            .await?;
-        check_priority(&policy, priority.as_ref(), "priority")?;
-        let record = TicketRecord {
-            ticket: Ticket {
-                id: "quote".into(),
-                organization: org_id.clone(),
-                source_system: ExternalId::parse("quote")
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-                external_id: ExternalId::parse("quote")
-                    .map_err(|e| ApiError::Internal(e.to_string()))?,
-                request_type,
-                priority,
-                received_at,
-                requested_by: None,
-                estimate_minutes,
-                scheduled_at,
-                policy: org.policy.clone(),
-                policy_version: policy_v.version,
-                plan: org.plan.clone(),
-            },
-            status: TicketStatus::New,
-            cycle: 0,
-            priority: None,
-            next_change_at: None,
-            created_at: now,
-            updated_at: now,
-            trace_context: None,
-        };
-        let loaded = self.app.load(&mut reader, &record).await?;
-        let last = events
-            .iter()
-            .map(|e| e.occurred_at)
-            .max()
-            .unwrap_or(received_at);
-        let as_of = as_of.unwrap_or_else(|| now.max(last).max(received_at));
-        let state = self
-            .app
-            .fold(&loaded, &record, &events, as_of)
-            .map_err(|r| {
-                ApiError::FailedPrecondition(format!("events[{}]: {}", r.seq - 1, r.violation))
-            })?;
-        Ok(pb::QuoteDeadlinesResponse {
-            clocks: state
-                .clocks
-                .iter()
-                .map(|cl| cv::clock_to_pb(cl, &loaded.policy))
-                .collect(),
-            policy: cv::name_of(ResourceKind::Policy, &org.policy),
-            policy_version: policy_v.version as i32,
+        Ok(Quote {
+            organization,
+            request_type,
+            priority,
+            estimate_minutes,
+            scheduled_at,
+            received_at,
+            as_of,
+            events,
         })
     }
 
-    async fn move_policy(
-        &self,
-        client: &str,
-        r: pb::MoveTicketPolicyRequest,
-    ) -> ApiResult<pb::Ticket> {
+    fn policy_move(&self, r: &pb::MoveTicketPolicyRequest) -> AppResult<(PolicyMove, String)> {
         let mut c = Check::new();
         let id = cv::ticket_id(&mut c, "ticket", &r.ticket);
         let policy = if r.policy.is_empty() {
@@ -821,143 +315,15 @@ impl<S: Store> Api<S> {
             }
         };
         let rid = cv::request_id(&mut c, "request_id", &r.request_id);
-        let (((id, policy), version), rid) = c.finish(id.zip(policy).zip(version).zip(rid))?;
-        let key = IdempotencyKey {
-            client: client.to_string(),
-            method: "MoveTicketPolicy",
-            request_id: rid,
-        };
-        let fp = Fingerprint::new()
-            .with("ticket", &r.ticket)
-            .with("policy", &r.policy)
-            .with("policy_version", &r.policy_version);
-        let app = &self.app;
-        let mut tx = app.store.begin().await?;
-        if let Some(answer) = app.claim::<pb::Ticket>(&mut tx, &key, &fp).await? {
-            return Ok(answer);
-        }
-        let mut record = tx.lock_ticket(&id).await.map_err(|e| match e {
-            StoreError::NotFound(_) => ApiError::NotFound(format!("tickets/{id}")),
-            e => e.into(),
-        })?;
-        let policy_id = policy.unwrap_or_else(|| record.ticket.policy.clone());
-        let target = tx
-            .get_resource(ResourceKind::Policy, &policy_id, version)
-            .await?;
-        record.ticket.policy = policy_id.clone();
-        record.ticket.policy_version = target.version;
-        let stored = tx.ticket_events(&id).await?;
-        let loaded = app.load(&mut Reader::Tx(&mut tx), &record).await?;
-        let missing = missing_slots(&loaded.policy, loaded.organization());
-        if !missing.is_empty() {
-            return Err(ApiError::FailedPrecondition(format!(
-                "the organisation binds no calendar to the slots that policy counts on: {}",
-                missing.join(", ")
-            )));
-        }
-        let now = app.now();
-        tx.set_ticket_policy(&id, &policy_id, target.version)
-            .await?;
-        let mut events = App::<S>::events(&stored);
-        let state = app
-            .settle(&mut tx, &record, &loaded, &mut events, now, None)
-            .await?;
-        tx.save_derived(&record, &derived(&state), now).await?;
-        let answer = cv::ticket_to_pb(&record, &state, &loaded.policy, None, now);
-        app.finish(tx, &key, &answer).await?;
-        Ok(answer)
-    }
-
-    /// A deadline query; `c` holds what the caller already checked, so every bad field
-    /// of the request is reported at once.
-    async fn clocks(
-        &self,
-        mut c: Check,
-        query: Option<ClockQuery>,
-        filter: Option<&pb::ClockFilter>,
-        page_size: i32,
-        page_token: &str,
-        as_of: DateTime<Utc>,
-    ) -> ApiResult<pb::ListClocksResponse> {
-        let size = cv::page_size(&mut c, "page_size", page_size);
-        let f = filter.cloned().unwrap_or_default();
-        let organization = if f.organization.is_empty() {
-            Some(None)
-        } else {
-            cv::resource_name(
-                &mut c,
-                "filter.organization",
-                &f.organization,
-                ResourceKind::Organization,
-            )
-            .map(|o| Some(o.to_string()))
-        };
-        let metric = opt_text(&mut c, "filter.metric".into(), &f.metric, MetricName::parse);
-        let priority = opt_text(
-            &mut c,
-            "filter.priority".into(),
-            &f.priority,
-            PriorityLabel::parse,
-        );
-        let (((size, organization), (metric, priority)), query) =
-            c.finish(size.zip(organization).zip(metric.zip(priority)).zip(query))?;
-        let filter = ClockFilter {
-            organization,
-            metric: metric.map(|m| m.to_string()),
-            priority: priority.map(|p| p.to_string()),
-        };
-        // Tokens bind to the request's own parameters, not to "now", so paging through
-        // breached clocks keeps working while time moves.
-        let query_key = match &query {
-            ClockQuery::Due { from, to } => format!("due:{from}:{to}|{filter:?}"),
-            ClockQuery::Breached { .. } => format!("breached|{filter:?}"),
-            ClockQuery::AtRisk { .. } => format!("at_risk|{filter:?}"),
-        };
-        type Pos = (i64, String, String, u32);
-        let after: Option<Pos> = page::decode(&query_key, page_token)?;
-        let cursor = after.map(|(deadline_us, ticket_id, metric, instance)| ClockCursor {
-            deadline_us,
-            ticket_id,
-            metric,
-            instance,
-        });
-        let rows = self
-            .app
-            .store
-            .query_clocks(&query, &filter, cursor.as_ref(), size + 1)
-            .await?;
-        let more = rows.len() > size as usize;
-        let page: Vec<_> = rows.into_iter().take(size as usize).collect();
-        let next = match page.last() {
-            Some(last) if more => page::encode(
-                &query_key,
-                &(
-                    last.deadline.map_or(0, |d| d.timestamp_micros()),
-                    last.ticket_id.clone(),
-                    last.metric.clone(),
-                    last.instance,
-                ),
-            ),
-            _ => String::new(),
-        };
-        Ok(pb::ListClocksResponse {
-            clocks: page
-                .into_iter()
-                .map(|r| pb::ClockSummary {
-                    ticket: format!("tickets/{}", r.ticket_id),
-                    organization: format!("organizations/{}", r.organization),
-                    metric: r.metric,
-                    priority: r.priority.unwrap_or_default(),
-                    instance: r.instance as i32,
-                    deadline_time: cv::opt_timestamp(r.deadline),
-                    warning_time: cv::opt_timestamp(r.warning),
-                    start_time: Some(cv::timestamp(r.started_at)),
-                    kind: cv::kind_to_pb(&r.kind) as i32,
-                })
-                .collect(),
-            next_page_token: next,
-            as_of_time: Some(cv::timestamp(as_of)),
-        })
+        let (((ticket, policy), version), rid) = c.finish(id.zip(policy).zip(version).zip(rid))?;
+        Ok((
+            PolicyMove {
+                ticket,
+                policy,
+                version,
+            },
+            rid,
+        ))
     }
 }
 
@@ -984,13 +350,16 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         respond(
             async {
                 let (t, rid) = parsed?;
-                let key = IdempotencyKey {
-                    client,
-                    method: "CreateTicket",
-                    request_id: rid,
+                let id = Idempotency {
+                    key: IdempotencyKey {
+                        client,
+                        method: "CreateTicket",
+                        request_id: rid,
+                    },
+                    legacy: legacy(&[("ticket", &r.ticket)]),
                 };
                 self.app
-                    .create_ticket(key, ticket_fingerprint(&r.ticket), t)
+                    .create_ticket(&id, t, &ticket_answer)
                     .await
                     .map(|(answer, _)| answer)
             }
@@ -1014,7 +383,10 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         respond(
             async {
                 let (id, full) = parsed?;
-                self.app.ticket_view(&id, full).await
+                self.app
+                    .ticket_view(&id, full)
+                    .await
+                    .map(|v| cv::ticket_to_pb(&v))
             }
             .await,
         )
@@ -1060,33 +432,13 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
                 source_system: (!r.source_system.is_empty()).then(|| r.source_system.clone()),
                 external_id: (!r.external_id.is_empty()).then(|| r.external_id.clone()),
             };
-            let query = format!("{filter:?}");
-            let after: Option<(i64, String)> = page::decode(&query, &r.page_token)?;
-            let cursor = after.map(|(received_us, id)| TicketCursor { received_us, id });
-            let rows = self
+            let (tickets, next_page_token) = self
                 .app
-                .store
-                .list_tickets(&filter, cursor.as_ref(), size + 1)
+                .list_tickets(filter, size, &r.page_token, full)
                 .await?;
-            let more = rows.len() > size as usize;
-            let page: Vec<TicketRecord> = rows.into_iter().take(size as usize).collect();
-            let next = match page.last() {
-                Some(last) if more => page::encode(
-                    &query,
-                    &(
-                        last.ticket.received_at.timestamp_micros(),
-                        last.ticket.id.clone(),
-                    ),
-                ),
-                _ => String::new(),
-            };
-            let mut tickets = Vec::with_capacity(page.len());
-            for record in &page {
-                tickets.push(self.app.ticket_of(record, full).await?);
-            }
             Ok(pb::ListTicketsResponse {
-                tickets,
-                next_page_token: next,
+                tickets: tickets.iter().map(cv::ticket_to_pb).collect(),
+                next_page_token,
             })
         }
         .await;
@@ -1110,10 +462,13 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         respond(
             async {
                 let (id, event) = parsed?;
-                let key = IdempotencyKey::event(&id, &event.request_id);
-                let fp = event_fingerprint(&r.ticket, &r.event);
                 self.app
-                    .record_event(key, fp, &id, event)
+                    .record_event(
+                        event_legacy(&r.ticket, &r.event),
+                        &id,
+                        event,
+                        &ticket_answer,
+                    )
                     .await
                     .map(|(t, _)| t)
             }
@@ -1131,7 +486,25 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         let client = client_of(&req);
         let r = req.into_inner();
         super::note("ticket", &r.ticket);
-        respond(self.move_policy(&client, r).await)
+        respond(
+            async {
+                let (m, rid) = self.policy_move(&r)?;
+                let id = Idempotency {
+                    key: IdempotencyKey {
+                        client,
+                        method: "MoveTicketPolicy",
+                        request_id: rid,
+                    },
+                    legacy: legacy(&[
+                        ("policy", &r.policy),
+                        ("policy_version", &r.policy_version),
+                        ("ticket", &r.ticket),
+                    ]),
+                };
+                self.app.move_policy(&id, m, &ticket_answer).await
+            }
+            .await,
+        )
     }
 
     async fn batch_upsert_tickets(
@@ -1142,7 +515,7 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         let client = client_of(&req);
         let r = req.into_inner();
         if r.items.len() > limits::BATCH_ITEMS {
-            return Err(ApiError::invalid(
+            return Err(AppError::invalid(
                 "items",
                 limits::too_many(r.items.len(), limits::BATCH_ITEMS),
             )
@@ -1177,13 +550,18 @@ impl<S: Store> pb::ticket_service_server::TicketService for Api<S> {
         super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
         let r = req.into_inner();
         super::note("organization", &r.organization);
-        respond(self.quote(r).await)
+        respond(
+            async {
+                let q = self.quote_request(&r)?;
+                self.app.quote(q).await.map(|v| quote_to_pb(&v))
+            }
+            .await,
+        )
     }
 }
 
-/// A ticket in a list: its stored state, without clocks or events (GetTicket has those).
 /// A requested ticket view: whether it includes the events. Unspecified is `default_full`.
-fn view_is_full(c: &mut Check, view: i32, default_full: bool) -> Option<bool> {
+pub(super) fn view_is_full(c: &mut Check, view: i32, default_full: bool) -> Option<bool> {
     match pb::TicketView::try_from(view) {
         Ok(pb::TicketView::Unspecified) => Some(default_full),
         Ok(pb::TicketView::Basic) => Some(false),
@@ -1192,128 +570,5 @@ fn view_is_full(c: &mut Check, view: i32, default_full: bool) -> Option<bool> {
             c.fail("view", format!("unknown view {view}"));
             None
         }
-    }
-}
-
-#[tonic::async_trait]
-impl<S: Store> pb::deadline_service_server::DeadlineService for Api<S> {
-    async fn explain_deadline(
-        &self,
-        req: Request<pb::ExplainDeadlineRequest>,
-    ) -> Result<Response<pb::DeadlineExplanation>, Status> {
-        super::OrgScope::of(&req)
-            .allow_ticket(&self.app, &req.get_ref().ticket)
-            .await?;
-        let r = req.into_inner();
-        super::note("ticket", &r.ticket);
-        let mut c = Check::new();
-        let id = cv::ticket_id(&mut c, "ticket", &r.ticket);
-        let metric = c.ok("metric", MetricName::parse(&r.metric));
-        let instance = match r.instance {
-            None => Some(None),
-            Some(i) if i >= 0 => Some(Some(i as u32)),
-            Some(_) => {
-                c.fail("instance", "must not be negative");
-                None
-            }
-        };
-        let parsed = c.finish(id.zip(metric).zip(instance));
-        respond(
-            async {
-                let ((id, metric), instance) = parsed?;
-                self.app
-                    .explain_deadline(&id, metric.as_str(), instance)
-                    .await
-            }
-            .await,
-        )
-    }
-
-    async fn report_attainment(
-        &self,
-        req: Request<pb::ReportAttainmentRequest>,
-    ) -> Result<Response<pb::ReportAttainmentResponse>, Status> {
-        super::OrgScope::of(&req).allow(&req.get_ref().organization)?;
-        let r = req.into_inner();
-        respond(
-            async {
-                let (filter, period, from, to) = super::reports::attainment_request(&r)?;
-                self.app.report_attainment(filter, period, from, to).await
-            }
-            .await,
-        )
-    }
-
-    async fn list_due_clocks(
-        &self,
-        req: Request<pb::ListDueClocksRequest>,
-    ) -> Result<Response<pb::ListClocksResponse>, Status> {
-        let filter = req.get_ref().filter.as_ref();
-        super::OrgScope::of(&req).allow(filter.map_or("", |f| f.organization.as_str()))?;
-        let r = req.into_inner();
-        let result = async {
-            let mut c = Check::new();
-            let from = cv::required_instant(&mut c, "from_time", r.from_time.as_ref());
-            let to = cv::required_instant(&mut c, "to_time", r.to_time.as_ref());
-            if let (Some(f), Some(t)) = (from, to)
-                && t < f
-            {
-                c.fail("to_time", "must not be before from_time");
-            }
-            let query = from.zip(to).map(|(from, to)| ClockQuery::Due { from, to });
-            self.clocks(
-                c,
-                query,
-                r.filter.as_ref(),
-                r.page_size,
-                &r.page_token,
-                self.app.now(),
-            )
-            .await
-        }
-        .await;
-        respond(result)
-    }
-
-    async fn list_breached_clocks(
-        &self,
-        req: Request<pb::ListBreachedClocksRequest>,
-    ) -> Result<Response<pb::ListClocksResponse>, Status> {
-        let filter = req.get_ref().filter.as_ref();
-        super::OrgScope::of(&req).allow(filter.map_or("", |f| f.organization.as_str()))?;
-        let r = req.into_inner();
-        let now = self.app.now();
-        respond(
-            self.clocks(
-                Check::new(),
-                Some(ClockQuery::Breached { now }),
-                r.filter.as_ref(),
-                r.page_size,
-                &r.page_token,
-                now,
-            )
-            .await,
-        )
-    }
-
-    async fn list_at_risk_clocks(
-        &self,
-        req: Request<pb::ListAtRiskClocksRequest>,
-    ) -> Result<Response<pb::ListClocksResponse>, Status> {
-        let filter = req.get_ref().filter.as_ref();
-        super::OrgScope::of(&req).allow(filter.map_or("", |f| f.organization.as_str()))?;
-        let r = req.into_inner();
-        let now = self.app.now();
-        respond(
-            self.clocks(
-                Check::new(),
-                Some(ClockQuery::AtRisk { now }),
-                r.filter.as_ref(),
-                r.page_size,
-                &r.page_token,
-                now,
-            )
-            .await,
-        )
     }
 }

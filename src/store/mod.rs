@@ -41,6 +41,11 @@ impl ResourceKind {
         }
     }
 
+    /// A resource's name: `organizations/acme`.
+    pub fn name(self, id: &ResourceId) -> String {
+        format!("{}/{}", self.collection(), id)
+    }
+
     /// The collection in resource names: `organizations/acme`.
     pub fn collection(self) -> &'static str {
         match self {

@@ -5,21 +5,20 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Utc};
-use prost::Message;
 
-use super::error::{ApiError, ApiResult, ErrorReason};
-use super::fingerprint::Fingerprint;
+use super::error::{AppError, AppResult};
 use crate::domain::calendar::CalendarSpec;
 use crate::domain::calendar_cache::CalendarCache;
 use crate::domain::catalog::{Dated, clock_calendars};
 use crate::domain::clock::{ClockCalendars, ClockState, FoldContext, Rejected, TicketState, fold};
 use crate::domain::names::ResourceId;
 use crate::domain::organization::Organization;
+use crate::domain::policy::ClockKind;
 use crate::domain::policy::Policy;
 use crate::domain::ticket::Event;
 use crate::store::{
-    Claim, ClockRow, DerivedState, IdempotencyKey, ResourceKind, ResourceVersion, Store,
-    StoreResult, StoreTx, StoredEvent, TicketRecord,
+    ClockRow, DerivedState, ResourceKind, ResourceVersion, Store, StoreResult, StoreTx,
+    StoredEvent, TicketRecord,
 };
 use crate::time::Clock;
 
@@ -140,11 +139,11 @@ impl Loaded {
     }
 }
 
-fn corrupt(what: &str, e: impl std::fmt::Display) -> ApiError {
-    ApiError::Internal(format!("stored {what} cannot be read: {e}"))
+fn corrupt(what: &str, e: impl std::fmt::Display) -> AppError {
+    AppError::Internal(format!("stored {what} cannot be read: {e}"))
 }
 
-pub fn parse_body<T: serde::de::DeserializeOwned>(v: &ResourceVersion) -> ApiResult<T> {
+pub fn parse_body<T: serde::de::DeserializeOwned>(v: &ResourceVersion) -> AppResult<T> {
     serde_json::from_str(&v.body).map_err(|e| corrupt(v.kind.as_str(), e))
 }
 
@@ -162,8 +161,8 @@ pub fn derived(state: &TicketState) -> DerivedState {
             .map(|c| ClockRow {
                 metric: c.metric.to_string(),
                 instance: c.instance,
-                kind: super::convert::kind_name(c.kind).to_string(),
-                state: super::convert::state_name(c.state).to_string(),
+                kind: kind_name(c.kind).to_string(),
+                state: state_name(c.state).to_string(),
                 active: c.active && c.state != ClockState::NotStarted,
                 started_at: c.started_at,
                 deadline: if c.active {
@@ -184,10 +183,10 @@ pub fn derived(state: &TicketState) -> DerivedState {
 }
 
 /// A fold's refusal as the API reports it.
-pub fn rejected(r: Rejected, new_seq: Option<i64>) -> ApiError {
+pub fn rejected(r: Rejected, new_seq: Option<i64>) -> AppError {
     match new_seq {
-        Some(seq) if seq == r.seq => ApiError::FailedPrecondition(format!("{}", r.violation)),
-        _ => ApiError::FailedPrecondition(format!(
+        Some(seq) if seq == r.seq => AppError::FailedPrecondition(format!("{}", r.violation)),
+        _ => AppError::FailedPrecondition(format!(
             "the event conflicts with stored event #{} at {}: {}",
             r.seq,
             r.occurred_at.to_rfc3339(),
@@ -213,12 +212,12 @@ impl<S: Store> App<S> {
 
     /// INVALID_ARGUMENT on `field` when `at` is further ahead of now than the allowed
     /// skew: nothing a caller reports can have happened in the future.
-    pub fn not_in_future(&self, field: &str, at: DateTime<Utc>) -> ApiResult<()> {
+    pub fn not_in_future(&self, field: &str, at: DateTime<Utc>) -> AppResult<()> {
         let now = self.now();
         if at <= now + self.max_future_skew {
             return Ok(());
         }
-        Err(ApiError::invalid(
+        Err(AppError::invalid(
             field,
             format!(
                 "{} is {} s ahead of the server's clock ({}); at most {} s ahead is accepted",
@@ -239,7 +238,7 @@ impl<S: Store> App<S> {
         reader: &mut Reader<'_, S>,
         id: &ResourceId,
         version: u32,
-    ) -> ApiResult<Arc<Policy>> {
+    ) -> AppResult<Arc<Policy>> {
         let key = (id.clone(), version);
         if let Some(p) = self
             .policies
@@ -266,7 +265,7 @@ impl<S: Store> App<S> {
         &self,
         reader: &mut Reader<'_, S>,
         id: &ResourceId,
-    ) -> ApiResult<Arc<OrgContext>> {
+    ) -> AppResult<Arc<OrgContext>> {
         let epoch = reader.epoch().await?;
         if let Some((at, ctx)) = self
             .contexts
@@ -293,7 +292,7 @@ impl<S: Store> App<S> {
         reader: &mut Reader<'_, S>,
         id: &ResourceId,
         extra: Extra<'_>,
-    ) -> ApiResult<OrgContext> {
+    ) -> AppResult<OrgContext> {
         self.assemble_context(reader, id, Some(extra)).await
     }
 
@@ -302,7 +301,7 @@ impl<S: Store> App<S> {
         reader: &mut Reader<'_, S>,
         id: &ResourceId,
         extra: Option<Extra<'_>>,
-    ) -> ApiResult<OrgContext> {
+    ) -> AppResult<OrgContext> {
         let versions = reader.versions(ResourceKind::Organization, id).await?;
         let mut orgs: Vec<Dated<Organization>> = versions
             .iter()
@@ -312,7 +311,7 @@ impl<S: Store> App<S> {
                     value: parse_body(v)?,
                 })
             })
-            .collect::<ApiResult<_>>()?;
+            .collect::<AppResult<_>>()?;
         let (extra_calendar, extra_org) = match extra {
             Some(Extra::Calendar(calendar, version)) => (Some((calendar, version)), None),
             Some(Extra::Organization(version)) => (None, Some(version)),
@@ -337,7 +336,7 @@ impl<S: Store> App<S> {
                             value: parse_body(v)?,
                         })
                     })
-                    .collect::<ApiResult<_>>()?;
+                    .collect::<AppResult<_>>()?;
                 calendars.insert(b.calendar.clone(), specs);
             }
         }
@@ -351,7 +350,7 @@ impl<S: Store> App<S> {
             .map_err(|e| corrupt("calendar", e))?;
         let latest = orgs
             .pop()
-            .ok_or_else(|| ApiError::NotFound(format!("organization {id}")))?;
+            .ok_or_else(|| AppError::NotFound(format!("organization {id}")))?;
         Ok((latest.value, cals))
     }
 
@@ -359,7 +358,7 @@ impl<S: Store> App<S> {
         &self,
         reader: &mut Reader<'_, S>,
         record: &TicketRecord,
-    ) -> ApiResult<Loaded> {
+    ) -> AppResult<Loaded> {
         let t = &record.ticket;
         let policy = self.policy(reader, &t.policy, t.policy_version).await?;
         let context = self.organization_context(reader, &t.organization).await?;
@@ -385,59 +384,30 @@ impl<S: Store> App<S> {
         )
     }
 
-    /// Claims an idempotency key: `Some(answer)` when the same request was answered
-    /// before, ALREADY_EXISTS when the key was used for a different request.
-    pub async fn claim<M: Message + Default>(
-        &self,
-        tx: &mut S::Tx,
-        key: &IdempotencyKey,
-        fingerprint: &Fingerprint,
-    ) -> ApiResult<Option<M>> {
-        match tx.claim(key, &fingerprint.to_json()).await? {
-            Claim::Fresh => Ok(None),
-            Claim::Seen {
-                fingerprint: stored,
-                response,
-            } => {
-                let stored = Fingerprint::from_json(&stored);
-                let differences = fingerprint.differences(&stored);
-                if differences.is_empty() {
-                    M::decode(response.as_slice())
-                        .map(Some)
-                        .map_err(|e| corrupt("idempotent answer", e))
-                } else {
-                    Err(ApiError::reasoned(
-                        ErrorReason::RequestIdReused,
-                        format!(
-                            "request_id {:?} was already used for a different {} request: {} differ",
-                            key.request_id,
-                            key.method,
-                            differences.join(", ")
-                        ),
-                    )
-                    .with("request_id", key.request_id.clone())
-                    .with("method", key.method.to_string())
-                    .with("differing_fields", differences.join(",")))
-                }
-            }
-        }
-    }
-
-    /// Stores the answer of a claimed key and commits.
-    pub async fn finish<M: Message>(
-        &self,
-        mut tx: S::Tx,
-        key: &IdempotencyKey,
-        answer: &M,
-    ) -> ApiResult<()> {
-        tx.complete(key, &answer.encode_to_vec()).await?;
-        tx.commit().await?;
-        self.alerts_written.notify_waiters();
-        Ok(())
-    }
-
     /// Events of a ticket as the fold wants them.
     pub fn events(stored: &[StoredEvent]) -> Vec<Event> {
         stored.iter().map(|e| e.event.clone()).collect()
+    }
+}
+
+/// A clock state as the clocks index stores it.
+pub fn state_name(s: ClockState) -> &'static str {
+    match s {
+        ClockState::NotStarted => "not_started",
+        ClockState::Running => "running",
+        ClockState::Paused => "paused",
+        ClockState::Met => "met",
+        ClockState::Breached => "breached",
+        ClockState::Cancelled => "cancelled",
+        ClockState::Fired => "fired",
+        ClockState::Stopped => "stopped",
+    }
+}
+
+/// A clock kind as the clocks index stores it.
+pub fn kind_name(k: ClockKind) -> &'static str {
+    match k {
+        ClockKind::Promise => "promise",
+        ClockKind::Timer => "timer",
     }
 }

@@ -2,7 +2,7 @@
 
 use serde::{Serialize, de::DeserializeOwned};
 
-use super::error::{ApiError, ApiResult};
+use super::error::{AppError, AppResult};
 
 #[derive(serde::Serialize, serde::Deserialize)]
 struct Token<T> {
@@ -28,11 +28,11 @@ pub fn encode<T: Serialize>(query: &str, at: &T) -> String {
 }
 
 /// The position a token continues from; an empty token is the first page.
-pub fn decode<T: DeserializeOwned>(query: &str, token: &str) -> ApiResult<Option<T>> {
+pub fn decode<T: DeserializeOwned>(query: &str, token: &str) -> AppResult<Option<T>> {
     if token.is_empty() {
         return Ok(None);
     }
-    let invalid = || ApiError::invalid("page_token", "is not a token this query returned");
+    let invalid = || AppError::invalid("page_token", "is not a token this query returned");
     if !token.len().is_multiple_of(2) || token.len() > 4096 {
         return Err(invalid());
     }
@@ -43,7 +43,7 @@ pub fn decode<T: DeserializeOwned>(query: &str, token: &str) -> ApiResult<Option
         .map_err(|_| invalid())?;
     let t: Token<T> = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
     if t.q != digest(query) {
-        return Err(ApiError::invalid(
+        return Err(AppError::invalid(
             "page_token",
             "belongs to a query with other filters; start again without it",
         ));

@@ -5,10 +5,8 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeDelta, Utc};
 
-use super::app::{App, Extra, Loaded, OrgContext, Reader, rejected};
-use super::convert::{self as cv};
-use super::error::{ApiError, ApiResult};
-use super::pb;
+use super::error::{AppError, AppResult};
+use super::{App, Extra, Loaded, OrgContext, Reader, rejected};
 use crate::domain::calendar::CalendarSpec;
 use crate::domain::catalog::Dated;
 use crate::domain::names::ResourceId;
@@ -22,6 +20,33 @@ const MAX_TICKETS: usize = 20_000;
 /// Most clocks listed per list.
 const MAX_LISTED: usize = 100;
 
+/// A clock a previewed change would alter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreviewedClock {
+    pub ticket: String,
+    pub organization: ResourceId,
+    pub metric: String,
+    pub instance: u32,
+    /// Its deadline now (for a paused clock, if it resumed now).
+    pub before: Option<DateTime<Utc>>,
+    /// Its deadline under the change.
+    pub after: Option<DateTime<Utc>>,
+    pub newly_breached: bool,
+}
+
+/// What a change would do to running clocks, before it is made.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChangePreview {
+    pub tickets_examined: u64,
+    pub clocks_moved: u64,
+    pub max_earlier: TimeDelta,
+    pub max_later: TimeDelta,
+    pub newly_breached: Vec<PreviewedClock>,
+    pub newly_breached_count: u64,
+    pub largest_moves: Vec<PreviewedClock>,
+    pub truncated: bool,
+}
+
 /// The preview being built.
 #[derive(Default)]
 struct Tally {
@@ -29,9 +54,9 @@ struct Tally {
     moved: u64,
     max_earlier: TimeDelta,
     max_later: TimeDelta,
-    newly_breached: Vec<pb::PreviewedClock>,
+    newly_breached: Vec<PreviewedClock>,
     newly_breached_count: u64,
-    largest: Vec<(TimeDelta, pb::PreviewedClock)>,
+    largest: Vec<(TimeDelta, PreviewedClock)>,
     truncated: bool,
 }
 
@@ -45,13 +70,13 @@ impl Tally {
             } else {
                 self.max_later = self.max_later.max(shift);
             }
-            let clock = pb::PreviewedClock {
-                ticket: format!("tickets/{}", record.ticket.id),
-                organization: cv::name_of(ResourceKind::Organization, &record.ticket.organization),
+            let clock = PreviewedClock {
+                ticket: record.ticket.id.clone(),
+                organization: record.ticket.organization.clone(),
                 metric: m.metric.to_string(),
-                instance: m.instance as i32,
-                current_deadline_time: cv::opt_timestamp(m.before),
-                new_deadline_time: cv::opt_timestamp(m.after),
+                instance: m.instance,
+                before: m.before,
+                after: m.after,
                 newly_breached: m.newly_breached,
             };
             if m.newly_breached {
@@ -77,17 +102,17 @@ impl Tally {
         }
     }
 
-    fn finish(mut self) -> pb::ChangePreview {
+    fn finish(mut self) -> ChangePreview {
         self.keep_largest();
-        pb::ChangePreview {
-            tickets_examined: self.tickets as i64,
-            clocks_moved: self.moved as i64,
-            max_earlier: Some(cv::duration(self.max_earlier)),
-            max_later: Some(cv::duration(self.max_later)),
+        ChangePreview {
+            tickets_examined: self.tickets as u64,
+            clocks_moved: self.moved,
+            max_earlier: self.max_earlier,
+            max_later: self.max_later,
             newly_breached: self.newly_breached,
+            newly_breached_count: self.newly_breached_count,
             largest_moves: self.largest.into_iter().map(|(_, c)| c).collect(),
             truncated: self.truncated,
-            newly_breached_count: self.newly_breached_count as i64,
         }
     }
 }
@@ -97,7 +122,7 @@ impl<S: Store> App<S> {
     async fn preview_ticket(
         &self,
         id: &str,
-    ) -> ApiResult<Option<(TicketRecord, Vec<crate::domain::ticket::Event>, Loaded)>> {
+    ) -> AppResult<Option<(TicketRecord, Vec<crate::domain::ticket::Event>, Loaded)>> {
         let record = match self.store.get_ticket(id).await {
             Ok(r) => r,
             // Deleted or moved since it was listed: nothing to preview.
@@ -115,16 +140,16 @@ impl<S: Store> App<S> {
         calendar: &ResourceId,
         spec: CalendarSpec,
         effective: Option<DateTime<Utc>>,
-    ) -> ApiResult<pb::ChangePreview> {
+    ) -> AppResult<ChangePreview> {
         let now = self.now();
         let current = self
             .store
             .get_resource(ResourceKind::Calendar, calendar, None)
             .await?;
         if current.archived {
-            return Err(ApiError::FailedPrecondition(format!(
+            return Err(AppError::FailedPrecondition(format!(
                 "{} is archived; archived resources do not change",
-                cv::name_of(ResourceKind::Calendar, calendar)
+                ResourceKind::Calendar.name(calendar)
             )));
         }
         let version = Dated {
@@ -156,16 +181,16 @@ impl<S: Store> App<S> {
         &self,
         id: &ResourceId,
         org: Organization,
-    ) -> ApiResult<pb::ChangePreview> {
+    ) -> AppResult<ChangePreview> {
         let now = self.now();
         let current = self
             .store
             .get_resource(ResourceKind::Organization, id, None)
             .await?;
         if current.archived {
-            return Err(ApiError::FailedPrecondition(format!(
+            return Err(AppError::FailedPrecondition(format!(
                 "{} is archived; archived resources do not change",
-                cv::name_of(ResourceKind::Organization, id)
+                ResourceKind::Organization.name(id)
             )));
         }
         let version = Dated {
@@ -193,7 +218,7 @@ impl<S: Store> App<S> {
         org: &ResourceId,
         changed: OrgContext,
         now: DateTime<Utc>,
-    ) -> ApiResult<bool> {
+    ) -> AppResult<bool> {
         let changed = Arc::new(changed);
         for id in self.store.open_ticket_ids(org).await? {
             if tally.tickets >= MAX_TICKETS {
@@ -225,16 +250,16 @@ impl<S: Store> App<S> {
         &self,
         policy: &ResourceId,
         definition: Policy,
-    ) -> ApiResult<pb::ChangePreview> {
+    ) -> AppResult<ChangePreview> {
         let now = self.now();
         let current = self
             .store
             .get_resource(ResourceKind::Policy, policy, None)
             .await?;
         if current.archived {
-            return Err(ApiError::FailedPrecondition(format!(
+            return Err(AppError::FailedPrecondition(format!(
                 "{} is archived; archived resources do not change",
-                cv::name_of(ResourceKind::Policy, policy)
+                ResourceKind::Policy.name(policy)
             )));
         }
         let definition = Arc::new(definition);

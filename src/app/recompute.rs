@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::app::{App, parse_body};
+use super::{App, parse_body};
 use crate::domain::names::ResourceId;
 use crate::domain::organization::Organization;
 use crate::store::{RecomputeJob, ResourceKind, Store};

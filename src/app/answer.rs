@@ -1,0 +1,108 @@
+//! Idempotent writes (AIP-155): a write claims its request's key in its transaction, and
+//! stores its answer there before committing; a retry with the same key and the same
+//! meaning gets that answer back and does nothing else, and the same key with another
+//! meaning is ALREADY_EXISTS naming the fields that differ.
+//!
+//! The stored answer is the response message the transports return, in its protobuf
+//! encoding: gRPC returns it as is and Connect renders the same message as JSON, so a
+//! request retried over another transport gets the very answer of the first call. The
+//! use cases here never see its type: a transport gives each write the [`Answer`] to
+//! store, rendered from the use case's domain result. The release before this layer
+//! stored the same bytes, so its answers are still returned.
+
+use super::App;
+use super::error::{AppError, AppResult, ErrorReason};
+use super::fingerprint::Fingerprint;
+use crate::store::{Claim, IdempotencyKey, Store, StoreTx};
+
+/// What a write answers, as stored under its request id.
+pub trait Answer: Sized {
+    fn to_bytes(&self) -> Vec<u8>;
+    fn from_bytes(bytes: &[u8]) -> Result<Self, String>;
+}
+
+/// A write request's idempotency: its key, and the fingerprint the first release stored
+/// for such a request, as the transport computes it (`None` where it has none).
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: IdempotencyKey,
+    pub legacy: Option<Fingerprint>,
+}
+
+impl Idempotency {
+    pub fn new(key: IdempotencyKey) -> Self {
+        Idempotency { key, legacy: None }
+    }
+}
+
+impl<S: Store> App<S> {
+    /// Claims a request's key with the fingerprint of its meaning: `Some(answer)` when
+    /// the same request was answered before, REQUEST_ID_REUSED when the key was used for
+    /// a different one.
+    pub async fn claim<A: Answer>(
+        &self,
+        tx: &mut S::Tx,
+        id: &Idempotency,
+        fingerprint: &Fingerprint,
+    ) -> AppResult<Option<A>> {
+        let key = &id.key;
+        match tx.claim(key, &fingerprint.to_json()).await? {
+            Claim::Fresh => Ok(None),
+            Claim::Seen {
+                fingerprint: stored,
+                response,
+            } => {
+                let stored = Fingerprint::from_json(&stored);
+                let differences = fingerprint.differences_from_stored(&stored, id.legacy.as_ref());
+                if differences.is_empty() {
+                    A::from_bytes(&response).map(Some).map_err(|e| {
+                        AppError::Internal(format!("stored idempotent answer cannot be read: {e}"))
+                    })
+                } else {
+                    Err(AppError::reasoned(
+                        ErrorReason::RequestIdReused,
+                        format!(
+                            "request_id {:?} was already used for a different {} request: {} differ",
+                            key.request_id,
+                            key.method,
+                            differences.join(", ")
+                        ),
+                    )
+                    .with("request_id", key.request_id.clone())
+                    .with("method", key.method.to_string())
+                    .with("differing_fields", differences.join(",")))
+                }
+            }
+        }
+    }
+
+    /// Stores the answer of a claimed key, in the transaction.
+    pub async fn complete<A: Answer>(
+        &self,
+        tx: &mut S::Tx,
+        key: &IdempotencyKey,
+        answer: &A,
+    ) -> AppResult<()> {
+        tx.complete(key, &answer.to_bytes()).await?;
+        Ok(())
+    }
+
+    /// Stores the answer of a claimed key and commits.
+    pub async fn finish<A: Answer>(
+        &self,
+        mut tx: S::Tx,
+        key: &IdempotencyKey,
+        answer: &A,
+    ) -> AppResult<()> {
+        self.complete(&mut tx, key, answer).await?;
+        self.commit(tx).await
+    }
+
+    /// Commits a transaction whose idempotency records are complete, and wakes what
+    /// waits for alerts and due instants.
+    pub async fn commit(&self, tx: S::Tx) -> AppResult<()> {
+        tx.commit().await?;
+        self.alerts_written.notify_waiters();
+        Ok(())
+    }
+}
