@@ -16,6 +16,7 @@ use tonic_health::server::HealthReporter;
 use tower::{Layer, Service};
 use tracing::Instrument;
 
+use crate::api::auth::AuthLayer;
 use crate::api::pb::alert_service_server::AlertServiceServer;
 use crate::api::pb::calendar_service_server::CalendarServiceServer;
 use crate::api::pb::deadline_service_server::DeadlineServiceServer;
@@ -26,7 +27,7 @@ use crate::api::pb::policy_service_server::PolicyServiceServer;
 use crate::api::pb::ticket_service_server::TicketServiceServer;
 use crate::api::{Api, App, pb};
 use crate::app::recompute;
-use crate::auth::{AuthLayer, Security};
+use crate::auth::Security;
 use crate::store::NotReady;
 use crate::store::Store;
 use crate::telemetry::RpcConventions;

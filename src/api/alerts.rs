@@ -11,7 +11,7 @@ use super::convert::{self as cv};
 use super::error::Check;
 use super::pb;
 use crate::app::alerts::Alert;
-use crate::app::tickets::SYSTEM_ACTOR;
+use crate::app::settle::SYSTEM_ACTOR;
 use crate::domain::names::MetricName;
 use crate::store::{AlertFilter, ResourceKind, Store};
 

@@ -3,11 +3,12 @@
 use crate::domain::ics::holidays_from_ics;
 use tonic::{Request, Response, Status};
 
-use super::catalog::{key, legacy_of, new_id, respond};
+use super::catalog::{key, legacy_of, new_id};
 use super::convert::{self as cv};
 use super::error::Check;
 use super::pb;
 use super::{Api, client_of};
+use crate::api::error::respond;
 use crate::app::answer::Idempotency;
 use crate::app::catalog::{at_version, json};
 use crate::app::fingerprint::Fingerprint;

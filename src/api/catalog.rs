@@ -4,8 +4,6 @@
 
 use std::fmt::Debug;
 
-use tonic::{Response, Status};
-
 use super::Api;
 use super::convert::{self as cv};
 use super::error::{AppResult, Check};
@@ -33,10 +31,6 @@ pub(super) fn key(client: &str, method: &'static str, request_id: String) -> Ide
 
 pub(super) fn new_id(c: &mut Check, field: &str, id: &str) -> Option<ResourceId> {
     c.ok(field, ResourceId::parse(id))
-}
-
-pub(super) fn respond<M>(r: AppResult<M>) -> Result<Response<M>, Status> {
-    r.map(Response::new).map_err(Status::from)
 }
 
 const ORGANIZATION_FIELDS: [(&str, OrganizationField); 7] = [

@@ -8,13 +8,9 @@ use super::Api;
 use super::convert::{self as cv};
 use super::error::{AppResult, Check};
 use super::pb;
-use super::tickets::opt_text;
+use crate::api::error::respond;
 use crate::domain::names::{MetricName, PriorityLabel};
 use crate::store::{ClockFilter, ClockQuery, ResourceKind, Store};
-
-fn respond<M>(r: AppResult<M>) -> Result<Response<M>, Status> {
-    r.map(Response::new).map_err(Status::from)
-}
 
 impl<S: Store> Api<S> {
     /// A deadline query; `c` holds what the caller already checked, so every bad field
@@ -41,13 +37,8 @@ impl<S: Store> Api<S> {
             )
             .map(|o| Some(o.to_string()))
         };
-        let metric = opt_text(&mut c, "filter.metric".into(), &f.metric, MetricName::parse);
-        let priority = opt_text(
-            &mut c,
-            "filter.priority".into(),
-            &f.priority,
-            PriorityLabel::parse,
-        );
+        let metric = cv::optional(&mut c, "filter.metric", &f.metric, MetricName::parse);
+        let priority = cv::optional(&mut c, "filter.priority", &f.priority, PriorityLabel::parse);
         let (((size, organization), (metric, priority)), query) =
             c.finish(size.zip(organization).zip(metric.zip(priority)).zip(query))?;
         let filter = ClockFilter {

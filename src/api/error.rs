@@ -146,6 +146,11 @@ impl From<AppError> for Status {
     }
 }
 
+/// A use case's outcome as a gRPC answer: the one place results meet `Status`.
+pub fn respond<M>(r: AppResult<M>) -> Result<tonic::Response<M>, tonic::Status> {
+    r.map(tonic::Response::new).map_err(tonic::Status::from)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

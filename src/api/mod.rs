@@ -4,6 +4,7 @@
 //! its own file.
 
 mod alerts;
+pub mod auth;
 mod calendars;
 mod catalog;
 pub mod codec;

@@ -1,10 +1,11 @@
 //! The gRPC transport of `OrganizationService`.
 
 use super::catalog::organization_update;
+use crate::api::error::respond;
 use crate::app::catalog::OrganizationUpdate;
 use tonic::{Request, Response, Status};
 
-use super::catalog::{key, legacy_of, new_id, respond};
+use super::catalog::{key, legacy_of, new_id};
 use super::convert::{self as cv};
 use super::error::Check;
 use super::pb;

@@ -10,25 +10,14 @@ use super::convert::{self as cv};
 use super::error::{AppError, AppResult, Check};
 use super::pb;
 use super::{Api, client_of};
+use crate::api::error::respond;
 use crate::app::answer::Idempotency;
 use crate::app::fingerprint::Fingerprint;
-use crate::app::tickets::{BatchItem, NewTicket, PolicyMove, Quote, QuoteView, TicketView};
+use crate::app::quotes::{Quote, QuoteView};
+use crate::app::tickets::{BatchItem, NewTicket, PolicyMove, TicketView};
 use crate::domain::limits;
 use crate::domain::names::{ExternalId, PriorityLabel, RequestType};
 use crate::store::{IdempotencyKey, NewEvent, ResourceKind, Store, TicketFilter};
-
-pub(super) fn opt_text<T, E: std::fmt::Display>(
-    c: &mut Check,
-    field: String,
-    s: &str,
-    p: impl Fn(&str) -> Result<T, E>,
-) -> Option<Option<T>> {
-    if s.is_empty() {
-        Some(None)
-    } else {
-        c.ok(field, p(s)).map(Some)
-    }
-}
 
 pub(super) fn estimate(c: &mut Check, field: String, m: i32) -> Option<Option<u32>> {
     match m {
@@ -64,7 +53,7 @@ pub(super) fn new_ticket(c: &mut Check, field: &str, t: Option<&pb::Ticket>) -> 
         format!("{field}.request_type"),
         RequestType::parse(&t.request_type),
     );
-    let priority = opt_text(
+    let priority = cv::optional(
         c,
         format!("{field}.priority"),
         &t.priority,
@@ -75,7 +64,7 @@ pub(super) fn new_ticket(c: &mut Check, field: &str, t: Option<&pb::Ticket>) -> 
         &format!("{field}.received_time"),
         t.received_time.as_ref(),
     );
-    let requested_by = opt_text(
+    let requested_by = cv::optional(
         c,
         format!("{field}.requested_by"),
         &t.requested_by,
@@ -131,10 +120,6 @@ fn as_first_release(text: &str) -> String {
 /// The stored answer of a ticket write: the proto `Ticket`, in its protobuf encoding.
 fn ticket_answer(v: &TicketView) -> pb::Ticket {
     cv::ticket_to_pb(v)
-}
-
-fn respond<M>(r: AppResult<M>) -> Result<Response<M>, Status> {
-    r.map(Response::new).map_err(Status::from)
 }
 
 /// A failed batch item as `google.rpc.Status`, with the same details a failed call has.
@@ -256,7 +241,7 @@ impl<S: Store> Api<S> {
             ResourceKind::Organization,
         );
         let request_type = c.ok("request_type", RequestType::parse(&r.request_type));
-        let priority = opt_text(&mut c, "priority".into(), &r.priority, PriorityLabel::parse);
+        let priority = cv::optional(&mut c, "priority", &r.priority, PriorityLabel::parse);
         let estimate_minutes = estimate(&mut c, "estimate_minutes".into(), r.estimate_minutes);
         let scheduled = cv::optional_instant(&mut c, "scheduled_time", r.scheduled_time.as_ref());
         let received = cv::optional_instant(&mut c, "received_time", r.received_time.as_ref());

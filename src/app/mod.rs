@@ -23,9 +23,11 @@ pub mod hours;
 pub mod packs;
 pub mod page;
 pub mod preview;
+pub mod quotes;
 pub mod recompute;
 pub mod reports;
 pub mod runner;
+pub mod settle;
 mod state;
 pub mod tickets;
 

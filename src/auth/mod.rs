@@ -3,15 +3,15 @@
 //! Callers present `authorization: Bearer <token>`. A token belongs to a named API client
 //! (`servicelevel client create`), stored only as the token's SHA-256, with scopes (see
 //! [`scope::METHODS`] for what each RPC needs) and optionally the organisations it may
-//! touch. The [`layer`] checks every call before it reaches a service: no valid token is
-//! UNAUTHENTICATED, a missing scope PERMISSION_DENIED; it leaves the [`Caller`] in the
-//! request's extensions, where the API reads the client (idempotency keys are scoped to
-//! it) and its organisations (checked where a request names one).
+//! touch. The gRPC transport's layer (`crate::api::auth`) checks every call before it
+//! reaches a service: no valid token is UNAUTHENTICATED, a missing scope
+//! PERMISSION_DENIED; it leaves the [`Caller`] in the request's extensions, where the API
+//! reads the client (idempotency keys are scoped to it) and its organisations (checked
+//! where a request names one).
 //!
-//! The parts here are pure; the layer and the CLI's operations do the I/O.
+//! The parts here are pure; that layer and the CLI's operations do the I/O.
 
 pub mod admin;
-pub mod layer;
 pub mod scope;
 pub mod tls;
 pub mod token;
@@ -22,7 +22,6 @@ use std::time::Duration;
 use crate::domain::names::ResourceId;
 use crate::store::ApiClientRecord;
 
-pub use layer::{AuthLayer, Authenticator};
 pub use scope::{Access, Method, Reach, Scope, Scopes};
 pub use tls::TlsConfig;
 

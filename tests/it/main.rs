@@ -14,6 +14,7 @@ mod fuzz;
 mod harness;
 mod hours;
 mod isolation;
+mod layers;
 mod limits;
 mod pack_scenarios;
 mod packs;

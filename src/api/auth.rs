@@ -1,4 +1,5 @@
-//! The tower layer that authenticates and authorises every call before a service sees it.
+//! The tower layer that authenticates and authorises every gRPC call before a service
+//! sees it; tokens, scopes and clients themselves are `crate::auth`.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -11,9 +12,9 @@ use tonic::Status;
 use tonic::codegen::http;
 use tower::{Layer, Service};
 
-use super::scope::{self, Access};
-use super::{AuthMode, Caller, ReflectionAccess, Security, token};
-use crate::api::error::{self, ErrorReason};
+use super::error::{self, ErrorReason};
+use crate::auth::scope::{self, Access};
+use crate::auth::{AuthMode, Caller, ReflectionAccess, Security, token};
 use crate::store::{ApiClientRecord, Store, StoreResult};
 use crate::telemetry::LogThrottle;
 
