@@ -2,7 +2,6 @@
 
 use super::catalog::organization_update;
 use crate::api::error::respond;
-use crate::app::catalog::OrganizationUpdate;
 use tonic::{Request, Response, Status};
 
 use super::catalog::{key, legacy_of, new_id};
@@ -11,7 +10,6 @@ use super::error::Check;
 use super::pb;
 use super::{Api, client_of};
 use crate::app::answer::Idempotency;
-use crate::app::catalog::{at_version, json};
 use crate::app::fingerprint::Fingerprint;
 use crate::store::{ResourceKind, Store};
 
@@ -33,7 +31,6 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
         respond(
             async {
                 let ((id, org), rid) = parsed?;
-                self.app.check_references(&org, "organization").await?;
                 let idem = Idempotency {
                     key: key(&client, "CreateOrganization", rid),
                     legacy: legacy_of(&[
@@ -45,14 +42,7 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
                     .with("organization_id", &id)
                     .with("organization", &org);
                 self.app
-                    .create_resource(
-                        (&idem, &fp),
-                        ResourceKind::Organization,
-                        &id,
-                        org.display_name.as_str(),
-                        json(&org)?,
-                        &cv::organization_to_pb,
-                    )
+                    .create_organization((&idem, &fp), &id, &org, &cv::organization_to_pb)
                     .await
             }
             .await,
@@ -152,37 +142,10 @@ impl<S: Store> pb::organization_service_server::OrganizationService for Api<S> {
                 .with("update_mask", &mask)
                 .with("organization", &update)
                 .with("expected_version", &expected);
-            let answer = match update {
-                OrganizationUpdate::Whole(org) => {
-                    self.app.check_references(&org, "organization").await?;
-                    let body = json(&org)?;
-                    self.app
-                        .update_resource(
-                            (&idem, &fp),
-                            (ResourceKind::Organization, &id),
-                            Some(org.display_name.as_str()),
-                            |current| {
-                                at_version(current, expected)?;
-                                Ok(body)
-                            },
-                            None,
-                            &cv::organization_to_pb,
-                        )
-                        .await?
-                }
-                OrganizationUpdate::Patch(patch) => {
-                    self.app
-                        .merge_organization(
-                            (&idem, &fp),
-                            &id,
-                            "organization",
-                            &patch,
-                            expected,
-                            &cv::organization_to_pb,
-                        )
-                        .await?
-                }
-            };
+            let answer = self
+                .app
+                .update_organization((&idem, &fp), &id, update, expected, &cv::organization_to_pb)
+                .await?;
             self.recompute_organization(&id);
             Ok(answer)
         }

@@ -45,34 +45,30 @@ impl<S: Store> App<S> {
         id: &Idempotency,
         fingerprint: &Fingerprint,
     ) -> AppResult<Option<A>> {
-        let key = &id.key;
-        match tx.claim(key, &fingerprint.to_json()).await? {
+        match tx.claim(&id.key, &fingerprint.to_json()).await? {
             Claim::Fresh => Ok(None),
             Claim::Seen {
                 fingerprint: stored,
                 response,
-            } => {
-                let stored = Fingerprint::from_json(&stored);
-                let differences = fingerprint.differences_from_stored(&stored, id.legacy.as_ref());
-                if differences.is_empty() {
-                    A::from_bytes(&response).map(Some).map_err(|e| {
-                        AppError::Internal(format!("stored idempotent answer cannot be read: {e}"))
-                    })
-                } else {
-                    Err(AppError::reasoned(
-                        ErrorReason::RequestIdReused,
-                        format!(
-                            "request_id {:?} was already used for a different {} request: {} differ",
-                            key.request_id,
-                            key.method,
-                            differences.join(", ")
-                        ),
-                    )
-                    .with("request_id", key.request_id.clone())
-                    .with("method", key.method.to_string())
-                    .with("differing_fields", differences.join(",")))
-                }
-            }
+            } => seen(id, fingerprint, &stored, &response).map(Some),
+        }
+    }
+
+    /// The answer of a request already answered, read without claiming its key: for use
+    /// cases that check things outside their write transaction (references, a ticket),
+    /// so that a retry gets its answer even when those changed since, like any other.
+    /// `None` means carry on (and claim in the write, which settles any race).
+    pub async fn replay<A: Answer>(
+        &self,
+        id: &Idempotency,
+        fingerprint: &Fingerprint,
+    ) -> AppResult<Option<A>> {
+        match self.store.answered(&id.key).await? {
+            Some(Claim::Seen {
+                fingerprint: stored,
+                response,
+            }) => seen(id, fingerprint, &stored, &response).map(Some),
+            _ => Ok(None),
         }
     }
 
@@ -105,4 +101,34 @@ impl<S: Store> App<S> {
         self.alerts_written.notify_waiters();
         Ok(())
     }
+}
+
+/// A request seen before under its key: its stored answer when it is the same request,
+/// REQUEST_ID_REUSED naming the fields that differ when it is not.
+fn seen<A: Answer>(
+    id: &Idempotency,
+    fingerprint: &Fingerprint,
+    stored: &str,
+    response: &[u8],
+) -> AppResult<A> {
+    let key = &id.key;
+    let stored = Fingerprint::from_json(stored);
+    let differences = fingerprint.differences_from_stored(&stored, id.legacy.as_ref());
+    if differences.is_empty() {
+        return A::from_bytes(response).map_err(|e| {
+            AppError::Internal(format!("stored idempotent answer cannot be read: {e}"))
+        });
+    }
+    Err(AppError::reasoned(
+        ErrorReason::RequestIdReused,
+        format!(
+            "request_id {:?} was already used for a different {} request: {} differ",
+            key.request_id,
+            key.method,
+            differences.join(", ")
+        ),
+    )
+    .with("request_id", key.request_id.clone())
+    .with("method", key.method.to_string())
+    .with("differing_fields", differences.join(",")))
 }

@@ -186,12 +186,80 @@ impl<S: Store> App<S> {
         Ok(answer)
     }
 
+    /// Creates an organisation once its references check out. A retry of a create that
+    /// went through gets its answer even if a reference changed since.
+    pub async fn create_organization<A: Answer>(
+        &self,
+        (idem, fingerprint): Idempotent<'_>,
+        id: &ResourceId,
+        org: &Organization,
+        render: Render<'_, A>,
+    ) -> AppResult<A> {
+        if let Some(answer) = self.replay(idem, fingerprint).await? {
+            return Ok(answer);
+        }
+        self.check_references(org, "organization").await?;
+        self.create_resource(
+            (idem, fingerprint),
+            ResourceKind::Organization,
+            id,
+            org.display_name.as_str(),
+            json(org)?,
+            render,
+        )
+        .await
+    }
+
+    /// Replaces an organisation (`Whole`) or sets some of its fields (`Patch`), at the
+    /// `expected` version if one is given; references are checked like on create.
+    pub async fn update_organization<A: Answer>(
+        &self,
+        (idem, fingerprint): Idempotent<'_>,
+        id: &ResourceId,
+        update: OrganizationUpdate,
+        expected: Option<u32>,
+        render: Render<'_, A>,
+    ) -> AppResult<A> {
+        if let Some(answer) = self.replay(idem, fingerprint).await? {
+            return Ok(answer);
+        }
+        match update {
+            OrganizationUpdate::Whole(org) => {
+                self.check_references(&org, "organization").await?;
+                let body = json(&org)?;
+                self.update_resource(
+                    (idem, fingerprint),
+                    (ResourceKind::Organization, id),
+                    Some(org.display_name.as_str()),
+                    |current| {
+                        at_version(current, expected)?;
+                        Ok(body)
+                    },
+                    None,
+                    render,
+                )
+                .await
+            }
+            OrganizationUpdate::Patch(patch) => {
+                self.merge_organization(
+                    (idem, fingerprint),
+                    id,
+                    "organization",
+                    &patch,
+                    expected,
+                    render,
+                )
+                .await
+            }
+        }
+    }
+
     /// A masked organisation update: the fields `patch` sets over the current version,
     /// checked whole (references too) outside the write transaction, so the write is
     /// pinned to the version merged on; if another writer got in between, the merge is
     /// redone on the newer version (unless the caller pinned one: then the conflict is the
     /// caller's to resolve). `field` names the organisation in the request.
-    pub async fn merge_organization<A: Answer>(
+    async fn merge_organization<A: Answer>(
         &self,
         (idem, fingerprint): Idempotent<'_>,
         org: &ResourceId,

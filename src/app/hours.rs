@@ -214,16 +214,30 @@ impl<S: Store> App<S> {
         Ok(Ledger::new(&ctx.contract, bucket.clone(), entries)?)
     }
 
-    /// One ledger write: lock the account, decide, append, answer.
+    /// One ledger write: lock the account, decide, append, answer. `ticket` (an id) is
+    /// the ticket the work was for, checked to be the organisation's before the write
+    /// and handed to `command`; a retry of a write that went through gets its answer
+    /// without that check.
+    #[allow(clippy::too_many_arguments)]
     pub async fn ledger_write<A: Answer>(
         &self,
         id: &Idempotency,
         fp: &Fingerprint,
         org: &ResourceId,
         bucket: &BucketName,
-        command: impl FnOnce(&HoursContext, &Ledger) -> AppResult<Command>,
+        ticket: Option<String>,
+        command: impl FnOnce(&HoursContext, &Ledger, Option<TicketRef>) -> AppResult<Command>,
         render: &(dyn Fn(&LedgerWrite) -> A + Sync),
     ) -> AppResult<A> {
+        let ticket = match ticket {
+            None => None,
+            Some(ticket) => {
+                if let Some(answer) = self.replay(id, fp).await? {
+                    return Ok(answer);
+                }
+                self.usage_ticket(org, Some(ticket)).await?
+            }
+        };
         let mut tx = self.store.begin().await?;
         if let Some(answer) = self.claim::<A>(&mut tx, id, fp).await? {
             return Ok(answer);
@@ -234,7 +248,7 @@ impl<S: Store> App<S> {
         let mut ledger = self
             .ledger(&mut reader, &ctx, epoch, org, bucket, next_seq)
             .await?;
-        let command = command(&ctx, &ledger)?;
+        let command = command(&ctx, &ledger, ticket)?;
         let now = self.now();
         let entries = ledger.decide(&command, now)?;
         tx.append_entries(org, bucket.as_str(), &entries).await?;
@@ -347,7 +361,7 @@ impl<S: Store> App<S> {
 
     /// The ticket a usage or hold names, checked against the organisation; nothing is
     /// read without one (the write itself reads the hours context, in its transaction).
-    pub async fn usage_ticket(
+    async fn usage_ticket(
         &self,
         org: &ResourceId,
         ticket: Option<String>,
@@ -463,6 +477,12 @@ impl<S: Store> App<S> {
         spec: HoursContractSpec,
         render: Render<'_, A>,
     ) -> AppResult<A> {
+        let fp = Fingerprint::new()
+            .with("organization", org)
+            .with("contract", &spec);
+        if let Some(answer) = self.replay(id, &fp).await? {
+            return Ok(answer);
+        }
         let org_v = self
             .require_live(ResourceKind::Organization, org, "contract.organization")
             .await?;
@@ -492,9 +512,6 @@ impl<S: Store> App<S> {
             plans.insert(plan.clone(), dated);
         }
         spec.contract(organization.zone, &plans)?;
-        let fp = Fingerprint::new()
-            .with("organization", org)
-            .with("contract", &spec);
         let body = json(&spec)?;
         let mut tx = self.store.begin().await?;
         if let Some(answer) = self.claim::<A>(&mut tx, id, &fp).await? {

@@ -366,6 +366,13 @@ pub trait Store: Clone + Send + Sync + 'static {
         version: Option<u32>,
     ) -> impl Future<Output = StoreResult<ResourceVersion>> + Send;
 
+    /// What an idempotency key holds once its request was answered (its fingerprint and
+    /// answer), read without claiming it; a key unused or still in flight is `None`.
+    fn answered(
+        &self,
+        key: &IdempotencyKey,
+    ) -> impl Future<Output = StoreResult<Option<Claim>>> + Send;
+
     /// Every version of a resource, oldest first.
     fn resource_versions(
         &self,

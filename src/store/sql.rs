@@ -853,6 +853,28 @@ impl super::Store for SqlStore {
         read_resource(&self.pool, self.backend, kind, id, version).await
     }
 
+    #[tracing::instrument(level = "debug", name = "db.answered", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn answered(&self, key: &IdempotencyKey) -> StoreResult<Option<Claim>> {
+        let row = sqlx::query(AssertSqlSafe(placeholders(
+            self.backend,
+            "SELECT fingerprint, response FROM idempotency \
+             WHERE client = ? AND method = ? AND request_id = ? AND response IS NOT NULL",
+        )))
+        .bind(key.client.as_str())
+        .bind(key.method)
+        .bind(key.request_id.as_str())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.map(|row| {
+            Ok(Claim::Seen {
+                fingerprint: row.try_get("fingerprint").map_err(db_error)?,
+                response: row.try_get("response").map_err(db_error)?,
+            })
+        })
+        .transpose()
+    }
+
     #[tracing::instrument(level = "debug", name = "db.resource_versions", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn resource_versions(
         &self,

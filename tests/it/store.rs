@@ -41,8 +41,54 @@ async fn after_commit_hooks_run_only_on_commit(db: Db) {
     s.stop().await;
 }
 
+/// `answered` shows a key's record once its request is answered, never a claim still in
+/// flight (whose transaction may yet roll back) nor one rolled back.
+async fn answered_shows_only_answered_requests(db: Db) {
+    use servicelevel::store::{Claim, IdempotencyKey};
+    let s = TestServer::start(db, utc(2026, 3, 1, 12, 0)).await;
+    let key = |id: &str| IdempotencyKey {
+        client: "billing".into(),
+        method: "RecordUsage",
+        request_id: id.into(),
+    };
+    assert_eq!(s.store.answered(&key("a")).await.expect("reads"), None);
+    let mut tx = s.store.begin().await.expect("begins");
+    assert_eq!(
+        tx.claim(&key("a"), "{}").await.expect("claims"),
+        Claim::Fresh
+    );
+    assert_eq!(
+        s.store.answered(&key("a")).await.expect("reads"),
+        None,
+        "a claim in flight is not an answer"
+    );
+    tx.complete(&key("a"), b"answer").await.expect("completes");
+    tx.commit().await.expect("commits");
+    let mut tx = s.store.begin().await.expect("begins");
+    assert_eq!(
+        tx.claim(&key("b"), "{}").await.expect("claims"),
+        Claim::Fresh
+    );
+    tx.complete(&key("b"), b"lost").await.expect("completes");
+    drop(tx);
+    assert_eq!(
+        s.store.answered(&key("a")).await.expect("reads"),
+        Some(Claim::Seen {
+            fingerprint: "{}".into(),
+            response: b"answer".to_vec(),
+        })
+    );
+    assert_eq!(
+        s.store.answered(&key("b")).await.expect("reads"),
+        None,
+        "rolled back"
+    );
+    s.stop().await;
+}
+
 crate::on_both_stores!(
     after_commit_hooks_run_only_on_commit,
+    answered_shows_only_answered_requests,
     an_older_database_upgrades_in_place,
     event_keys_stored_per_client_move_under_their_ticket,
     tickets_become_unique_per_organisation_on_upgrade,

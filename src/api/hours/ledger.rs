@@ -13,14 +13,14 @@ use crate::api::{Api, client_of};
 use crate::app::answer::Idempotency;
 use crate::app::error::AppResult;
 use crate::app::fingerprint::Fingerprint;
-use crate::domain::ledger::Ledger;
-use crate::domain::ledger::{ActivityKind, Command, PeriodKey, Usage};
+use crate::domain::ledger::{ActivityKind, Command, Ledger, PeriodKey, TicketRef, Usage};
 use crate::domain::names::{ExternalId, ShortText};
 use crate::store::Store;
 
 /// What every ledger write shares: its idempotency under `method` (the fingerprint is the
 /// account and `meaning`), the caller as the entry's actor, the command decided on the
 /// locked account, and the answer as stored.
+#[allow(clippy::too_many_arguments)]
 async fn write<S: Store>(
     api: &Api<S>,
     client: &str,
@@ -28,7 +28,8 @@ async fn write<S: Store>(
     account: Account,
     legacy: Option<Fingerprint>,
     meaning: Fingerprint,
-    command: impl FnOnce(ExternalId, &Ledger) -> AppResult<Command>,
+    ticket: Option<String>,
+    command: impl FnOnce(ExternalId, Option<TicketRef>, &Ledger) -> AppResult<Command>,
 ) -> AppResult<pb::LedgerWriteResponse> {
     let Account {
         org,
@@ -47,7 +48,8 @@ async fn write<S: Store>(
             &fp,
             &org,
             &bucket,
-            move |_, ledger| command(actor, ledger),
+            ticket,
+            move |_, ledger, ticket| command(actor, ticket, ledger),
             &write_to_pb,
         )
         .await
@@ -87,12 +89,11 @@ pub(super) async fn record_usage<S: Store>(
         async {
             let (((account, (minutes, activity)), (service_at, ticket)), reason) = parsed?;
             crate::api::note("organization", &account.org);
-            let ticket = api.app.usage_ticket(&account.org, ticket).await?;
             let meaning = Fingerprint::new()
                 .with("minutes", &minutes)
                 .with("activity_kind", &activity)
                 .with("service_time", &service_at)
-                .with("ticket", &ticket.as_ref().map(|t| t.id.as_str()))
+                .with("ticket", &ticket)
                 .with("reason", &reason);
             let legacy = legacy_of(&[
                 ("organization", &r.organization),
@@ -111,7 +112,8 @@ pub(super) async fn record_usage<S: Store>(
                 account,
                 legacy,
                 meaning,
-                move |actor, _| {
+                ticket,
+                move |actor, ticket, _| {
                     Ok(Command::RecordUsage(Usage {
                         minutes,
                         activity,
@@ -160,13 +162,12 @@ pub(super) async fn hold_minutes<S: Store>(
     respond(
         async {
             let (((account, (hold, minutes)), (service_at, activity)), ticket) = parsed?;
-            let ticket = api.app.usage_ticket(&account.org, ticket).await?;
             let meaning = Fingerprint::new()
                 .with("hold_id", &hold)
                 .with("minutes", &minutes)
                 .with("service_time", &service_at)
                 .with("activity_kind", &activity)
-                .with("ticket", &ticket.as_ref().map(|t| t.id.as_str()));
+                .with("ticket", &ticket);
             let legacy = legacy_of(&[
                 ("organization", &r.organization),
                 ("bucket", &r.bucket),
@@ -183,7 +184,8 @@ pub(super) async fn hold_minutes<S: Store>(
                 account,
                 legacy,
                 meaning,
-                move |actor, _| {
+                ticket,
+                move |actor, ticket, _| {
                     Ok(Command::Hold {
                         hold,
                         minutes,
@@ -237,7 +239,8 @@ pub(super) async fn capture_hold<S: Store>(
                 account,
                 legacy,
                 meaning,
-                move |actor, _| {
+                None,
+                move |actor, _, _| {
                     Ok(Command::Capture {
                         hold,
                         minutes,
@@ -282,7 +285,8 @@ pub(super) async fn release_hold<S: Store>(
                 account,
                 legacy,
                 meaning,
-                move |actor, _| {
+                None,
+                move |actor, _, _| {
                     Ok(Command::Release {
                         hold,
                         actor,
@@ -330,7 +334,8 @@ pub(super) async fn adjust_balance<S: Store>(
                 account,
                 legacy,
                 meaning,
-                move |actor, _| {
+                None,
+                move |actor, _, _| {
                     Ok(Command::Adjust {
                         minutes,
                         reason,
@@ -381,7 +386,8 @@ pub(super) async fn reverse_entry<S: Store>(
                 account,
                 legacy,
                 meaning,
-                move |actor, _| {
+                None,
+                move |actor, _, _| {
                     Ok(Command::Reverse {
                         entry,
                         reason,
@@ -422,7 +428,8 @@ pub(super) async fn lock_period<S: Store>(
                 account,
                 legacy,
                 meaning,
-                move |actor, ledger| {
+                None,
+                move |actor, _, ledger| {
                     let period: PeriodKey = ledger.period_starting(start)?;
                     Ok(Command::Lock { period, actor })
                 },
