@@ -26,3 +26,4 @@ mod store;
 mod telemetry;
 mod tickets;
 mod tools;
+mod upgrade;
