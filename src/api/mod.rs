@@ -16,6 +16,7 @@ mod organizations;
 pub mod packs;
 mod policies;
 mod reports;
+pub mod span;
 mod tickets;
 
 use std::sync::Arc;
