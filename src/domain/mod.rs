@@ -18,6 +18,7 @@ pub mod pack;
 pub mod pack_import;
 pub mod policy;
 pub mod preview;
+pub mod signing;
 pub mod status;
 pub mod ticket;
 mod zone;

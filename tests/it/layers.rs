@@ -183,8 +183,16 @@ fn the_domain_is_pure() {
     let mut found = tree.containing(
         "domain",
         &[
-            "async fn", ".await", "tokio", "sqlx", "tonic", "prost", "std::fs", "std::net",
+            "async fn",
+            ".await",
+            "tokio",
+            "sqlx",
+            "tonic",
+            "prost",
+            "std::fs",
+            "std::net",
             "Utc::now",
+            "getrandom",
         ],
     );
     let graph = tree.graph();
