@@ -7,6 +7,7 @@ pub mod calendar_cache;
 pub mod catalog;
 pub mod clock;
 pub mod clock_calendar;
+pub mod connection;
 pub mod explain;
 pub mod hours;
 pub mod ics;
