@@ -258,6 +258,9 @@ pub struct Metrics {
     /// The minutes counters these replace, kept for one release (`None`: left out).
     legacy_hours: Option<(Family<Labels1, Counter>, Family<Labels1, Counter>)>,
     due_lag: Histograms<Labels1>,
+    webhook_deliveries: Family<Labels2, Counter>,
+    webhook_applied: Family<Labels1, Counter>,
+    webhook_lag: Histograms<Labels1>,
     scrape: Arc<ScrapeCollector>,
     source: Mutex<Option<Arc<dyn GaugeSource>>>,
     cache: tokio::sync::Mutex<Option<(Instant, Result<ScrapeData, String>)>>,
@@ -594,6 +597,22 @@ impl Metrics {
             "From an action's due instant to the due-time runner recording it, by action",
             due_lag.clone(),
         );
+        let webhook_deliveries = counters(
+            &mut registry,
+            "servicelevel_webhook_deliveries",
+            "Webhook deliveries received, by provider and outcome (kept, or duplicate of one kept before)",
+        );
+        let webhook_applied = counters(
+            &mut registry,
+            "servicelevel_webhook_applied",
+            "Webhook deliveries the inbox worker finished, by state (applied, stale, ignored, failed)",
+        );
+        let webhook_lag = Histograms::<Labels1>::new_with_constructor(lag_histogram);
+        registry.register(
+            "servicelevel_webhook_apply_lag_seconds",
+            "From a webhook delivery's arrival to the inbox worker finishing it, by state",
+            webhook_lag.clone(),
+        );
         let build_info = Family::<Labels1, Gauge>::default();
         build_info
             .get_or_create(&[("version", env!("CARGO_PKG_VERSION").to_string())])
@@ -617,6 +636,9 @@ impl Metrics {
             hours_overage,
             legacy_hours,
             due_lag,
+            webhook_deliveries,
+            webhook_applied,
+            webhook_lag,
             scrape,
             source: Mutex::new(None),
             cache: tokio::sync::Mutex::new(None),
@@ -697,6 +719,28 @@ impl Metrics {
         let secs = lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
         self.due_lag
             .get_or_create(&[("action", action.to_string())])
+            .observe(secs.max(0.0));
+    }
+
+    /// Deliveries a webhook request left: `kept` new ones, `duplicates` kept before.
+    pub fn webhook_deliveries(&self, provider: &str, kept: usize, duplicates: usize) {
+        for (outcome, n) in [("kept", kept), ("duplicate", duplicates)] {
+            self.webhook_deliveries
+                .get_or_create(&[
+                    ("provider", provider.to_string()),
+                    ("outcome", outcome.to_string()),
+                ])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// A delivery the inbox worker finished, `lag` after it arrived.
+    pub fn webhook_applied(&self, state: &str, lag: chrono::TimeDelta) {
+        let labels = [("state", state.to_string())];
+        self.webhook_applied.get_or_create(&labels).inc();
+        let secs = lag.num_microseconds().unwrap_or(i64::MAX) as f64 / 1e6;
+        self.webhook_lag
+            .get_or_create(&labels)
             .observe(secs.max(0.0));
     }
 

@@ -15,6 +15,7 @@ use tonic_health::server::HealthReporter;
 use crate::api::auth::AuthLayer;
 use crate::api::pb::alert_service_server::AlertServiceServer;
 use crate::api::pb::calendar_service_server::CalendarServiceServer;
+use crate::api::pb::connection_service_server::ConnectionServiceServer;
 use crate::api::pb::deadline_service_server::DeadlineServiceServer;
 use crate::api::pb::hours_service_server::HoursServiceServer;
 use crate::api::pb::organization_service_server::OrganizationServiceServer;
@@ -39,8 +40,9 @@ pub const LIVENESS: &str = "liveness";
 const HEALTH_PROBE: Duration = Duration::from_millis(500);
 
 /// The names health reports on: the empty name (the whole server) and each service.
-fn service_names() -> [&'static str; 8] {
+fn service_names() -> [&'static str; 9] {
     [
+        <ConnectionServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <PackServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <AlertServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <HoursServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
@@ -88,6 +90,8 @@ pub struct ServeOptions {
     pub max_future_skew: Duration,
     /// The OpenTelemetry RPC conventions the RPC spans follow.
     pub rpc_conventions: RpcConventions,
+    /// How the webhook inbox is applied and how long it is kept.
+    pub inbox: crate::app::inbox::InboxOptions,
 }
 
 impl Default for ServeOptions {
@@ -100,6 +104,7 @@ impl Default for ServeOptions {
             rpc_timeout: Duration::from_secs(30),
             max_future_skew: Duration::from_secs(300),
             rpc_conventions: RpcConventions::Old,
+            inbox: crate::app::inbox::InboxOptions::default(),
         }
     }
 }
@@ -140,6 +145,13 @@ pub async fn serve_secured<S: Store>(
     let drain_timeout = options.drain_timeout;
     let (recompute, worker) = recompute::spawn(Arc::clone(&app));
     let runner = crate::app::runner::spawn(Arc::clone(&app), options.runner_poll);
+    // Tickets the inbox writes store the gRPC Ticket under their request ids, as any
+    // ticket write does.
+    let inbox = tokio::spawn(crate::app::inbox::run_inbox(
+        Arc::clone(&app),
+        Arc::new(|v: &crate::app::tickets::TicketView| crate::api::convert::ticket_to_pb(v)),
+        options.inbox.clone(),
+    ));
     let api = Api::new(Arc::clone(&app), recompute);
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -286,6 +298,9 @@ pub async fn serve_secured<S: Store>(
         .add_service(
             PackServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
+        .add_service(
+            ConnectionServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(DeadlineServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
     type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
     let serving: Serving = match incoming {
@@ -314,5 +329,6 @@ pub async fn serve_secured<S: Store>(
     probe.abort();
     worker.abort();
     runner.abort();
+    inbox.abort();
     result
 }

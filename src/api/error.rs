@@ -38,7 +38,9 @@ pub fn code(reason: ErrorReason) -> Code {
         | ErrorReason::ScopeMissing
         | ErrorReason::RestrictedClient
         | ErrorReason::MethodNotGranted => Code::PermissionDenied,
-        ErrorReason::TokenMissing | ErrorReason::TokenInvalid => Code::Unauthenticated,
+        ErrorReason::TokenMissing | ErrorReason::TokenInvalid | ErrorReason::SignatureInvalid => {
+            Code::Unauthenticated
+        }
         ErrorReason::DatabaseUnavailable => Code::Unavailable,
         ErrorReason::ConcurrencyLimit => Code::ResourceExhausted,
         ErrorReason::DeadlineExceeded => Code::DeadlineExceeded,

@@ -8,6 +8,7 @@ pub mod auth;
 mod calendars;
 mod catalog;
 pub mod codec;
+mod connections;
 pub mod convert;
 mod deadlines;
 pub mod error;
@@ -102,6 +103,11 @@ impl OrgScope {
                 .filter(|c| c.organizations.is_some())
                 .cloned(),
         )
+    }
+
+    /// Whether the caller may touch every organisation (its client is not restricted).
+    pub fn allows_everything(&self) -> bool {
+        self.0.is_none()
     }
 
     /// Whether the caller may touch an organisation, given as a resource name

@@ -46,6 +46,9 @@ pub enum ErrorReason {
     TokenMissing,
     /// UNAUTHENTICATED: the token is not valid, or revoked.
     TokenInvalid,
+    /// UNAUTHENTICATED (HTTP 401): a webhook delivery is unsigned, badly signed or
+    /// stale.
+    SignatureInvalid,
     /// UNAVAILABLE: the database cannot answer now (`RetryInfo`).
     DatabaseUnavailable,
     /// RESOURCE_EXHAUSTED: the server is at its concurrency limit (`RetryInfo`).
@@ -73,6 +76,7 @@ impl ErrorReason {
             ErrorReason::MethodNotGranted => "METHOD_NOT_GRANTED",
             ErrorReason::TokenMissing => "TOKEN_MISSING",
             ErrorReason::TokenInvalid => "TOKEN_INVALID",
+            ErrorReason::SignatureInvalid => "SIGNATURE_INVALID",
             ErrorReason::DatabaseUnavailable => "DATABASE_UNAVAILABLE",
             ErrorReason::ConcurrencyLimit => "CONCURRENCY_LIMIT",
             ErrorReason::DeadlineExceeded => "DEADLINE_EXCEEDED",
@@ -81,7 +85,7 @@ impl ErrorReason {
     }
 
     /// Every reason, for the documentation test.
-    pub const ALL: [ErrorReason; 17] = [
+    pub const ALL: [ErrorReason; 18] = [
         ErrorReason::InvalidRequest,
         ErrorReason::ResourceNotFound,
         ErrorReason::ResourceExists,
@@ -95,6 +99,7 @@ impl ErrorReason {
         ErrorReason::MethodNotGranted,
         ErrorReason::TokenMissing,
         ErrorReason::TokenInvalid,
+        ErrorReason::SignatureInvalid,
         ErrorReason::DatabaseUnavailable,
         ErrorReason::ConcurrencyLimit,
         ErrorReason::DeadlineExceeded,

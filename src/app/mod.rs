@@ -16,10 +16,12 @@
 pub mod alerts;
 pub mod answer;
 pub mod catalog;
+pub mod connections;
 pub mod deadlines;
 pub mod error;
 pub mod fingerprint;
 pub mod hours;
+pub mod inbox;
 pub mod packs;
 pub mod page;
 pub mod preview;

@@ -34,6 +34,8 @@ pub struct App<S: Store> {
     /// Signalled after a commit that wrote alerts or moved a ticket's next change: wakes
     /// alert streams and the due-time runner in this process.
     pub alerts_written: Arc<tokio::sync::Notify>,
+    /// Signalled when a webhook delivery was kept: wakes the inbox worker.
+    pub inbox_wake: Arc<tokio::sync::Notify>,
     /// This server's metrics (served on `/metrics` when configured).
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Assembled organisation contexts, valid while the catalogue epoch they were read at
@@ -205,6 +207,7 @@ impl<S: Store> App<S> {
             contexts: Mutex::new(HashMap::new()),
             hours: super::hours::HoursCache::default(),
             alerts_written: Arc::new(tokio::sync::Notify::new()),
+            inbox_wake: Arc::new(tokio::sync::Notify::new()),
             metrics: crate::metrics::Metrics::new(),
             max_future_skew: chrono::TimeDelta::minutes(5),
         }

@@ -155,7 +155,7 @@ impl<S: Store> App<S> {
 
     /// Creates a ticket inside a transaction, its answer stored under its key; nothing is
     /// written unless the caller commits.
-    async fn create_ticket_in<A: Answer>(
+    pub(super) async fn create_ticket_in<A: Answer>(
         &self,
         tx: &mut S::Tx,
         id: &Idempotency,
@@ -289,7 +289,7 @@ impl<S: Store> App<S> {
 
     /// Records an event inside a transaction, its answer stored under its key; nothing is
     /// written unless the caller commits.
-    async fn record_event_in<A: Answer>(
+    pub(super) async fn record_event_in<A: Answer>(
         &self,
         tx: &mut S::Tx,
         legacy: Option<Fingerprint>,

@@ -22,11 +22,15 @@ pub enum Scope {
     LedgerAdmin,
     /// Watch the alert stream.
     AlertsRead,
+    /// Read connections (webhooks in) and their inboxes.
+    ConnectionsRead,
+    /// Create, change and archive connections, rotate their secrets, replay deliveries.
+    ConnectionsAdmin,
 }
 
 impl Scope {
     /// Every scope, in a fixed order.
-    pub const ALL: [Scope; 8] = [
+    pub const ALL: [Scope; 10] = [
         Scope::TicketsRead,
         Scope::TicketsWrite,
         Scope::PoliciesRead,
@@ -35,6 +39,8 @@ impl Scope {
         Scope::LedgerWrite,
         Scope::LedgerAdmin,
         Scope::AlertsRead,
+        Scope::ConnectionsRead,
+        Scope::ConnectionsAdmin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -47,6 +53,8 @@ impl Scope {
             Scope::LedgerWrite => "ledger:write",
             Scope::LedgerAdmin => "ledger:admin",
             Scope::AlertsRead => "alerts:read",
+            Scope::ConnectionsRead => "connections:read",
+            Scope::ConnectionsAdmin => "connections:admin",
         }
     }
 
@@ -345,6 +353,62 @@ pub const METHODS: &[Method] = &[
     m(
         "/servicelevel.v1.OrganizationService/ArchiveOrganization",
         PoliciesAdmin,
+        Org,
+    ),
+    // Connections (webhooks in): one organisation's each, checked by the handler.
+    m(
+        "/servicelevel.v1.ConnectionService/CreateConnection",
+        ConnectionsAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/GetConnection",
+        ConnectionsRead,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/ListConnections",
+        ConnectionsRead,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/UpdateConnection",
+        ConnectionsAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/ArchiveConnection",
+        ConnectionsAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/AddConnectionSecret",
+        ConnectionsAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/RemoveConnectionSecret",
+        ConnectionsAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/ListInboxDeliveries",
+        ConnectionsRead,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/GetInboxDelivery",
+        ConnectionsRead,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/ReplayInboxDelivery",
+        ConnectionsAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.ConnectionService/ReplayInboxDeliveries",
+        ConnectionsAdmin,
         Org,
     ),
     // Hours.

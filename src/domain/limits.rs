@@ -48,6 +48,9 @@ pub const ASSIGNMENTS: usize = 1_000;
 pub const BATCH_ITEMS: usize = 500;
 /// Events of one batch item (a CRM resyncing a ticket's history: real up to ~100).
 pub const ITEM_EVENTS: usize = 1_000;
+/// Entries of each map of a connection's mapping (a helpdesk's statuses, priorities or
+/// types: real a dozen).
+pub const MAPPING_ENTRIES: usize = 1_000;
 /// Hypothetical events of one `QuoteDeadlines`.
 pub const QUOTE_EVENTS: usize = 200;
 

@@ -28,6 +28,8 @@ pub enum ResourceKind {
     Plan,
     /// An organisation's hours contract (keyed by the organisation's id).
     HoursContract,
+    /// A helpdesk pushing an organisation's tickets over webhooks.
+    Connection,
 }
 
 impl ResourceKind {
@@ -38,6 +40,7 @@ impl ResourceKind {
             ResourceKind::Policy => "policy",
             ResourceKind::Plan => "plan",
             ResourceKind::HoursContract => "hours_contract",
+            ResourceKind::Connection => "connection",
         }
     }
 
@@ -54,6 +57,7 @@ impl ResourceKind {
             ResourceKind::Policy => "policies",
             ResourceKind::Plan => "plans",
             ResourceKind::HoursContract => "organizations",
+            ResourceKind::Connection => "connections",
         }
     }
 }
@@ -211,6 +215,87 @@ pub struct TicketFilter {
 pub struct TicketCursor {
     pub received_us: i64,
     pub id: String,
+}
+
+/// Where a delivery stands in its connection's inbox.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum DeliveryState {
+    /// Kept, not applied yet.
+    Pending,
+    /// Its events are recorded (or it changed nothing).
+    Applied,
+    /// Older than a snapshot already applied from its source: kept, not folded.
+    Stale,
+    /// About nothing servicelevel follows (a deleted ticket, another property).
+    Ignored,
+    /// Cannot be applied as it is (its reason says why); replayable.
+    Failed,
+}
+
+impl DeliveryState {
+    pub const ALL: [DeliveryState; 5] = [
+        DeliveryState::Pending,
+        DeliveryState::Applied,
+        DeliveryState::Stale,
+        DeliveryState::Ignored,
+        DeliveryState::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryState::Pending => "pending",
+            DeliveryState::Applied => "applied",
+            DeliveryState::Stale => "stale",
+            DeliveryState::Ignored => "ignored",
+            DeliveryState::Failed => "failed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        DeliveryState::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// A delivery's place: its connection (and the connection's organisation) and its id.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryKey {
+    pub organization: String,
+    pub connection: String,
+    pub delivery_id: String,
+}
+
+/// A delivery in a connection's inbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InboxRow {
+    pub key: DeliveryKey,
+    pub received_at: DateTime<Utc>,
+    pub body: Vec<u8>,
+    pub state: DeliveryState,
+    pub reason: Option<String>,
+    /// Times it was applied or tried.
+    pub attempts: i64,
+    /// The source's ticket and the time of its state, read on arrival.
+    pub external_id: Option<String>,
+    pub source_at: Option<DateTime<Utc>>,
+    pub ticket_id: Option<String>,
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// A connection's secret (its key bytes) and when it was added.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SecretRow {
+    pub fingerprint: String,
+    pub secret: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for SecretRow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretRow")
+            .field("fingerprint", &self.fingerprint)
+            .field("created_at", &self.created_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an idempotency key says about a request.
@@ -372,6 +457,47 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         key: &IdempotencyKey,
     ) -> impl Future<Output = StoreResult<Option<Claim>>> + Send;
+
+    /// A connection's secrets, oldest first.
+    fn connection_secrets(
+        &self,
+        connection: &str,
+    ) -> impl Future<Output = StoreResult<Vec<SecretRow>>> + Send;
+
+    /// Pending deliveries of every connection, by their source time, at most `limit`.
+    fn pending_deliveries(
+        &self,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<InboxRow>>> + Send;
+
+    /// A connection's deliveries in these states (all when empty), newest first, after
+    /// the cursor (received instant in microseconds, delivery id).
+    fn deliveries_page(
+        &self,
+        connection: &str,
+        states: &[DeliveryState],
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<InboxRow>>> + Send;
+
+    fn delivery(
+        &self,
+        connection: &str,
+        delivery_id: &str,
+    ) -> impl Future<Output = StoreResult<InboxRow>> + Send;
+
+    /// Removes deliveries done before `before` (not pending ones), at most `limit`;
+    /// returns how many.
+    fn purge_inbox(
+        &self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Pending deliveries and the arrival of the oldest.
+    fn inbox_backlog(
+        &self,
+    ) -> impl Future<Output = StoreResult<(i64, Option<DateTime<Utc>>)>> + Send;
 
     /// Every version of a resource, oldest first.
     fn resource_versions(
@@ -561,6 +687,75 @@ pub trait StoreTx: Send {
         &mut self,
         key: &IdempotencyKey,
         response: &[u8],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Adds a secret to a connection; a fingerprint it already has is AlreadyExists.
+    fn insert_secret(
+        &mut self,
+        organization: &str,
+        connection: &str,
+        secret: &SecretRow,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Removes a connection's secret; whether it had it.
+    fn delete_secret(
+        &mut self,
+        connection: &str,
+        fingerprint: &str,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    fn secrets_of(
+        &mut self,
+        connection: &str,
+    ) -> impl Future<Output = StoreResult<Vec<SecretRow>>> + Send;
+
+    /// Keeps deliveries unless already kept (same key): for each, whether it was new.
+    fn insert_deliveries(
+        &mut self,
+        rows: &[InboxRow],
+    ) -> impl Future<Output = StoreResult<Vec<bool>>> + Send;
+
+    /// A pending delivery, locked; `None` if it is no longer pending or another
+    /// transaction holds it.
+    fn lock_delivery(
+        &mut self,
+        key: &DeliveryKey,
+    ) -> impl Future<Output = StoreResult<Option<InboxRow>>> + Send;
+
+    /// Records how a delivery ended (one more attempt).
+    fn finish_delivery(
+        &mut self,
+        key: &DeliveryKey,
+        state: DeliveryState,
+        reason: Option<&str>,
+        ticket_id: Option<&str>,
+        done_at: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Makes deliveries of a connection in these states (or the one named) pending again;
+    /// returns how many.
+    fn replay_deliveries(
+        &mut self,
+        connection: &str,
+        delivery_id: Option<&str>,
+        states: &[DeliveryState],
+    ) -> impl Future<Output = StoreResult<u64>> + Send;
+
+    /// Locks a source ticket's row and returns the newest source time applied from it
+    /// (`None` before the first).
+    fn lock_source_ticket(
+        &mut self,
+        organization: &str,
+        connection: &str,
+        external_id: &str,
+    ) -> impl Future<Output = StoreResult<Option<DateTime<Utc>>>> + Send;
+
+    fn set_source_ticket(
+        &mut self,
+        organization: &str,
+        connection: &str,
+        external_id: &str,
+        last: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
     fn create_resource(

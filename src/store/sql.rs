@@ -12,10 +12,13 @@ use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Row, SqlSafeStr as _, Transaction};
 
+mod inbox;
+
 use super::{
     AlertFilter, AlertRow, Claim, ClockCursor, ClockFilter, ClockQuery, ClockRef, ClockRow,
-    DerivedState, IdempotencyKey, NewEvent, RecomputeJob, ResourceKind, ResourceVersion,
-    SettledPromise, StoreError, StoreResult, StoredEvent, TicketCursor, TicketFilter, TicketRecord,
+    DeliveryKey, DeliveryState, DerivedState, IdempotencyKey, InboxRow, NewEvent, RecomputeJob,
+    ResourceKind, ResourceVersion, SecretRow, SettledPromise, StoreError, StoreResult, StoredEvent,
+    TicketCursor, TicketFilter, TicketRecord,
 };
 use crate::domain::ledger::Entry;
 use crate::domain::names::{ExternalId, PlanName, PriorityLabel, RequestType, ResourceId};
@@ -117,7 +120,7 @@ pub struct SqlTx {
 
 fn migrations(backend: Backend) -> Migrator {
     // Applied migrations are checksummed: a landed file never changes, a change is a new one.
-    let files: [(i64, &str, &'static str, &'static str); 4] = [
+    let files: [(i64, &str, &'static str, &'static str); 5] = [
         (
             1,
             "init",
@@ -141,6 +144,12 @@ fn migrations(backend: Backend) -> Migrator {
             "tickets unique per organization",
             include_str!("../../migrations/postgres/0004_tickets_unique_per_organization.sql"),
             include_str!("../../migrations/sqlite/0004_tickets_unique_per_organization.sql"),
+        ),
+        (
+            5,
+            "connections and their inbox",
+            include_str!("../../migrations/postgres/0005_connections_inbox.sql"),
+            include_str!("../../migrations/sqlite/0005_connections_inbox.sql"),
         ),
     ];
     // SQLite rebuilds a table with foreign keys off, which only works outside a
@@ -791,6 +800,36 @@ macro_rules! reads {
 reads!();
 
 impl super::Store for SqlStore {
+    async fn connection_secrets(&self, connection: &str) -> StoreResult<Vec<SecretRow>> {
+        inbox::connection_secrets(&self.pool, self.backend, connection).await
+    }
+
+    async fn pending_deliveries(&self, limit: u32) -> StoreResult<Vec<InboxRow>> {
+        inbox::pending_deliveries(&self.pool, self.backend, limit).await
+    }
+
+    async fn deliveries_page(
+        &self,
+        connection: &str,
+        states: &[DeliveryState],
+        after: Option<(i64, String)>,
+        limit: u32,
+    ) -> StoreResult<Vec<InboxRow>> {
+        inbox::deliveries_page(&self.pool, self.backend, connection, states, after, limit).await
+    }
+
+    async fn delivery(&self, connection: &str, delivery_id: &str) -> StoreResult<InboxRow> {
+        inbox::delivery(&self.pool, self.backend, connection, delivery_id).await
+    }
+
+    async fn purge_inbox(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
+        inbox::purge_inbox(&self.pool, self.backend, before, limit).await
+    }
+
+    async fn inbox_backlog(&self) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+        inbox::inbox_backlog(&self.pool, self.backend).await
+    }
+
     type Tx = SqlTx;
 
     #[tracing::instrument(level = "debug", name = "db.begin", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
@@ -1433,6 +1472,74 @@ impl super::Store for SqlStore {
 }
 
 impl super::StoreTx for SqlTx {
+    async fn insert_secret(
+        &mut self,
+        organization: &str,
+        connection: &str,
+        secret: &SecretRow,
+    ) -> StoreResult<()> {
+        self.inbox_insert_secret(organization, connection, secret)
+            .await
+    }
+
+    async fn delete_secret(&mut self, connection: &str, fingerprint: &str) -> StoreResult<bool> {
+        self.inbox_delete_secret(connection, fingerprint).await
+    }
+
+    async fn secrets_of(&mut self, connection: &str) -> StoreResult<Vec<SecretRow>> {
+        self.inbox_secrets(connection).await
+    }
+
+    async fn insert_deliveries(&mut self, rows: &[InboxRow]) -> StoreResult<Vec<bool>> {
+        self.inbox_insert(rows).await
+    }
+
+    async fn lock_delivery(&mut self, key: &DeliveryKey) -> StoreResult<Option<InboxRow>> {
+        self.inbox_lock(key).await
+    }
+
+    async fn finish_delivery(
+        &mut self,
+        key: &DeliveryKey,
+        state: DeliveryState,
+        reason: Option<&str>,
+        ticket_id: Option<&str>,
+        done_at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.inbox_finish(key, state, reason, ticket_id, done_at)
+            .await
+    }
+
+    async fn replay_deliveries(
+        &mut self,
+        connection: &str,
+        delivery_id: Option<&str>,
+        states: &[DeliveryState],
+    ) -> StoreResult<u64> {
+        self.inbox_replay(connection, delivery_id, states).await
+    }
+
+    async fn lock_source_ticket(
+        &mut self,
+        organization: &str,
+        connection: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<DateTime<Utc>>> {
+        self.inbox_lock_source(organization, connection, external_id)
+            .await
+    }
+
+    async fn set_source_ticket(
+        &mut self,
+        organization: &str,
+        connection: &str,
+        external_id: &str,
+        last: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.inbox_set_source(organization, connection, external_id, last)
+            .await
+    }
+
     #[tracing::instrument(level = "debug", name = "db.commit", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn commit(self) -> StoreResult<()> {
         let SqlTx {

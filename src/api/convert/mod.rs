@@ -19,12 +19,14 @@ const FIRST_INSTANT_S: i64 = 0;
 const END_INSTANT_S: i64 = 4_102_444_800;
 
 mod calendars;
+mod connections;
 mod hours;
 mod organizations;
 mod policies;
 mod tickets;
 
 pub use calendars::*;
+pub use connections::*;
 pub use hours::*;
 pub use organizations::*;
 pub use policies::*;
