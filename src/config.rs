@@ -34,6 +34,97 @@ pub enum Command {
     /// API clients: create one (its token is printed once), list, revoke; hash a token.
     #[command(subcommand)]
     Client(ClientCommand),
+    /// Connections (webhooks in): create, list, show, change the mapping, rotate secrets,
+    /// list and replay deliveries, archive. Secrets are read on standard input.
+    #[command(subcommand)]
+    Connection(ConnectionCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionCommand {
+    /// Create a connection; its secret is read on standard input (one line).
+    Create {
+        /// The connection's id (a-z, 0-9, '-'): the webhook URL is /webhooks/v1/ID.
+        id: String,
+        /// The organisation whose tickets it pushes.
+        #[arg(long = "org")]
+        organization: String,
+        /// zendesk, hubspot, jira, freshdesk or generic.
+        #[arg(long)]
+        provider: String,
+        /// The tickets' source system; default: the provider's name.
+        #[arg(long)]
+        source_system: Option<String>,
+        /// The base URL the provider posts to, when an ingress rewrites it (HubSpot signs
+        /// the URL).
+        #[arg(long)]
+        public_base_url: Option<String>,
+        /// The mapping, a TOML file (docs/integrations.md).
+        #[arg(long)]
+        mapping: Option<PathBuf>,
+        /// Human-readable name; default: the id.
+        #[arg(long)]
+        display_name: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List connections.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Show a connection with its mapping and its secrets' fingerprints.
+    Show {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Replace a connection's mapping with a TOML file's.
+    SetMapping {
+        id: String,
+        mapping: PathBuf,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Add a secret (the next one of a rotation), read on standard input.
+    AddSecret {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Remove a secret by its fingerprint (never the last one).
+    RemoveSecret {
+        id: String,
+        fingerprint: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List a connection's deliveries, newest first.
+    Deliveries {
+        id: String,
+        /// Only these states (pending, applied, stale, ignored, failed); repeatable.
+        #[arg(long = "state", value_delimiter = ',')]
+        states: Vec<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Make deliveries pending again: one, or all of a connection's failed ones.
+    Replay {
+        id: String,
+        /// One delivery's id; without it, every failed one.
+        delivery: Option<String>,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Archive a connection: its URL answers 404 from then on.
+    Archive {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -133,9 +224,10 @@ pub fn duration(s: &str) -> Result<Duration, String> {
             "s" | "sec" | "secs" => Duration::from_secs(n),
             "m" | "min" | "mins" => Duration::from_secs(n.saturating_mul(60)),
             "h" => Duration::from_secs(n.saturating_mul(3600)),
+            "d" => Duration::from_secs(n.saturating_mul(86_400)),
             _ => {
                 return Err(format!(
-                    "{s:?} is not a duration: units are ms, s, m and h (e.g. 30s, 500ms, 2m)"
+                    "{s:?} is not a duration: units are ms, s, m, h and d (e.g. 30s, 500ms, 2m, 30d)"
                 ));
             }
         };
@@ -193,6 +285,14 @@ pub struct ServeArgs {
     /// time may be; further ahead is refused as INVALID_ARGUMENT.
     #[arg(long, env = "SERVICELEVEL_MAX_FUTURE_SKEW", default_value = "5m", value_parser = duration)]
     pub max_future_skew: Duration,
+    /// How long webhook deliveries are kept once done (applied, stale, ignored or failed;
+    /// pending ones stay): `30d`, `72h`.
+    #[arg(long, env = "SERVICELEVEL_INBOX_RETENTION", default_value = "30d", value_parser = duration)]
+    pub inbox_retention: Duration,
+    /// Tickets whose webhook deliveries are applied at once (one ticket's always one
+    /// after another).
+    #[arg(long, env = "SERVICELEVEL_INBOX_CONCURRENCY", default_value_t = 8)]
+    pub inbox_concurrency: usize,
     /// Policy packs to import at start (built-in names or pack files); repeatable.
     #[arg(long = "pack", env = "SERVICELEVEL_PACKS", value_delimiter = ',')]
     pub packs: Vec<String>,

@@ -142,6 +142,12 @@ async fn serve(
         max_concurrent_rpcs: args.max_concurrent_rpcs,
         rpc_timeout: args.rpc_timeout.max(std::time::Duration::from_millis(1)),
         max_future_skew: args.max_future_skew,
+        inbox: servicelevel::app::inbox::InboxOptions {
+            concurrency: args.inbox_concurrency.max(1),
+            retention: chrono::TimeDelta::from_std(args.inbox_retention)
+                .unwrap_or(chrono::TimeDelta::days(30)),
+            ..Default::default()
+        },
         rpc_conventions: servicelevel::telemetry::RpcConventions::from_opt_in(
             std::env::var("OTEL_SEMCONV_STABILITY_OPT_IN")
                 .ok()
@@ -271,6 +277,14 @@ async fn client(command: ClientCommand) -> Result<(), String> {
     result
 }
 
+async fn connection(command: servicelevel::config::ConnectionCommand) -> Result<(), String> {
+    let store = migrated(servicelevel::cli::database(&command)).await?;
+    let app = App::new(store.clone(), Arc::new(SystemClock));
+    let result = servicelevel::cli::run(&app, command).await;
+    store.close().await;
+    result
+}
+
 async fn migrated(db: &DatabaseArgs) -> Result<SqlStore, String> {
     let store = connect(db).await?;
     store
@@ -299,6 +313,7 @@ async fn main() -> ExitCode {
         }
         // No log subscriber: standard output carries the token or the list only.
         Some(Command::Client(command)) => client(command).await,
+        Some(Command::Connection(command)) => connection(command).await,
         Some(Command::Serve(args)) => serve_traced(args).await,
         None => serve_traced(cli.serve).await,
     };
