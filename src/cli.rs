@@ -64,9 +64,9 @@ fn secret_from_stdin() -> Result<String, String> {
 pub fn read_mapping(path: &std::path::Path) -> Result<Mapping, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let m: Mapping =
-        toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-    m.normalised().map_err(|e| format!("{}: {e}", path.display()))
+    let m: Mapping = toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    m.normalised()
+        .map_err(|e| format!("{}: {e}", path.display()))
 }
 
 /// What `show` prints.
@@ -79,7 +79,11 @@ pub fn describe(v: &ConnectionView) -> Vec<String> {
             v.version.display_name,
             s.provider,
             s.organization,
-            if v.version.archived { " (archived)" } else { "" }
+            if v.version.archived {
+                " (archived)"
+            } else {
+                ""
+            }
         ),
         format!("  webhook path: /webhooks/v1/{}", v.version.id),
         format!("  source system: {}", s.source_system),
