@@ -293,6 +293,15 @@ pub struct ServeArgs {
     /// after another).
     #[arg(long, env = "SERVICELEVEL_INBOX_CONCURRENCY", default_value_t = 8)]
     pub inbox_concurrency: usize,
+    /// Browser origins allowed to call the API (gRPC-Web and Connect) across origins,
+    /// e.g. `https://desk.example.com`; repeatable or comma-separated. None by default:
+    /// CORS is off.
+    #[arg(
+        long = "cors-allowed-origin",
+        env = "SERVICELEVEL_CORS_ALLOWED_ORIGINS",
+        value_delimiter = ','
+    )]
+    pub cors_allowed_origins: Vec<String>,
     /// Policy packs to import at start (built-in names or pack files); repeatable.
     #[arg(long = "pack", env = "SERVICELEVEL_PACKS", value_delimiter = ',')]
     pub packs: Vec<String>,

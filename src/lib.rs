@@ -9,6 +9,7 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod http;
 pub mod metrics;
 pub mod overload;
 pub mod server;

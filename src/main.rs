@@ -142,6 +142,7 @@ async fn serve(
         max_concurrent_rpcs: args.max_concurrent_rpcs,
         rpc_timeout: args.rpc_timeout.max(std::time::Duration::from_millis(1)),
         max_future_skew: args.max_future_skew,
+        cors_allowed_origins: args.cors_allowed_origins.clone(),
         inbox: servicelevel::app::inbox::InboxOptions {
             concurrency: args.inbox_concurrency.max(1),
             retention: chrono::TimeDelta::from_std(args.inbox_retention)

@@ -92,6 +92,8 @@ pub struct ServeOptions {
     pub rpc_conventions: RpcConventions,
     /// How the webhook inbox is applied and how long it is kept.
     pub inbox: crate::app::inbox::InboxOptions,
+    /// Browser origins allowed across origins (gRPC-Web, Connect); empty: CORS is off.
+    pub cors_allowed_origins: Vec<String>,
 }
 
 impl Default for ServeOptions {
@@ -105,6 +107,7 @@ impl Default for ServeOptions {
             max_future_skew: Duration::from_secs(300),
             rpc_conventions: RpcConventions::Old,
             inbox: crate::app::inbox::InboxOptions::default(),
+            cors_allowed_origins: Vec::new(),
         }
     }
 }
@@ -253,9 +256,30 @@ pub async fn serve_secured<S: Store>(
         tokio::time::sleep(drain_timeout).await;
     };
 
+    let http = {
+        let app = Arc::clone(&app);
+        let receive: crate::http::Receive = Arc::new(move |arrival| {
+            let app = Arc::clone(&app);
+            Box::pin(async move { app.receive(arrival).await })
+        });
+        crate::http::HttpLayer::new(crate::http::HttpOptions {
+            registry: crate::http::Registry::new().unwrap_or_else(|e| {
+                tracing::error!(error = %e, "the API's descriptors: Connect is off");
+                crate::http::Registry::empty()
+            }),
+            receive,
+            max_request_bytes: MAX_REQUEST_BYTES,
+            tls: security.tls.is_some(),
+        })
+    };
     let router = tonic::transport::Server::builder()
+        // HTTP/1.1 beside HTTP/2: Connect, gRPC-Web, CSV exports and webhooks.
+        .accept_http1(true)
         .http2_keepalive_interval(Some(Duration::from_secs(30)))
         .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .layer(crate::http::cors(&options.cors_allowed_origins))
+        .layer(http)
+        .layer(tonic_web::GrpcWebLayer::new())
         .layer(RpcSpanLayer::new(
             Arc::clone(&app.metrics),
             options.rpc_conventions,

@@ -14,11 +14,11 @@ use crate::harness::*;
 const LON: chrono_tz::Tz = chrono_tz::Europe::London;
 const NY: chrono_tz::Tz = chrono_tz::America::New_York;
 
-async fn hours(s: &TestServer) -> HoursServiceClient<Channel> {
+pub(crate) async fn hours(s: &TestServer) -> HoursServiceClient<Channel> {
     HoursServiceClient::new(connect(s.addr).await)
 }
 
-fn bucket(name: &str, unit: pb::PeriodUnit, minutes: i32) -> pb::BucketTerms {
+pub(crate) fn bucket(name: &str, unit: pb::PeriodUnit, minutes: i32) -> pb::BucketTerms {
     pb::BucketTerms {
         bucket: name.into(),
         period_unit: unit as i32,
@@ -27,7 +27,7 @@ fn bucket(name: &str, unit: pb::PeriodUnit, minutes: i32) -> pb::BucketTerms {
     }
 }
 
-fn bill(rate: i64, currency: &str) -> Option<pb::OverageRule> {
+pub(crate) fn bill(rate: i64, currency: &str) -> Option<pb::OverageRule> {
     Some(pb::OverageRule {
         kind: Some(pb::overage_rule::Kind::Bill(pb::BillRate {
             rate_minor_units_per_hour: rate,
@@ -36,7 +36,7 @@ fn bill(rate: i64, currency: &str) -> Option<pb::OverageRule> {
     })
 }
 
-async fn plan(
+pub(crate) async fn plan(
     h: &mut HoursServiceClient<Channel>,
     id: &str,
     buckets: Vec<pb::BucketTerms>,
@@ -55,7 +55,7 @@ async fn plan(
     .into_inner()
 }
 
-async fn contract(
+pub(crate) async fn contract(
     h: &mut HoursServiceClient<Channel>,
     org: &str,
     start: &str,
@@ -82,7 +82,7 @@ async fn contract(
 }
 
 /// An organisation on a trivial SLA policy, so it can have tickets.
-async fn org(s: &TestServer, id: &str, zone: &str, contacts: Vec<pb::Contact>) {
+pub(crate) async fn org(s: &TestServer, id: &str, zone: &str, contacts: Vec<pb::Contact>) {
     if s.policies
         .clone()
         .get_policy(Request::new(pb::GetPolicyRequest {
@@ -110,7 +110,12 @@ async fn org(s: &TestServer, id: &str, zone: &str, contacts: Vec<pb::Contact>) {
     create_org(s, id, organization(zone, "", "plain", vec![], contacts)).await;
 }
 
-fn usage(org: &str, bucket: &str, minutes: i32, at: DateTime<Utc>) -> pb::RecordUsageRequest {
+pub(crate) fn usage(
+    org: &str,
+    bucket: &str,
+    minutes: i32,
+    at: DateTime<Utc>,
+) -> pb::RecordUsageRequest {
     pb::RecordUsageRequest {
         organization: format!("organizations/{org}"),
         bucket: bucket.into(),
@@ -121,7 +126,11 @@ fn usage(org: &str, bucket: &str, minutes: i32, at: DateTime<Utc>) -> pb::Record
     }
 }
 
-async fn statement(h: &mut HoursServiceClient<Channel>, org: &str, date: &str) -> pb::Statement {
+pub(crate) async fn statement(
+    h: &mut HoursServiceClient<Channel>,
+    org: &str,
+    date: &str,
+) -> pb::Statement {
     h.get_statement(Request::new(pb::GetStatementRequest {
         organization: format!("organizations/{org}"),
         date: date.into(),

@@ -21,6 +21,8 @@ enum Names {
     Ticket,
     /// An organisation, `organizations/{id}`.
     Organization,
+    /// A connection, `connections/{id}`.
+    Connection,
 }
 
 /// How one RPC is checked.
@@ -48,6 +50,24 @@ fn bytes(m: impl prost::Message) -> Vec<u8> {
     m.encode_to_vec()
 }
 
+fn a_connection(org: &str) -> pb::Connection {
+    pb::Connection {
+        display_name: "Desk".into(),
+        organization: org.into(),
+        provider: pb::Provider::Generic as i32,
+        source_system: "desk".into(),
+        mapping: Some(pb::Mapping {
+            statuses: [("open".to_string(), pb::TicketStatus::Processing as i32)].into(),
+            default_request_type: "incident".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// The generic (Standard Webhooks) secret of the specification's example.
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
 fn a_ticket(org: &str) -> pb::Ticket {
     pb::Ticket {
         organization: org.into(),
@@ -62,7 +82,7 @@ const FILTERED: &str = "a list filtered to the caller's organisations (restricte
 /// Every RPC and how it is checked.
 fn table() -> Vec<(&'static str, Vec<Check>)> {
     use Check::{Nothing, Refers};
-    use Names::{Organization, Ticket};
+    use Names::{Connection, Organization, Ticket};
     vec![
         (
             "/servicelevel.v1.AlertService/WatchAlerts",
@@ -267,6 +287,110 @@ fn table() -> Vec<(&'static str, Vec<Check>)> {
                 bytes(pb::ListLedgerEntriesRequest {
                     organization: n.into(),
                     bucket: "support".into(),
+                    ..Default::default()
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/CreateConnection",
+            vec![Refers(Organization, |n| {
+                bytes(pb::CreateConnectionRequest {
+                    connection_id: "iso-desk".into(),
+                    connection: Some(a_connection(n)),
+                    secrets: vec![SECRET.into()],
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/GetConnection",
+            vec![Refers(Connection, |n| {
+                bytes(pb::GetConnectionRequest { name: n.into() })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/ListConnections",
+            vec![Refers(Organization, |n| {
+                bytes(pb::ListConnectionsRequest {
+                    organization: n.into(),
+                    ..Default::default()
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/UpdateConnection",
+            vec![Refers(Connection, |n| {
+                bytes(pb::UpdateConnectionRequest {
+                    connection: Some(pb::Connection {
+                        name: n.into(),
+                        ..a_connection("organizations/acme")
+                    }),
+                    request_id: rid("iso"),
+                    ..Default::default()
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/ArchiveConnection",
+            vec![Refers(Connection, |n| {
+                bytes(pb::ArchiveConnectionRequest {
+                    name: n.into(),
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/AddConnectionSecret",
+            vec![Refers(Connection, |n| {
+                bytes(pb::AddConnectionSecretRequest {
+                    name: n.into(),
+                    secret: SECRET.into(),
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/RemoveConnectionSecret",
+            vec![Refers(Connection, |n| {
+                bytes(pb::RemoveConnectionSecretRequest {
+                    name: n.into(),
+                    fingerprint: "0000000000000000".into(),
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/ListInboxDeliveries",
+            vec![Refers(Connection, |n| {
+                bytes(pb::ListInboxDeliveriesRequest {
+                    parent: n.into(),
+                    ..Default::default()
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/GetInboxDelivery",
+            vec![Refers(Connection, |n| {
+                bytes(pb::GetInboxDeliveryRequest {
+                    name: format!("{n}/deliveries/msg_1"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/ReplayInboxDelivery",
+            vec![Refers(Connection, |n| {
+                bytes(pb::ReplayInboxDeliveryRequest {
+                    name: format!("{n}/deliveries/msg_1"),
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.ConnectionService/ReplayInboxDeliveries",
+            vec![Refers(Connection, |n| {
+                bytes(pb::ReplayInboxDeliveriesRequest {
+                    parent: n.into(),
+                    request_id: rid("iso"),
                     ..Default::default()
                 })
             })],
@@ -559,6 +683,16 @@ async fn answer(ch: &Channel, rpc: &Rpc, token: &str, body: Vec<u8>) -> Answer {
 async fn another_organisations_resources_answer_as_absent_ones(db: Db) {
     let mut s = TestServer::start(db, now()).await;
     let (acme_ticket, globex_ticket) = acme_and_globex(&s).await;
+    let (globex_desk, absent_desk) = ("connections/globex-desk", "connections/absent-desk");
+    pb::connection_service_client::ConnectionServiceClient::new(connect(s.addr).await)
+        .create_connection(Request::new(pb::CreateConnectionRequest {
+            connection_id: "globex-desk".into(),
+            connection: Some(a_connection("organizations/globex")),
+            secrets: vec![SECRET.into()],
+            request_id: rid("iso"),
+        }))
+        .await
+        .expect("globex's connection");
     s.secure(secured()).await;
     let ch = connect(s.addr).await;
     let token = client(&s, "acme-only", Scopes::all(), &["acme"]).await;
@@ -582,6 +716,7 @@ async fn another_organisations_resources_answer_as_absent_ones(db: Db) {
             let (foreign, absent) = match names {
                 Names::Ticket => (globex_ticket.as_str(), absent_ticket.as_str()),
                 Names::Organization => (globex, absent_org),
+                Names::Connection => (globex_desk, absent_desk),
             };
             let a = answer(&ch, &rpc, &token, request(foreign)).await;
             let b = answer(&ch, &rpc, &token, request(absent)).await;

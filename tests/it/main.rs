@@ -13,6 +13,7 @@ mod fixtures;
 mod fuzz;
 mod harness;
 mod hours;
+mod http;
 mod isolation;
 mod layers;
 mod limits;

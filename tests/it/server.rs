@@ -344,10 +344,10 @@ crate::on_both_stores!(
 );
 
 /// Another session holds the write lock the server's writes need, until dropped.
-struct WriteLock(sqlx::AnyConnection);
+pub(crate) struct WriteLock(sqlx::AnyConnection);
 
 impl WriteLock {
-    async fn take(s: &TestServer, db: Db) -> WriteLock {
+    pub(crate) async fn take(s: &TestServer, db: Db) -> WriteLock {
         WriteLock::take_on(&s.url, db).await
     }
 
@@ -369,7 +369,7 @@ impl WriteLock {
         WriteLock(conn)
     }
 
-    async fn release(mut self) {
+    pub(crate) async fn release(mut self) {
         sqlx::raw_sql("ROLLBACK")
             .execute(&mut self.0)
             .await
