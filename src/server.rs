@@ -270,6 +270,7 @@ pub async fn serve_secured<S: Store>(
             receive,
             max_request_bytes: MAX_REQUEST_BYTES,
             tls: security.tls.is_some(),
+            webhook_timeout: options.rpc_timeout,
         })
     };
     let router = tonic::transport::Server::builder()

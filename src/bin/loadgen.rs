@@ -70,6 +70,16 @@ enum Scenario {
     DueLag,
 }
 
+/// How the measured calls travel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Protocol {
+    /// gRPC over HTTP/2.
+    Grpc,
+    /// Connect with JSON over HTTP/1.1 (one keep-alive connection per client), as a CRM
+    /// without a gRPC stack calls; the setup calls stay gRPC.
+    ConnectJson,
+}
+
 #[derive(Debug, Parser)]
 #[command(name = "loadgen", about = "Load generator for servicelevel")]
 struct Args {
@@ -84,6 +94,9 @@ struct Args {
     db: Option<String>,
     #[arg(long, value_enum, default_value = "record-event")]
     scenario: Scenario,
+    /// The protocol of the measured calls (record-event, usage-hot, usage-spread).
+    #[arg(long, value_enum, default_value = "grpc")]
+    protocol: Protocol,
     /// Concurrent clients.
     #[arg(long, default_value_t = 16)]
     clients: usize,
@@ -134,8 +147,80 @@ struct Args {
     lead: u64,
 }
 
-#[derive(Clone)]
+/// A client's HTTP/1.1 connection for Connect calls.
+struct Http1 {
+    sender: hyper::client::conn::http1::SendRequest<http_body_util::Full<prost::bytes::Bytes>>,
+    authority: String,
+}
+
+impl Http1 {
+    async fn open(target: &str) -> Result<Http1, String> {
+        let authority = target
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(|e| e.to_string())?;
+        stream.set_nodelay(true).map_err(|e| e.to_string())?;
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+                .await
+                .map_err(|e| e.to_string())?;
+        tokio::spawn(conn);
+        Ok(Http1 { sender, authority })
+    }
+
+    /// A Connect JSON call of `message`, as the JSON a CRM would send.
+    async fn call(&mut self, path: &str, message: &impl prost::Message) -> Result<(), String> {
+        use http_body_util::BodyExt as _;
+        let registry = registry();
+        let desc = registry
+            .method(path)
+            .ok_or_else(|| format!("no method {path}"))?
+            .input();
+        let json = servicelevel::http::Registry::to_json(&desc, &message.encode_to_vec())?;
+        let mut req = http::Request::post(path)
+            .header("host", &self.authority)
+            .header("content-type", "application/json");
+        if let Some(t) = TOKEN.get() {
+            req = req.header("authorization", t.as_bytes());
+        }
+        let req = req
+            .body(http_body_util::Full::new(prost::bytes::Bytes::from(json)))
+            .map_err(|e| e.to_string())?;
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+        }
+    }
+}
+
+fn registry() -> &'static servicelevel::http::Registry {
+    static REGISTRY: std::sync::OnceLock<servicelevel::http::Registry> = std::sync::OnceLock::new();
+    REGISTRY.get_or_init(|| {
+        servicelevel::http::Registry::new()
+            .unwrap_or_else(|_| servicelevel::http::Registry::empty())
+    })
+}
+
 struct Clients {
+    /// Set with `--protocol connect-json`.
+    http: Option<Http1>,
     tickets: TicketServiceClient<Ch>,
     deadlines: DeadlineServiceClient<Ch>,
     hours: HoursServiceClient<Ch>,
@@ -457,18 +542,22 @@ async fn client_loop(
                 let (name, step) = &mut tickets[k];
                 *step += 1;
                 let at = Utc::now();
-                c.tickets
-                    .record_event(pb::RecordEventRequest {
-                        ticket: name.clone(),
-                        event: Some(pb::TicketEvent {
-                            occurred_time: ts(at),
-                            kind: Some(next_event(*step - 1)),
-                            request_id: rid("e", &run, n),
-                            ..Default::default()
-                        }),
-                    })
-                    .await
-                    .map(|_| ())
+                let req = pb::RecordEventRequest {
+                    ticket: name.clone(),
+                    event: Some(pb::TicketEvent {
+                        occurred_time: ts(at),
+                        kind: Some(next_event(*step - 1)),
+                        request_id: rid("e", &run, n),
+                        ..Default::default()
+                    }),
+                };
+                match &mut c.http {
+                    Some(h) => h
+                        .call("/servicelevel.v1.TicketService/RecordEvent", &req)
+                        .await
+                        .map_err(tonic::Status::unknown),
+                    None => c.tickets.record_event(req).await.map(|_| ()),
+                }
             }
             Op::Record => Ok(()),
             Op::Usage => {
@@ -477,17 +566,21 @@ async fn client_loop(
                 } else {
                     (rng % args.accounts as u64) as usize
                 };
-                c.hours
-                    .record_usage(pb::RecordUsageRequest {
-                        organization: format!("organizations/lg-h-{account}"),
-                        bucket: "customer_success".into(),
-                        minutes: 1 + (rng % 60) as i32,
-                        service_time: ts(Utc::now() - TimeDelta::minutes(1)),
-                        request_id: rid("u", &run, n),
-                        ..Default::default()
-                    })
-                    .await
-                    .map(|_| ())
+                let req = pb::RecordUsageRequest {
+                    organization: format!("organizations/lg-h-{account}"),
+                    bucket: "customer_success".into(),
+                    minutes: 1 + (rng % 60) as i32,
+                    service_time: ts(Utc::now() - TimeDelta::minutes(1)),
+                    request_id: rid("u", &run, n),
+                    ..Default::default()
+                };
+                match &mut c.http {
+                    Some(h) => h
+                        .call("/servicelevel.v1.HoursService/RecordUsage", &req)
+                        .await
+                        .map_err(tonic::Status::unknown),
+                    None => c.hours.record_usage(req).await.map(|_| ()),
+                }
             }
             Op::Due => {
                 let now = Utc::now();
@@ -1121,7 +1214,12 @@ async fn main() -> Result<(), String> {
     let until = measure_from + Duration::from_secs(args.duration);
     let mut handles = Vec::new();
     for (id, ch) in channels.into_iter().enumerate() {
+        let http = match args.protocol {
+            Protocol::Grpc => None,
+            Protocol::ConnectJson => Some(Http1::open(&target).await?),
+        };
         let c = Clients {
+            http,
             tickets: TicketServiceClient::new(ch.clone()),
             deadlines: DeadlineServiceClient::new(ch.clone()),
             hours: HoursServiceClient::new(ch),
@@ -1175,8 +1273,9 @@ async fn main() -> Result<(), String> {
         );
     }
     println!(
-        "scenario={:?} clients={} rate={} duration={}s target={}",
+        "scenario={:?} protocol={:?} clients={} rate={} duration={}s target={}",
         args.scenario,
+        args.protocol,
         args.clients,
         if args.rate > 0.0 {
             format!("{}/s", args.rate)

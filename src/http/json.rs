@@ -18,25 +18,14 @@ pub struct Registry {
 impl Registry {
     pub fn new() -> Result<Registry, String> {
         let mut pool = DescriptorPool::new();
-        // Files already in the pool (google/protobuf/*) are skipped.
-        pool.decode_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-            .map_err(|e| e.to_string())?;
-        pool.decode_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-            .map_err(|e| e.to_string())?;
-        // tonic-types names its files differently (`status.proto`): a file whose messages
-        // the API's own imports already define is left out, the error details come in.
-        let details = prost_types::FileDescriptorSet::decode(tonic_types::pb::FILE_DESCRIPTOR_SET)
-            .map_err(|e| e.to_string())?;
-        for file in details.file {
-            let package = file.package().to_string();
-            let known = file.message_type.iter().any(|m| {
-                pool.get_message_by_name(&format!("{package}.{}", m.name()))
-                    .is_some()
-            });
-            if !known {
-                pool.add_file_descriptor_proto(file)
-                    .map_err(|e| e.to_string())?;
-            }
+        for set in [
+            pb::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_types::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ] {
+            add(&mut pool, set)?;
         }
         Ok(Registry { pool })
     }
@@ -98,6 +87,26 @@ impl Registry {
     }
 }
 
+/// Adds a set's files, leaving out those the pool already has: the same name, or the
+/// same messages under another name (tonic-types calls google/rpc/status.proto
+/// `status.proto`; the two reflection sets may share a file name).
+fn add(pool: &mut DescriptorPool, set: &[u8]) -> Result<(), String> {
+    let set = prost_types::FileDescriptorSet::decode(set).map_err(|e| e.to_string())?;
+    for file in set.file {
+        let package = file.package().to_string();
+        let known = pool.get_file_by_name(file.name()).is_some()
+            || file.message_type.iter().any(|m| {
+                pool.get_message_by_name(&format!("{package}.{}", m.name()))
+                    .is_some()
+            });
+        if !known {
+            pool.add_file_descriptor_proto(file)
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -115,6 +124,10 @@ mod tests {
         assert_eq!(m.input().full_name(), "servicelevel.v1.GetTicketRequest");
         assert!(r.method("/servicelevel.v1.TicketService/Nope").is_none());
         assert!(r.method("/grpc.health.v1.Health/Check").is_some());
+        assert!(
+            r.method("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo")
+                .is_some_and(|m| m.is_client_streaming())
+        );
         assert!(r.method("no-slash").is_none());
     }
 

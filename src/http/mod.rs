@@ -55,6 +55,9 @@ pub struct HttpOptions {
     pub max_request_bytes: usize,
     /// Whether connections are TLS: the scheme of the URL a webhook was sent to.
     pub tls: bool,
+    /// Longest a webhook may take to be kept (the RPC timeout): past it the sender gets
+    /// 503 and retries, instead of holding a connection while the database is stuck.
+    pub webhook_timeout: std::time::Duration,
 }
 
 #[derive(Clone)]
@@ -983,7 +986,14 @@ async fn webhook(shared: &HttpOptions, connection: String, req: Request<Body>) -
         headers,
         body: body.to_vec(),
     };
-    match (shared.receive)(arrival).await {
+    let received =
+        match tokio::time::timeout(shared.webhook_timeout, (shared.receive)(arrival)).await {
+            Ok(r) => r,
+            Err(_) => Err(AppError::Unavailable(
+                "the delivery could not be kept in time; retry".into(),
+            )),
+        };
+    match received {
         Ok(Received { kept, duplicates }) => {
             let body = serde_json::json!({ "kept": kept, "duplicates": duplicates });
             let mut r = Response::new(Body::new(Full::new(Bytes::from(body.to_string()))));

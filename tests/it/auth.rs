@@ -378,12 +378,7 @@ pub(crate) async fn acme_and_globex(s: &TestServer) -> (String, String) {
         s,
         "plain",
         pb::PolicyDefinition {
-            clocks: vec![promise(
-                "first_response",
-                vec![on_received()],
-                vec![],
-                vec![target(&[], &[], &[], wall(60))],
-            )],
+            clocks: vec![first_response_within_an_hour()],
             ..Default::default()
         },
     )

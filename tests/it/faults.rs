@@ -335,6 +335,7 @@ async fn a_database_outage_is_seen_fast_and_nothing_is_lost() {
         "serving once migrated"
     );
     catalogue(&ch).await;
+    let webhook = Webhook::create(&ch, server.1).await;
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let load = tokio::spawn(writers(ch.clone(), "outage", Arc::clone(&stop)));
     tokio::time::sleep(Duration::from_millis(800)).await;
@@ -347,7 +348,11 @@ async fn a_database_outage_is_seen_fast_and_nothing_is_lost() {
         gone <= Duration::from_millis(2_500),
         "NOT_SERVING {gone:?} after the database stopped"
     );
-    // Calls fail fast while it is away.
+    // Calls fail fast while it is away, and a helpdesk's delivery is answered 503 (so
+    // its vendor retries) and not kept.
+    let started = Instant::now();
+    assert_eq!(webhook.deliver().await, 503);
+    assert!(started.elapsed() <= Duration::from_millis(2_500));
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     pg.up();
     let back = until_ready(&ch, true, Duration::from_secs(15))
@@ -374,7 +379,96 @@ async fn a_database_outage_is_seen_fast_and_nothing_is_lost() {
         "load went through"
     );
     replay_and_count(&ch, &sent).await;
+    // The vendor's retry is kept once the database is back, and applied.
+    assert_eq!(webhook.deliver().await, 200);
+    webhook.applied(&ch).await;
     drop(server);
+}
+
+/// A generic (Standard Webhooks) connection of acme's, and one signed delivery.
+struct Webhook {
+    port: u16,
+    id: String,
+    secret: String,
+    body: Vec<u8>,
+}
+
+impl Webhook {
+    async fn create(ch: &Channel, port: u16) -> Webhook {
+        use crate::webhooks_in::{P, mapping};
+        let secret = P::Generic.secret(7);
+        pb::connection_service_client::ConnectionServiceClient::new(ch.clone())
+            .create_connection(Request::new(pb::CreateConnectionRequest {
+                connection_id: "outage-desk".into(),
+                connection: Some(pb::Connection {
+                    display_name: "Desk".into(),
+                    organization: "organizations/acme".into(),
+                    provider: pb::Provider::Generic as i32,
+                    source_system: "desk".into(),
+                    mapping: Some(mapping(&[])),
+                    ..Default::default()
+                }),
+                secrets: vec![secret.clone()],
+                request_id: "conn".into(),
+            }))
+            .await
+            .expect("connection");
+        let id = "msg_outage".to_string();
+        // No priority: the policy of catalogue() has none.
+        let body = serde_json::to_vec(&serde_json::json!({"external_id": "out-1", "status": "Open",
+            "request_type": "Incident", "updated_time": (Utc::now() - TimeDelta::seconds(30)).to_rfc3339()}))
+        .expect("JSON");
+        Webhook {
+            port,
+            id,
+            secret,
+            body,
+        }
+    }
+
+    /// Sends the delivery, signed now; its HTTP status.
+    async fn deliver(&self) -> u16 {
+        use crate::webhooks_in::P;
+        let url = format!("http://127.0.0.1:{}/webhooks/v1/outage-desk", self.port);
+        let headers = P::Generic.sign(&self.secret, &url, &self.id, &self.body, Utc::now());
+        let headers: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .collect();
+        let addr = format!("127.0.0.1:{}", self.port).parse().expect("addr");
+        crate::http::send(
+            addr,
+            "POST",
+            "/webhooks/v1/outage-desk",
+            &headers,
+            self.body.clone(),
+        )
+        .await
+        .status
+    }
+
+    /// Waits until the delivery's ticket exists.
+    async fn applied(&self, ch: &Channel) {
+        let mut t = TicketServiceClient::new(ch.clone());
+        for _ in 0..100 {
+            let page = t
+                .list_tickets(Request::new(pb::ListTicketsRequest {
+                    organization: "organizations/acme".into(),
+                    source_system: "desk".into(),
+                    external_id: "out-1".into(),
+                    page_size: 1,
+                    ..Default::default()
+                }))
+                .await
+                .expect("tickets")
+                .into_inner();
+            if !page.tickets.is_empty() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the delivery kept after the outage is applied");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

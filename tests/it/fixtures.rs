@@ -389,6 +389,16 @@ pub fn target(
     }
 }
 
+/// A first response due an hour (wall time) after the ticket is received.
+pub fn first_response_within_an_hour() -> pb::ClockDefinition {
+    promise(
+        "first_response",
+        vec![on_received()],
+        vec![],
+        vec![target(&[], &[], &[], wall(60))],
+    )
+}
+
 pub fn promise(
     metric: &str,
     start: Vec<pb::Trigger>,

@@ -96,12 +96,7 @@ pub(crate) async fn org(s: &TestServer, id: &str, zone: &str, contacts: Vec<pb::
             s,
             "plain",
             pb::PolicyDefinition {
-                clocks: vec![promise(
-                    "first_response",
-                    vec![on_received()],
-                    vec![],
-                    vec![target(&[], &[], &[], wall(60))],
-                )],
+                clocks: vec![first_response_within_an_hour()],
                 ..Default::default()
             },
         )

@@ -721,3 +721,88 @@ async fn cors_answers_only_configured_origins() {
     assert!(r.headers.get("access-control-allow-origin").is_none());
     s.stop().await;
 }
+
+/// The `sh` blocks of a document, in order.
+pub(crate) fn sh_blocks(doc: &str) -> Vec<String> {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(doc))
+        .expect("the document");
+    let mut blocks = Vec::new();
+    let mut current: Option<String> = None;
+    for line in text.lines() {
+        match (&mut current, line.trim_end()) {
+            (None, "```sh") => current = Some(String::new()),
+            (Some(b), "```") => {
+                blocks.push(std::mem::take(b));
+                current = None;
+            }
+            (Some(b), l) => {
+                b.push_str(l);
+                b.push('\n');
+            }
+            (None, _) => {}
+        }
+    }
+    blocks
+}
+
+/// docs/http.md's examples, run as written with curl (and buf through npx) against a
+/// server holding the README walk-through's organisation, on the real clock's date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_docs_examples_run_as_written() {
+    // The test's clock stands still: a little ahead, so that "now" in the examples has
+    // happened, as it has on a real clock by the time the request arrives.
+    let s = TestServer::start(
+        Db::Sqlite,
+        chrono::Utc::now() + chrono::TimeDelta::minutes(2),
+    )
+    .await;
+    org(&s, "acme", "America/Toronto", vec![]).await;
+    let blocks = sh_blocks("docs/http.md");
+    assert_eq!(blocks.len(), 7, "{blocks:#?}");
+    let dir = std::env::temp_dir().join(format!("sl-http-docs-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).expect("a directory");
+    let sl = format!("http://{}", s.addr);
+    let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    // Each block after the settings' own, as a reader runs them in one shell.
+    let settings = blocks[0].clone();
+    let run = |block: &str| {
+        let script = format!("{settings}{block}");
+        let out = std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .env("SL", &sl)
+            .env("NOW", &now)
+            .current_dir(&dir)
+            .output()
+            .expect("bash runs");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success(),
+            "{block}\n{stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        stdout
+    };
+    let expect = [
+        "",
+        "\"name\":\"plans/retainer\"",
+        "\"consumedFromAllowance\":\"30\"",
+        "\"code\":\"not_found\"",
+        "organizations/acme",
+        "\"name\": \"organizations/acme\"",
+        "organizations/acme,",
+    ];
+    let mut outputs = Vec::new();
+    for (block, want) in blocks.iter().zip(expect) {
+        let out = run(block);
+        assert!(out.contains(want), "{block}\nprinted:\n{out}");
+        outputs.push(out);
+    }
+    // The writes again: the same answers (the request ids), nothing recorded twice.
+    assert_eq!(run(&blocks[1]), outputs[1]);
+    assert!(run(&blocks[2]).contains("\"consumedFromAllowance\":\"30\""));
+    // The CSV file the export wrote, a header and acme's row.
+    let csv = std::fs::read_to_string(dir.join("statements.csv")).expect("statements.csv");
+    assert_eq!(csv.lines().count(), 2, "{csv}");
+    let _ = std::fs::remove_dir_all(&dir);
+    s.stop().await;
+}

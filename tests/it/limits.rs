@@ -74,12 +74,7 @@ async fn oversized_lists_are_refused_before_any_work(db: Db) {
         &s,
         "plain",
         pb::PolicyDefinition {
-            clocks: vec![promise(
-                "first_response",
-                vec![on_received()],
-                vec![],
-                vec![target(&[], &[], &[], wall(60))],
-            )],
+            clocks: vec![first_response_within_an_hour()],
             ..Default::default()
         },
     )

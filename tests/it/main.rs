@@ -28,3 +28,4 @@ mod telemetry;
 mod tickets;
 mod tools;
 mod upgrade;
+mod webhooks_in;

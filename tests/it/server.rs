@@ -139,12 +139,7 @@ async fn every_transition_legal_and_illegal(db: Db) {
         &s,
         "plain",
         pb::PolicyDefinition {
-            clocks: vec![promise(
-                "first_response",
-                vec![on_received()],
-                vec![],
-                vec![target(&[], &[], &[], wall(60))],
-            )],
+            clocks: vec![first_response_within_an_hour()],
             ..Default::default()
         },
     )
