@@ -4,7 +4,8 @@
 use std::error::Error;
 use std::path::PathBuf;
 
-const PROTOS: [&str; 9] = [
+const PROTOS: [&str; 10] = [
+    "proto/servicelevel/v1/webhooks.proto",
     "proto/servicelevel/v1/connections.proto",
     "proto/servicelevel/v1/alerts.proto",
     "proto/servicelevel/v1/packs.proto",

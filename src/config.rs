@@ -291,7 +291,7 @@ pub struct ServeArgs {
     pub inbox_retention: Duration,
     /// Tickets whose webhook deliveries are applied at once (one ticket's always one
     /// after another).
-    #[arg(long, env = "SERVICELEVEL_INBOX_CONCURRENCY", default_value_t = 8)]
+    #[arg(long, env = "SERVICELEVEL_INBOX_CONCURRENCY", default_value_t = 16)]
     pub inbox_concurrency: usize,
     /// Browser origins allowed to call the API (gRPC-Web and Connect) across origins,
     /// e.g. `https://desk.example.com`; repeatable or comma-separated. None by default:
@@ -302,6 +302,16 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub cors_allowed_origins: Vec<String>,
+    /// Let alert webhook subscriptions use plain http:// URLs (https only otherwise).
+    #[arg(long, env = "SERVICELEVEL_WEBHOOK_ALLOW_HTTP")]
+    pub webhook_allow_http: bool,
+    /// Let alert webhooks reach loopback, private and link-local addresses (refused
+    /// otherwise, after DNS resolution too).
+    #[arg(long, env = "SERVICELEVEL_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+    /// How long an alert webhook delivery is retried before it is dead-lettered (`24h`).
+    #[arg(long, env = "SERVICELEVEL_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = duration)]
+    pub webhook_retry_for: Duration,
     /// Policy packs to import at start (built-in names or pack files); repeatable.
     #[arg(long = "pack", env = "SERVICELEVEL_PACKS", value_delimiter = ',')]
     pub packs: Vec<String>,

@@ -143,6 +143,15 @@ async fn serve(
         rpc_timeout: args.rpc_timeout.max(std::time::Duration::from_millis(1)),
         max_future_skew: args.max_future_skew,
         cors_allowed_origins: args.cors_allowed_origins.clone(),
+        webhooks: servicelevel::app::webhooks::WebhookOptions {
+            destinations: servicelevel::domain::webhook::DestinationPolicy {
+                allow_http: args.webhook_allow_http,
+                allow_private: args.webhook_allow_private,
+            },
+            retry_for: chrono::TimeDelta::from_std(args.webhook_retry_for)
+                .unwrap_or(chrono::TimeDelta::hours(24)),
+            ..Default::default()
+        },
         inbox: servicelevel::app::inbox::InboxOptions {
             concurrency: args.inbox_concurrency.max(1),
             retention: chrono::TimeDelta::from_std(args.inbox_retention)

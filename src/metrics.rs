@@ -174,7 +174,8 @@ async fn known_labels<S: Store>(store: &S) -> Result<KnownLabels, String> {
 impl<S: Store> GaugeSource for StoreSource<S> {
     fn gauges(&self) -> Pin<Box<dyn Future<Output = Result<ScrapeData, String>> + Send + '_>> {
         Box::pin(async move {
-            let gauges = self.0.gauges().await.map_err(|e| e.to_string())?;
+            let mut gauges = self.0.gauges().await.map_err(|e| e.to_string())?;
+            gauges.webhooks_out = self.0.webhook_backlog().await.ok();
             let known = known_labels(&self.0).await?;
             Ok(ScrapeData { gauges, known })
         })
@@ -261,6 +262,8 @@ pub struct Metrics {
     webhook_deliveries: Family<Labels2, Counter>,
     webhook_applied: Family<Labels1, Counter>,
     webhook_lag: Histograms<Labels1>,
+    webhook_out_attempts: Family<Labels1, Counter>,
+    webhook_out_latency: Histograms<Labels1>,
     scrape: Arc<ScrapeCollector>,
     source: Mutex<Option<Arc<dyn GaugeSource>>>,
     cache: tokio::sync::Mutex<Option<(Instant, Result<ScrapeData, String>)>>,
@@ -366,6 +369,22 @@ impl Collector for ScrapeCollector {
                     "servicelevel_alerts_outbox_backlog",
                     "Alert rows written after the last one the slowest live stream on this server delivered (0 without streams).",
                     &[(no(), backlog)],
+                )?;
+                let (pending, oldest) = g.webhooks_out.unwrap_or((0, None));
+                gauge(
+                    &mut encoder,
+                    "servicelevel_webhooks_out_backlog",
+                    "Alert webhook deliveries not delivered yet (pending), every subscription.",
+                    &[(no(), pending)],
+                )?;
+                let age = oldest
+                    .map(|o| (chrono::Utc::now() - o).num_seconds().max(0))
+                    .unwrap_or(0);
+                gauge(
+                    &mut encoder,
+                    "servicelevel_webhooks_out_oldest_pending_seconds",
+                    "Age of the oldest pending alert webhook delivery (0 when none).",
+                    &[(no(), age)],
                 )?;
                 if let Some(p) = &g.pool {
                     let in_use = i64::from(p.open).saturating_sub(p.idle as i64);
@@ -613,6 +632,17 @@ impl Metrics {
             "From a webhook delivery's arrival to the inbox worker finishing it, by state",
             webhook_lag.clone(),
         );
+        let webhook_out_attempts = counters(
+            &mut registry,
+            "servicelevel_webhooks_out_attempts",
+            "Alert webhook delivery attempts, by outcome (delivered, failed: retried later, dead: dead-lettered)",
+        );
+        let webhook_out_latency = Histograms::<Labels1>::new_with_constructor(lag_histogram);
+        registry.register(
+            "servicelevel_webhooks_out_latency_seconds",
+            "From an alert's recording to its webhook delivery (2xx), by outcome",
+            webhook_out_latency.clone(),
+        );
         let build_info = Family::<Labels1, Gauge>::default();
         build_info
             .get_or_create(&[("version", env!("CARGO_PKG_VERSION").to_string())])
@@ -639,6 +669,8 @@ impl Metrics {
             webhook_deliveries,
             webhook_applied,
             webhook_lag,
+            webhook_out_attempts,
+            webhook_out_latency,
             scrape,
             source: Mutex::new(None),
             cache: tokio::sync::Mutex::new(None),
@@ -731,6 +763,17 @@ impl Metrics {
                     ("outcome", outcome.to_string()),
                 ])
                 .inc_by(n as u64);
+        }
+    }
+
+    /// An alert webhook attempt, and for a delivered one how long after its alert.
+    pub fn webhook_out_attempt(&self, outcome: &str, latency: Option<std::time::Duration>) {
+        let labels = [("outcome", outcome.to_string())];
+        self.webhook_out_attempts.get_or_create(&labels).inc();
+        if let Some(l) = latency {
+            self.webhook_out_latency
+                .get_or_create(&labels)
+                .observe(l.as_secs_f64());
         }
     }
 
@@ -1142,6 +1185,7 @@ mod tests {
                 idle: 2,
                 max: 16,
             }),
+            webhooks_out: None,
         })));
         let text = m.render().await;
         assert_eq!(

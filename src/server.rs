@@ -22,6 +22,7 @@ use crate::api::pb::organization_service_server::OrganizationServiceServer;
 use crate::api::pb::pack_service_server::PackServiceServer;
 use crate::api::pb::policy_service_server::PolicyServiceServer;
 use crate::api::pb::ticket_service_server::TicketServiceServer;
+use crate::api::pb::webhook_service_server::WebhookServiceServer;
 use crate::api::span::RpcSpanLayer;
 use crate::api::{Api, App, pb};
 use crate::app::recompute;
@@ -40,8 +41,9 @@ pub const LIVENESS: &str = "liveness";
 const HEALTH_PROBE: Duration = Duration::from_millis(500);
 
 /// The names health reports on: the empty name (the whole server) and each service.
-fn service_names() -> [&'static str; 9] {
+fn service_names() -> [&'static str; 10] {
     [
+        <WebhookServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <ConnectionServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <PackServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
         <AlertServiceServer<Api<crate::store::SqlStore>> as NamedService>::NAME,
@@ -94,6 +96,8 @@ pub struct ServeOptions {
     pub inbox: crate::app::inbox::InboxOptions,
     /// Browser origins allowed across origins (gRPC-Web, Connect); empty: CORS is off.
     pub cors_allowed_origins: Vec<String>,
+    /// How alert webhooks are delivered.
+    pub webhooks: crate::app::webhooks::WebhookOptions,
 }
 
 impl Default for ServeOptions {
@@ -108,6 +112,7 @@ impl Default for ServeOptions {
             rpc_conventions: RpcConventions::Old,
             inbox: crate::app::inbox::InboxOptions::default(),
             cors_allowed_origins: Vec::new(),
+            webhooks: crate::app::webhooks::WebhookOptions::default(),
         }
     }
 }
@@ -139,6 +144,7 @@ pub async fn serve_secured<S: Store>(
     let mut app = App::new(store, clock);
     app.max_future_skew =
         chrono::TimeDelta::from_std(options.max_future_skew).unwrap_or(chrono::TimeDelta::MAX);
+    app.webhook_destinations = options.webhooks.destinations;
     if let Some(metrics) = &options.metrics {
         app.metrics = Arc::clone(metrics);
     }
@@ -155,6 +161,23 @@ pub async fn serve_secured<S: Store>(
         Arc::new(|v: &crate::app::tickets::TicketView| crate::api::convert::ticket_to_pb(v)),
         options.inbox.clone(),
     ));
+    // Alert webhooks: the payload is the alert as WatchAlerts streams it, in JSON.
+    let webhooks = {
+        let registry = Arc::new(crate::http::Registry::new().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "the API's descriptors");
+            crate::http::Registry::empty()
+        }));
+        let render: crate::app::webhooks::PayloadRender =
+            Arc::new(move |a| crate::http::alert_payload(&registry, a));
+        tokio::spawn(crate::app::webhooks::run_webhooks(
+            Arc::clone(&app),
+            render,
+            Arc::new(crate::http::client::WebhookClient::new(
+                options.webhooks.destinations,
+            )),
+            options.webhooks.clone(),
+        ))
+    };
     let api = Api::new(Arc::clone(&app), recompute);
 
     let (reporter, health) = tonic_health::server::health_reporter();
@@ -326,6 +349,9 @@ pub async fn serve_secured<S: Store>(
         .add_service(
             ConnectionServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
         )
+        .add_service(
+            WebhookServiceServer::new(api.clone()).max_decoding_message_size(MAX_REQUEST_BYTES),
+        )
         .add_service(DeadlineServiceServer::new(api).max_decoding_message_size(MAX_REQUEST_BYTES));
     type Serving = Pin<Box<dyn Future<Output = Result<(), tonic::transport::Error>> + Send>>;
     let serving: Serving = match incoming {
@@ -355,5 +381,6 @@ pub async fn serve_secured<S: Store>(
     worker.abort();
     runner.abort();
     inbox.abort();
+    webhooks.abort();
     result
 }

@@ -37,7 +37,7 @@ fn alert_kind(kind: &str) -> pb::AlertKind {
     }
 }
 
-fn to_pb(alert: &Alert) -> pb::Alert {
+pub fn to_pb(alert: &Alert) -> pb::Alert {
     let (a, kind) = (&alert.row, &alert.event);
     pb::Alert {
         cursor: encode(a.cursor),

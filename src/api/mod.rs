@@ -3,7 +3,7 @@
 //! `tonic::Status` in one place (`error`). Conversions live in `convert`; each service in
 //! its own file.
 
-mod alerts;
+pub mod alerts;
 pub mod auth;
 mod calendars;
 mod catalog;
@@ -19,6 +19,7 @@ mod policies;
 mod reports;
 pub mod span;
 mod tickets;
+mod webhooks;
 
 use std::sync::Arc;
 

@@ -22,7 +22,7 @@ pub struct Alert {
     pub event: EventKind,
 }
 
-fn alert(row: AlertRow) -> AppResult<Alert> {
+pub(crate) fn alert(row: AlertRow) -> AppResult<Alert> {
     let event: EventKind = serde_json::from_str(&row.body)
         .map_err(|e| AppError::Internal(format!("alert {}: {e}", row.cursor.1)))?;
     Ok(Alert { row, event })

@@ -71,7 +71,7 @@ pub struct InboxOptions {
 impl Default for InboxOptions {
     fn default() -> Self {
         InboxOptions {
-            concurrency: 8,
+            concurrency: 16,
             poll: Duration::from_millis(500),
             retention: TimeDelta::days(30),
         }
@@ -447,7 +447,8 @@ pub async fn run_inbox<S: Store, A: Answer + Send + Sync + 'static>(
 ) {
     let mut last_purge: Option<DateTime<Utc>> = None;
     loop {
-        let batch = match app.store.pending_deliveries(1_000).await {
+        // Short rounds: a delivery kept during a round waits for the round to end.
+        let batch = match app.store.pending_deliveries(256).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::warn!(error = %e, "inbox: cannot read pending deliveries");

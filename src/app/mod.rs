@@ -32,6 +32,7 @@ pub mod runner;
 pub mod settle;
 mod state;
 pub mod tickets;
+pub mod webhooks;
 
 pub use error::{AppError, AppResult, Check};
 pub use state::*;

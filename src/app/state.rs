@@ -43,6 +43,8 @@ pub struct App<S: Store> {
     contexts: Mutex<HashMap<ResourceId, (i64, Arc<OrgContext>)>>,
     /// How far ahead of `now` a caller's event or received time may be.
     pub max_future_skew: chrono::TimeDelta,
+    /// Where alert webhooks may be delivered.
+    pub webhook_destinations: crate::domain::webhook::DestinationPolicy,
 }
 
 /// An organisation (latest version) and its clock calendars over all versions.
@@ -210,6 +212,7 @@ impl<S: Store> App<S> {
             inbox_wake: Arc::new(tokio::sync::Notify::new()),
             metrics: crate::metrics::Metrics::new(),
             max_future_skew: chrono::TimeDelta::minutes(5),
+            webhook_destinations: Default::default(),
         }
     }
 

@@ -26,11 +26,16 @@ pub enum Scope {
     ConnectionsRead,
     /// Create, change and archive connections, rotate their secrets, replay deliveries.
     ConnectionsAdmin,
+    /// Read alert webhook subscriptions and their deliveries.
+    WebhooksRead,
+    /// Create, change and delete alert webhook subscriptions, rotate their secrets,
+    /// replay deliveries.
+    WebhooksAdmin,
 }
 
 impl Scope {
     /// Every scope, in a fixed order.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 12] = [
         Scope::TicketsRead,
         Scope::TicketsWrite,
         Scope::PoliciesRead,
@@ -41,6 +46,8 @@ impl Scope {
         Scope::AlertsRead,
         Scope::ConnectionsRead,
         Scope::ConnectionsAdmin,
+        Scope::WebhooksRead,
+        Scope::WebhooksAdmin,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -55,6 +62,8 @@ impl Scope {
             Scope::AlertsRead => "alerts:read",
             Scope::ConnectionsRead => "connections:read",
             Scope::ConnectionsAdmin => "connections:admin",
+            Scope::WebhooksRead => "webhooks:read",
+            Scope::WebhooksAdmin => "webhooks:admin",
         }
     }
 
@@ -409,6 +418,58 @@ pub const METHODS: &[Method] = &[
     m(
         "/servicelevel.v1.ConnectionService/ReplayInboxDeliveries",
         ConnectionsAdmin,
+        Org,
+    ),
+    // Alert webhooks out: one organisation's (or, for unrestricted clients, every
+    // organisation's) each, checked by the handler.
+    m(
+        "/servicelevel.v1.WebhookService/CreateWebhookSubscription",
+        WebhooksAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/GetWebhookSubscription",
+        WebhooksRead,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/ListWebhookSubscriptions",
+        WebhooksRead,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/UpdateWebhookSubscription",
+        WebhooksAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/DeleteWebhookSubscription",
+        WebhooksAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/AddWebhookSubscriptionSecret",
+        WebhooksAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/RemoveWebhookSubscriptionSecret",
+        WebhooksAdmin,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/ListWebhookDeliveries",
+        WebhooksRead,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/GetWebhookDelivery",
+        WebhooksRead,
+        Org,
+    ),
+    m(
+        "/servicelevel.v1.WebhookService/ReplayWebhookDelivery",
+        WebhooksAdmin,
         Org,
     ),
     // Hours.

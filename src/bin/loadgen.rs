@@ -13,6 +13,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use clap::{Parser, ValueEnum};
 use servicelevel::api::pb;
 use servicelevel::api::pb::calendar_service_client::CalendarServiceClient;
+use servicelevel::api::pb::connection_service_client::ConnectionServiceClient;
 use servicelevel::api::pb::deadline_service_client::DeadlineServiceClient;
 use servicelevel::api::pb::hours_service_client::HoursServiceClient;
 use servicelevel::api::pb::organization_service_client::OrganizationServiceClient;
@@ -64,6 +65,10 @@ enum Scenario {
     SeedHours,
     /// One ExportStatements call over everything in the database, timed.
     Export,
+    /// Helpdesk webhooks in: signed Standard Webhooks deliveries (ticket snapshots over
+    /// `--tickets-per-client` tickets a client) POSTed over HTTP/1.1; reports the
+    /// ingestion rate and, from the inbox, the delay from kept to applied.
+    Webhooks,
     /// Due-time actions: tickets whose deadlines fall `--due-per-minute` a minute over
     /// `--duration` seconds; the lag from each due instant to its recorded breach, read
     /// from the alert stream.
@@ -208,6 +213,166 @@ impl Http1 {
             Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
         }
     }
+}
+
+/// The load generator's webhook connection and its Standard Webhooks secret.
+const WEBHOOK_CONNECTION: &str = "lg-wh";
+const WEBHOOK_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+impl Http1 {
+    /// A signed snapshot of ticket `external_id`, as a generic source sends it.
+    async fn webhook(&mut self, external_id: &str, status: &str, id: &str) -> Result<(), String> {
+        use http_body_util::BodyExt as _;
+        use servicelevel::domain::signing::{SigningSecret, standard};
+        let now = Utc::now();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "external_id": external_id, "status": status, "request_type": "incident",
+            "updated_time": now.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        }))
+        .map_err(|e| e.to_string())?;
+        let secret = SigningSecret::parse(WEBHOOK_SECRET)?;
+        let signature = standard::sign(&secret, id, now.timestamp(), &body);
+        let req = http::Request::post(format!("/webhooks/v1/{WEBHOOK_CONNECTION}"))
+            .header("host", &self.authority)
+            .header("content-type", "application/json")
+            .header("webhook-id", id)
+            .header("webhook-timestamp", now.timestamp().to_string())
+            .header("webhook-signature", signature)
+            .body(http_body_util::Full::new(prost::bytes::Bytes::from(body)))
+            .map_err(|e| e.to_string())?;
+        self.sender.ready().await.map_err(|e| e.to_string())?;
+        let resp = self
+            .sender
+            .send_request(req)
+            .await
+            .map_err(|e| e.to_string())?;
+        let status = resp.status();
+        let body = resp
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| e.to_string())?
+            .to_bytes();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("{status}: {}", String::from_utf8_lossy(&body)))
+        }
+    }
+}
+
+/// The webhook scenario's organisation and connection.
+async fn setup_webhooks(channel: Ch) -> Result<(), String> {
+    ok_or_exists(
+        OrganizationServiceClient::new(channel.clone())
+            .create_organization(desk_org(
+                "lg-wh".into(),
+                "Webhooks".into(),
+                "Europe/London",
+                "lg-setup-wh-org".into(),
+            ))
+            .await
+            .map(|_| ()),
+    )?;
+    let statuses = [
+        ("open", pb::TicketStatus::Processing),
+        ("pending", pb::TicketStatus::RequiresDeliverables),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v as i32))
+    .collect();
+    ok_or_exists(
+        ConnectionServiceClient::new(channel)
+            .create_connection(pb::CreateConnectionRequest {
+                connection_id: WEBHOOK_CONNECTION.into(),
+                connection: Some(pb::Connection {
+                    display_name: "Load".into(),
+                    organization: "organizations/lg-wh".into(),
+                    provider: pb::Provider::Generic as i32,
+                    source_system: "lg-wh".into(),
+                    mapping: Some(pb::Mapping {
+                        statuses,
+                        default_request_type: "incident".into(),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }),
+                secrets: vec![WEBHOOK_SECRET.into()],
+                request_id: "lg-setup-wh-conn".into(),
+            })
+            .await
+            .map(|_| ()),
+    )
+}
+
+/// After a webhook run: waits for the inbox to drain, then reports the delay from kept
+/// to applied of the deliveries kept in the measured window.
+async fn webhook_lags(
+    channel: Ch,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> Result<(), String> {
+    let mut c = ConnectionServiceClient::new(channel);
+    let drained_from = Instant::now();
+    let rows = loop {
+        let mut rows = Vec::new();
+        let mut token = String::new();
+        loop {
+            let page = c
+                .list_inbox_deliveries(pb::ListInboxDeliveriesRequest {
+                    parent: format!("connections/{WEBHOOK_CONNECTION}"),
+                    page_size: 1000,
+                    page_token: token,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            rows.extend(page.deliveries);
+            if page.next_page_token.is_empty() {
+                break;
+            }
+            token = page.next_page_token;
+        }
+        let pending = rows
+            .iter()
+            .filter(|d| d.state == pb::InboxDeliveryState::Pending as i32)
+            .count();
+        if pending == 0 || drained_from.elapsed() > Duration::from_secs(120) {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let at = |t: &Option<prost_types::Timestamp>| {
+        t.as_ref()
+            .and_then(|t| DateTime::from_timestamp(t.seconds, t.nanos as u32))
+    };
+    let mut lags: Vec<u64> = rows
+        .iter()
+        .filter_map(|d| Some((at(&d.receive_time)?, at(&d.done_time)?)))
+        .filter(|(r, _)| *r >= from && *r < until)
+        .map(|(r, d)| (d - r).num_microseconds().unwrap_or(0).max(0) as u64)
+        .collect();
+    lags.sort_unstable();
+    let count = |s: pb::InboxDeliveryState| rows.iter().filter(|d| d.state == s as i32).count();
+    println!(
+        "inbox: {} deliveries; applied={} stale={} failed={} pending={}; drained {:.1}s after the run",
+        rows.len(),
+        count(pb::InboxDeliveryState::Applied),
+        count(pb::InboxDeliveryState::Stale),
+        count(pb::InboxDeliveryState::Failed),
+        count(pb::InboxDeliveryState::Pending),
+        drained_from.elapsed().as_secs_f64()
+    );
+    println!(
+        "kept-to-applied ({} in the window): p50={:.2}ms p90={:.2}ms p99={:.2}ms max={:.2}ms",
+        lags.len(),
+        percentile(&lags, 0.50),
+        percentile(&lags, 0.90),
+        percentile(&lags, 0.99),
+        percentile(&lags, 1.0)
+    );
+    Ok(())
 }
 
 fn registry() -> &'static servicelevel::http::Registry {
@@ -447,6 +612,7 @@ struct Recorder {
 
 #[derive(Clone, Copy)]
 enum Op {
+    Webhook,
     Create,
     Record,
     Due,
@@ -528,6 +694,7 @@ async fn client_loop(
                 _ => Op::Record,
             },
             Scenario::UsageHot | Scenario::UsageSpread => Op::Usage,
+            Scenario::Webhooks => Op::Webhook,
             Scenario::SeedClocks | Scenario::SeedHours | Scenario::Export | Scenario::DueLag => {
                 break;
             }
@@ -560,6 +727,17 @@ async fn client_loop(
                 }
             }
             Op::Record => Ok(()),
+            Op::Webhook => match &mut c.http {
+                Some(h) => {
+                    let k = (i as usize) % args.tickets_per_client.max(1);
+                    let status =
+                        ["open", "pending"][(i as usize / args.tickets_per_client.max(1)) % 2];
+                    h.webhook(&format!("{run}-{id}-{k}"), status, &rid("w", &run, n))
+                        .await
+                        .map_err(tonic::Status::unknown)
+                }
+                None => Ok(()),
+            },
             Op::Usage => {
                 let account = if args.scenario == Scenario::UsageHot {
                     0
@@ -1194,6 +1372,9 @@ async fn main() -> Result<(), String> {
         };
         setup_hours(channel.clone(), n).await?;
     }
+    if args.scenario == Scenario::Webhooks {
+        setup_webhooks(channel.clone()).await?;
+    }
     let run = Arc::new(uuid::Uuid::now_v7().simple().to_string()[..12].to_string());
     let counter = Arc::new(AtomicU64::new(0));
     // One HTTP/2 connection per client, as separate services would have.
@@ -1214,9 +1395,11 @@ async fn main() -> Result<(), String> {
     let until = measure_from + Duration::from_secs(args.duration);
     let mut handles = Vec::new();
     for (id, ch) in channels.into_iter().enumerate() {
-        let http = match args.protocol {
-            Protocol::Grpc => None,
-            Protocol::ConnectJson => Some(Http1::open(&target).await?),
+        let http = match (args.protocol, args.scenario) {
+            (_, Scenario::Webhooks) | (Protocol::ConnectJson, _) => {
+                Some(Http1::open(&target).await?)
+            }
+            (Protocol::Grpc, _) => None,
         };
         let c = Clients {
             http,
@@ -1253,6 +1436,13 @@ async fn main() -> Result<(), String> {
         errors += r.errors;
     }
     all.sort_unstable();
+    if args.scenario == Scenario::Webhooks {
+        let to_utc = |i: Instant| {
+            let now = Instant::now();
+            Utc::now() - TimeDelta::from_std(now.saturating_duration_since(i)).unwrap_or_default()
+        };
+        webhook_lags(channel.clone(), to_utc(measure_from), to_utc(until)).await?;
+    }
     let secs = args.duration as f64;
     if let Ok(Some(cpu)) = cpu_window.await {
         let calls = (all.len() as u64 + errors) as f64;

@@ -22,6 +22,7 @@ pub mod preview;
 pub mod signing;
 pub mod status;
 pub mod ticket;
+pub mod webhook;
 mod zone;
 
 pub use business_time::{

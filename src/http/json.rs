@@ -38,6 +38,11 @@ impl Registry {
         }
     }
 
+    /// A message type by its full name.
+    pub fn message(&self, name: &str) -> Option<MessageDescriptor> {
+        self.pool.get_message_by_name(name)
+    }
+
     /// The method a request path (`/servicelevel.v1.TicketService/GetTicket`) names.
     pub fn method(&self, path: &str) -> Option<MethodDescriptor> {
         let (service, method) = path.strip_prefix('/')?.split_once('/')?;

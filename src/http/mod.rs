@@ -10,6 +10,7 @@
 //!
 //! This module only routes, translates and maps errors, in one place ([`failure_response`]).
 
+pub mod client;
 mod connect;
 mod csv;
 mod json;
@@ -217,6 +218,25 @@ where
             }
         }
     }
+}
+
+/// An alert as the JSON body of its webhook (docs/alerts.md): a Standard Webhooks
+/// envelope (`type`, `timestamp`, `data`) around the alert as `WatchAlerts` streams it,
+/// in the proto3 JSON mapping: one documented, versioned schema for both.
+pub fn alert_payload(registry: &Registry, alert: &crate::app::alerts::Alert) -> AppResult<String> {
+    let desc = registry
+        .message("servicelevel.v1.Alert")
+        .ok_or_else(|| AppError::Internal("the Alert descriptor is missing".into()))?;
+    let data = Registry::to_json(&desc, &crate::api::alerts::to_pb(alert).encode_to_vec())
+        .map_err(AppError::Internal)?;
+    let data: serde_json::Value =
+        serde_json::from_slice(&data).map_err(|e| AppError::Internal(e.to_string()))?;
+    let body = serde_json::json!({
+        "type": format!("servicelevel.alert.{}", alert.row.kind),
+        "timestamp": alert.row.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "data": data,
+    });
+    Ok(body.to_string())
 }
 
 /// CORS for browser callers (gRPC-Web and Connect): only for the configured origins, and
@@ -995,8 +1015,9 @@ async fn webhook(shared: &HttpOptions, connection: String, req: Request<Body>) -
         };
     match received {
         Ok(Received { kept, duplicates }) => {
-            let body = serde_json::json!({ "kept": kept, "duplicates": duplicates });
-            let mut r = Response::new(Body::new(Full::new(Bytes::from(body.to_string()))));
+            // Written out so the fields keep the documented order.
+            let body = format!(r#"{{"kept":{kept},"duplicates":{duplicates}}}"#);
+            let mut r = Response::new(Body::new(Full::new(Bytes::from(body))));
             r.headers_mut()
                 .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             r

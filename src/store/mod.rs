@@ -30,6 +30,8 @@ pub enum ResourceKind {
     HoursContract,
     /// A helpdesk pushing an organisation's tickets over webhooks.
     Connection,
+    /// An HTTP receiver of alerts (webhooks out).
+    Subscription,
 }
 
 impl ResourceKind {
@@ -41,6 +43,7 @@ impl ResourceKind {
             ResourceKind::Plan => "plan",
             ResourceKind::HoursContract => "hours_contract",
             ResourceKind::Connection => "connection",
+            ResourceKind::Subscription => "subscription",
         }
     }
 
@@ -58,6 +61,7 @@ impl ResourceKind {
             ResourceKind::Plan => "plans",
             ResourceKind::HoursContract => "organizations",
             ResourceKind::Connection => "connections",
+            ResourceKind::Subscription => "webhookSubscriptions",
         }
     }
 }
@@ -281,6 +285,82 @@ pub struct InboxRow {
     pub done_at: Option<DateTime<Utc>>,
 }
 
+/// Where a webhook subscription stands: its place in the alert log, who delivers it, and
+/// its health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionCursor {
+    pub cursor: (i64, i64),
+    pub lease_owner: Option<String>,
+    pub lease_until: DateTime<Utc>,
+    /// The first failure with no success since.
+    pub failing_since: Option<DateTime<Utc>>,
+    /// Why it was disabled, while it is.
+    pub disabled_reason: Option<String>,
+}
+
+/// How far an alert's delivery to a subscription got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WebhookState {
+    /// Not delivered yet: waiting for its attempt (or for the ticket's earlier one).
+    Pending,
+    /// The receiver answered 2xx.
+    Delivered,
+    /// Retried for the whole retry period in vain; replayable.
+    Dead,
+}
+
+impl WebhookState {
+    pub const ALL: [WebhookState; 3] = [
+        WebhookState::Pending,
+        WebhookState::Delivered,
+        WebhookState::Dead,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WebhookState::Pending => "pending",
+            WebhookState::Delivered => "delivered",
+            WebhookState::Dead => "dead",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        WebhookState::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+/// One alert's delivery to one subscription.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookRow {
+    pub subscription: String,
+    /// The alert's id in the log (its cursor's second part): one ticket's alerts are
+    /// delivered in this order.
+    pub alert_id: i64,
+    pub organization: String,
+    pub ticket_id: String,
+    pub kind: String,
+    pub recorded_at: DateTime<Utc>,
+    /// When the worker took it from the log.
+    pub taken_at: DateTime<Utc>,
+    /// The body as POSTed.
+    pub payload: String,
+    pub state: WebhookState,
+    pub attempts: i64,
+    pub next_at: DateTime<Utc>,
+    pub first_attempt_at: Option<DateTime<Utc>>,
+    pub last_status: Option<i64>,
+    pub last_error: Option<String>,
+    pub done_at: Option<DateTime<Utc>>,
+}
+
+/// What one delivery attempt leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AttemptOutcome {
+    Delivered,
+    Retry { next_at: DateTime<Utc> },
+    Dead,
+}
+
 /// A connection's secret (its key bytes) and when it was added.
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretRow {
@@ -415,6 +495,8 @@ pub struct StoreGauges {
     /// The id of the newest alert in the outbox.
     pub alert_head: Option<i64>,
     pub pool: Option<PoolUse>,
+    /// Pending alert webhook deliveries, and when the oldest was taken.
+    pub webhooks_out: Option<(i64, Option<DateTime<Utc>>)>,
 }
 
 /// A connection pool's use.
@@ -457,6 +539,48 @@ pub trait Store: Clone + Send + Sync + 'static {
         &self,
         key: &IdempotencyKey,
     ) -> impl Future<Output = StoreResult<Option<Claim>>> + Send;
+
+    /// A webhook subscription's cursor, lease and health; `None` before its first run.
+    fn subscription_cursor(
+        &self,
+        subscription: &str,
+    ) -> impl Future<Output = StoreResult<Option<SubscriptionCursor>>> + Send;
+
+    /// The deliveries to attempt now: of each ticket only its earliest pending one, and
+    /// only when its next attempt is due; in alert order, at most `limit`.
+    fn webhooks_due(
+        &self,
+        subscription: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<WebhookRow>>> + Send;
+
+    /// The earliest next attempt of a pending delivery.
+    fn webhook_next_at(
+        &self,
+        subscription: &str,
+    ) -> impl Future<Output = StoreResult<Option<DateTime<Utc>>>> + Send;
+
+    /// A page of a subscription's deliveries in these states (all when empty), newest
+    /// alert first, after `after` (an alert id).
+    fn webhooks_page(
+        &self,
+        subscription: &str,
+        states: &[WebhookState],
+        after: Option<i64>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<WebhookRow>>> + Send;
+
+    fn webhook(
+        &self,
+        subscription: &str,
+        alert_id: i64,
+    ) -> impl Future<Output = StoreResult<WebhookRow>> + Send;
+
+    /// Pending deliveries of every subscription, and when the oldest was taken.
+    fn webhook_backlog(
+        &self,
+    ) -> impl Future<Output = StoreResult<(i64, Option<DateTime<Utc>>)>> + Send;
 
     /// A connection's secrets, oldest first.
     fn connection_secrets(
@@ -708,6 +832,58 @@ pub trait StoreTx: Send {
         &mut self,
         connection: &str,
     ) -> impl Future<Output = StoreResult<Vec<SecretRow>>> + Send;
+
+    /// Takes (or renews) a subscription's lease for `owner` until `until`, unless
+    /// another owner holds one that has not run out at `now`; its cursor starts at
+    /// `start` when it has none yet. Whether `owner` holds it now.
+    fn take_lease(
+        &mut self,
+        subscription: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        start: (i64, i64),
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Moves a subscription's cursor to `cursor` and keeps `rows` (those already kept
+    /// stay as they are), if `owner` still holds the lease at `now`; whether it did.
+    fn take_alerts(
+        &mut self,
+        subscription: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        cursor: (i64, i64),
+        rows: &[WebhookRow],
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
+
+    /// Records an attempt of a pending delivery and what it comes to.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_attempt(
+        &mut self,
+        subscription: &str,
+        alert_id: i64,
+        at: DateTime<Utc>,
+        status: Option<i64>,
+        error: Option<&str>,
+        outcome: AttemptOutcome,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Sets a subscription's health: `Some(x)` sets a field to `x`.
+    fn set_subscription_health(
+        &mut self,
+        subscription: &str,
+        failing_since: Option<Option<DateTime<Utc>>>,
+        disabled_reason: Option<Option<&str>>,
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Makes a delivered or dead delivery pending again, due at `now`, its attempts
+    /// counted afresh; whether there was one to replay.
+    fn replay_webhook(
+        &mut self,
+        subscription: &str,
+        alert_id: i64,
+        now: DateTime<Utc>,
+    ) -> impl Future<Output = StoreResult<bool>> + Send;
 
     /// Keeps deliveries unless already kept (same key): for each, whether it was new.
     fn insert_deliveries(

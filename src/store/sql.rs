@@ -13,12 +13,14 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Row, SqlSafeStr as _, Transaction};
 
 mod inbox;
+mod webhooks;
 
 use super::{
-    AlertFilter, AlertRow, Claim, ClockCursor, ClockFilter, ClockQuery, ClockRef, ClockRow,
-    DeliveryKey, DeliveryState, DerivedState, IdempotencyKey, InboxRow, NewEvent, RecomputeJob,
-    ResourceKind, ResourceVersion, SecretRow, SettledPromise, StoreError, StoreResult, StoredEvent,
-    TicketCursor, TicketFilter, TicketRecord,
+    AlertFilter, AlertRow, AttemptOutcome, Claim, ClockCursor, ClockFilter, ClockQuery, ClockRef,
+    ClockRow, DeliveryKey, DeliveryState, DerivedState, IdempotencyKey, InboxRow, NewEvent,
+    RecomputeJob, ResourceKind, ResourceVersion, SecretRow, SettledPromise, StoreError,
+    StoreResult, StoredEvent, SubscriptionCursor, TicketCursor, TicketFilter, TicketRecord,
+    WebhookRow, WebhookState,
 };
 use crate::domain::ledger::Entry;
 use crate::domain::names::{ExternalId, PlanName, PriorityLabel, RequestType, ResourceId};
@@ -120,7 +122,7 @@ pub struct SqlTx {
 
 fn migrations(backend: Backend) -> Migrator {
     // Applied migrations are checksummed: a landed file never changes, a change is a new one.
-    let files: [(i64, &str, &'static str, &'static str); 5] = [
+    let files: [(i64, &str, &'static str, &'static str); 6] = [
         (
             1,
             "init",
@@ -150,6 +152,12 @@ fn migrations(backend: Backend) -> Migrator {
             "connections and their inbox",
             include_str!("../../migrations/postgres/0005_connections_inbox.sql"),
             include_str!("../../migrations/sqlite/0005_connections_inbox.sql"),
+        ),
+        (
+            6,
+            "webhooks out",
+            include_str!("../../migrations/postgres/0006_webhooks_out.sql"),
+            include_str!("../../migrations/sqlite/0006_webhooks_out.sql"),
         ),
     ];
     // SQLite rebuilds a table with foreign keys off, which only works outside a
@@ -800,6 +808,44 @@ macro_rules! reads {
 reads!();
 
 impl super::Store for SqlStore {
+    async fn subscription_cursor(
+        &self,
+        subscription: &str,
+    ) -> StoreResult<Option<SubscriptionCursor>> {
+        webhooks::subscription_cursor(&self.pool, self.backend, subscription).await
+    }
+
+    async fn webhooks_due(
+        &self,
+        subscription: &str,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookRow>> {
+        webhooks::webhooks_due(&self.pool, self.backend, subscription, now, limit).await
+    }
+
+    async fn webhook_next_at(&self, subscription: &str) -> StoreResult<Option<DateTime<Utc>>> {
+        webhooks::webhook_next_at(&self.pool, self.backend, subscription).await
+    }
+
+    async fn webhooks_page(
+        &self,
+        subscription: &str,
+        states: &[WebhookState],
+        after: Option<i64>,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookRow>> {
+        webhooks::webhooks_page(&self.pool, self.backend, subscription, states, after, limit).await
+    }
+
+    async fn webhook(&self, subscription: &str, alert_id: i64) -> StoreResult<WebhookRow> {
+        webhooks::webhook(&self.pool, self.backend, subscription, alert_id).await
+    }
+
+    async fn webhook_backlog(&self) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
+        webhooks::webhook_backlog(&self.pool, self.backend).await
+    }
+
     async fn connection_secrets(&self, connection: &str) -> StoreResult<Vec<SecretRow>> {
         inbox::connection_secrets(&self.pool, self.backend, connection).await
     }
@@ -1396,6 +1442,7 @@ impl super::Store for SqlStore {
                 idle: self.pool.num_idle(),
                 max: self.pool.options().get_max_connections(),
             }),
+            webhooks_out: None,
         })
     }
 
@@ -1472,6 +1519,62 @@ impl super::Store for SqlStore {
 }
 
 impl super::StoreTx for SqlTx {
+    async fn take_lease(
+        &mut self,
+        subscription: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        start: (i64, i64),
+    ) -> StoreResult<bool> {
+        self.webhooks_take_lease(subscription, owner, now, until, start)
+            .await
+    }
+
+    async fn take_alerts(
+        &mut self,
+        subscription: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        cursor: (i64, i64),
+        rows: &[WebhookRow],
+    ) -> StoreResult<bool> {
+        self.webhooks_take_alerts(subscription, owner, now, cursor, rows)
+            .await
+    }
+
+    async fn finish_attempt(
+        &mut self,
+        subscription: &str,
+        alert_id: i64,
+        at: DateTime<Utc>,
+        status: Option<i64>,
+        error: Option<&str>,
+        outcome: AttemptOutcome,
+    ) -> StoreResult<()> {
+        self.webhooks_finish_attempt(subscription, alert_id, at, status, error, outcome)
+            .await
+    }
+
+    async fn set_subscription_health(
+        &mut self,
+        subscription: &str,
+        failing_since: Option<Option<DateTime<Utc>>>,
+        disabled_reason: Option<Option<&str>>,
+    ) -> StoreResult<()> {
+        self.webhooks_set_health(subscription, failing_since, disabled_reason)
+            .await
+    }
+
+    async fn replay_webhook(
+        &mut self,
+        subscription: &str,
+        alert_id: i64,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        self.webhooks_replay(subscription, alert_id, now).await
+    }
+
     async fn insert_secret(
         &mut self,
         organization: &str,

@@ -235,7 +235,7 @@ impl Gen<'_> {
                 1
             };
             // Deep oversized lists would make a message of gigabytes: only at the top.
-            let count = if depth > 1 { count.min(8) } else { count };
+            let count = if depth > 0 { count.min(8) } else { count };
             for _ in 0..count {
                 self.field(&mut out, f, depth);
             }

@@ -23,6 +23,8 @@ enum Names {
     Organization,
     /// A connection, `connections/{id}`.
     Connection,
+    /// An alert webhook subscription, `webhookSubscriptions/{id}`.
+    Subscription,
 }
 
 /// How one RPC is checked.
@@ -65,6 +67,16 @@ fn a_connection(org: &str) -> pb::Connection {
     }
 }
 
+fn a_subscription(org: &str) -> pb::WebhookSubscription {
+    pb::WebhookSubscription {
+        display_name: "Pager".into(),
+        organization: org.into(),
+        alert_kinds: vec![pb::AlertKind::Breach as i32],
+        url: "https://hooks.example.com/sl".into(),
+        ..Default::default()
+    }
+}
+
 /// The generic (Standard Webhooks) secret of the specification's example.
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -82,7 +94,7 @@ const FILTERED: &str = "a list filtered to the caller's organisations (restricte
 /// Every RPC and how it is checked.
 fn table() -> Vec<(&'static str, Vec<Check>)> {
     use Check::{Nothing, Refers};
-    use Names::{Connection, Organization, Ticket};
+    use Names::{Connection, Organization, Subscription, Ticket};
     vec![
         (
             "/servicelevel.v1.AlertService/WatchAlerts",
@@ -396,6 +408,100 @@ fn table() -> Vec<(&'static str, Vec<Check>)> {
             })],
         ),
         (
+            "/servicelevel.v1.WebhookService/CreateWebhookSubscription",
+            vec![Refers(Organization, |n| {
+                bytes(pb::CreateWebhookSubscriptionRequest {
+                    webhook_subscription_id: "iso-pager".into(),
+                    webhook_subscription: Some(a_subscription(n)),
+                    secrets: vec![SECRET.into()],
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/GetWebhookSubscription",
+            vec![Refers(Subscription, |n| {
+                bytes(pb::GetWebhookSubscriptionRequest { name: n.into() })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/ListWebhookSubscriptions",
+            vec![Refers(Organization, |n| {
+                bytes(pb::ListWebhookSubscriptionsRequest {
+                    organization: n.into(),
+                    ..Default::default()
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/UpdateWebhookSubscription",
+            vec![Refers(Subscription, |n| {
+                bytes(pb::UpdateWebhookSubscriptionRequest {
+                    webhook_subscription: Some(pb::WebhookSubscription {
+                        name: n.into(),
+                        ..a_subscription("organizations/acme")
+                    }),
+                    request_id: rid("iso"),
+                    ..Default::default()
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/DeleteWebhookSubscription",
+            vec![Refers(Subscription, |n| {
+                bytes(pb::DeleteWebhookSubscriptionRequest {
+                    name: n.into(),
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/AddWebhookSubscriptionSecret",
+            vec![Refers(Subscription, |n| {
+                bytes(pb::AddWebhookSubscriptionSecretRequest {
+                    name: n.into(),
+                    secret: SECRET.into(),
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/RemoveWebhookSubscriptionSecret",
+            vec![Refers(Subscription, |n| {
+                bytes(pb::RemoveWebhookSubscriptionSecretRequest {
+                    name: n.into(),
+                    fingerprint: "sha256:0000000000000000".into(),
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/ListWebhookDeliveries",
+            vec![Refers(Subscription, |n| {
+                bytes(pb::ListWebhookDeliveriesRequest {
+                    parent: n.into(),
+                    ..Default::default()
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/GetWebhookDelivery",
+            vec![Refers(Subscription, |n| {
+                bytes(pb::GetWebhookDeliveryRequest {
+                    name: format!("{n}/deliveries/1"),
+                })
+            })],
+        ),
+        (
+            "/servicelevel.v1.WebhookService/ReplayWebhookDelivery",
+            vec![Refers(Subscription, |n| {
+                bytes(pb::ReplayWebhookDeliveryRequest {
+                    name: format!("{n}/deliveries/1"),
+                    request_id: rid("iso"),
+                })
+            })],
+        ),
+        (
             "/servicelevel.v1.HoursService/GetStatement",
             vec![Refers(Organization, |n| {
                 bytes(pb::GetStatementRequest {
@@ -693,6 +799,19 @@ async fn another_organisations_resources_answer_as_absent_ones(db: Db) {
         }))
         .await
         .expect("globex's connection");
+    let (globex_pager, absent_pager) = (
+        "webhookSubscriptions/globex-pager",
+        "webhookSubscriptions/absent-pager",
+    );
+    pb::webhook_service_client::WebhookServiceClient::new(connect(s.addr).await)
+        .create_webhook_subscription(Request::new(pb::CreateWebhookSubscriptionRequest {
+            webhook_subscription_id: "globex-pager".into(),
+            webhook_subscription: Some(a_subscription("organizations/globex")),
+            secrets: vec![SECRET.into()],
+            request_id: rid("iso"),
+        }))
+        .await
+        .expect("globex's subscription");
     s.secure(secured()).await;
     let ch = connect(s.addr).await;
     let token = client(&s, "acme-only", Scopes::all(), &["acme"]).await;
@@ -717,6 +836,7 @@ async fn another_organisations_resources_answer_as_absent_ones(db: Db) {
                 Names::Ticket => (globex_ticket.as_str(), absent_ticket.as_str()),
                 Names::Organization => (globex, absent_org),
                 Names::Connection => (globex_desk, absent_desk),
+                Names::Subscription => (globex_pager, absent_pager),
             };
             let a = answer(&ch, &rpc, &token, request(foreign)).await;
             let b = answer(&ch, &rpc, &token, request(absent)).await;

@@ -29,3 +29,4 @@ mod tickets;
 mod tools;
 mod upgrade;
 mod webhooks_in;
+mod webhooks_out;

@@ -637,3 +637,68 @@ crate::on_both_stores!(
     a_burst_of_deliveries_loses_nothing,
     the_route_refuses_what_is_not_a_delivery,
 );
+
+/// docs/integrations.md's "A delivery by hand", run as written (curl, openssl), against
+/// a server holding the README's organisation acme on a policy with sev-1 and sev-2.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_integrations_docs_delivery_runs_as_written() {
+    let s = TestServer::start(Db::Sqlite, Utc::now() + TimeDelta::minutes(2)).await;
+    create_policy(
+        &s,
+        "desk",
+        pb::PolicyDefinition {
+            priorities: vec!["sev-1".into(), "sev-2".into()],
+            clocks: vec![first_response_within_an_hour()],
+            ..Default::default()
+        },
+    )
+    .await;
+    create_org(&s, "acme", organization("UTC", "", "desk", vec![], vec![])).await;
+    let blocks = crate::http::sh_blocks("docs/integrations.md");
+    let by_hand: Vec<&String> = blocks
+        .iter()
+        .skip_while(|b| !b.contains("CreateConnection -d '{\"connectionId\":\"acme-crm\""))
+        .collect();
+    assert_eq!(by_hand.len(), 3, "create, deliver, list: {blocks:#?}");
+    let sl = format!("http://{}", s.addr);
+    let run = |script: &str| {
+        let out = std::process::Command::new("bash")
+            .args(["-euo", "pipefail", "-c", script])
+            .env("SL", &sl)
+            .output()
+            .expect("bash runs");
+        assert!(
+            out.status.success(),
+            "{script}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let created = run(by_hand[0]);
+    assert!(
+        created.contains("\"webhookPath\":\"/webhooks/v1/acme-crm\""),
+        "{created}"
+    );
+    let settings = by_hand[0].lines().next().unwrap_or_default();
+    let deliver = format!("{settings}\n{}", by_hand[1]);
+    assert_eq!(run(&deliver), r#"{"kept":1,"duplicates":0}"#);
+    assert_eq!(run(&deliver), r#"{"kept":0,"duplicates":1}"#);
+    let other = deliver.replace(
+        "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+    );
+    assert!(run(&other).contains("\"code\":\"unauthenticated\""));
+    let list = format!("{settings}\n{}", by_hand[2]);
+    let mut listed = String::new();
+    for _ in 0..100 {
+        listed = run(&list);
+        if listed.contains("INBOX_DELIVERY_STATE_APPLIED") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(listed.contains("\"deliveryId\":\"msg-0001\""), "{listed}");
+    assert!(listed.contains("INBOX_DELIVERY_STATE_APPLIED"), "{listed}");
+    assert!(listed.contains("\"ticket\":\"tickets/"), "{listed}");
+    s.stop().await;
+}

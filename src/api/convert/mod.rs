@@ -24,6 +24,7 @@ mod hours;
 mod organizations;
 mod policies;
 mod tickets;
+mod webhooks;
 
 pub use calendars::*;
 pub use connections::*;
@@ -31,6 +32,7 @@ pub use hours::*;
 pub use organizations::*;
 pub use policies::*;
 pub use tickets::*;
+pub use webhooks::*;
 
 pub fn timestamp(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
