@@ -38,6 +38,95 @@ pub enum Command {
     /// list and replay deliveries, archive. Secrets are read on standard input.
     #[command(subcommand)]
     Connection(ConnectionCommand),
+    /// Alert webhook subscriptions (webhooks out): create, list, show, rotate secrets,
+    /// list and replay deliveries, enable, delete. Secrets are read on standard input.
+    #[command(subcommand)]
+    Webhook(WebhookCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum WebhookCommand {
+    /// Create a subscription; its `whsec_` secret is read on standard input (one line).
+    Create {
+        /// The subscription's id (a-z, 0-9, '-').
+        id: String,
+        /// Where alerts are POSTed (https://).
+        #[arg(long)]
+        url: String,
+        /// Only this organisation's alerts; default: every organisation's.
+        #[arg(long = "org")]
+        organization: Option<String>,
+        /// The alert kinds: warning, breach, escalation, move, retraction; repeatable or
+        /// comma-separated.
+        #[arg(long = "kind", value_delimiter = ',', required = true)]
+        kinds: Vec<String>,
+        /// Human-readable name; default: the id.
+        #[arg(long)]
+        display_name: Option<String>,
+        /// Allow a plain http:// URL (as `serve --webhook-allow-http`).
+        #[arg(long, env = "SERVICELEVEL_WEBHOOK_ALLOW_HTTP")]
+        allow_http: bool,
+        /// Allow private and loopback addresses (as `serve --webhook-allow-private`).
+        #[arg(long, env = "SERVICELEVEL_WEBHOOK_ALLOW_PRIVATE")]
+        allow_private: bool,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List subscriptions.
+    List {
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Show a subscription: its URL, kinds, health and secrets' fingerprints.
+    Show {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Add a secret (the next one of a rotation), read on standard input.
+    AddSecret {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Remove a secret by its fingerprint (never the last one).
+    RemoveSecret {
+        id: String,
+        fingerprint: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// List a subscription's deliveries, newest alert first.
+    Deliveries {
+        id: String,
+        /// Only these states (pending, delivered, dead); repeatable.
+        #[arg(long = "state", value_delimiter = ',')]
+        states: Vec<String>,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Deliver a dead (or delivered) delivery again, by its alert id.
+    Replay {
+        id: String,
+        alert: i64,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Enable a subscription again (one disabled for failing resumes).
+    Enable {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
+    /// Delete a subscription: nothing more is delivered to it.
+    Delete {
+        id: String,
+        #[command(flatten)]
+        database: DatabaseArgs,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -312,6 +401,10 @@ pub struct ServeArgs {
     /// How long an alert webhook delivery is retried before it is dead-lettered (`24h`).
     #[arg(long, env = "SERVICELEVEL_WEBHOOK_RETRY_FOR", default_value = "24h", value_parser = duration)]
     pub webhook_retry_for: Duration,
+    /// How long a replica's hold on a subscription's deliveries lasts unless renewed: how
+    /// soon another replica takes over from one that died (`30s`).
+    #[arg(long, env = "SERVICELEVEL_WEBHOOK_LEASE", default_value = "30s", value_parser = duration)]
+    pub webhook_lease: Duration,
     /// Policy packs to import at start (built-in names or pack files); repeatable.
     #[arg(long = "pack", env = "SERVICELEVEL_PACKS", value_delimiter = ',')]
     pub packs: Vec<String>,

@@ -150,6 +150,10 @@ async fn serve(
             },
             retry_for: chrono::TimeDelta::from_std(args.webhook_retry_for)
                 .unwrap_or(chrono::TimeDelta::hours(24)),
+            lease: chrono::TimeDelta::from_std(
+                args.webhook_lease.max(std::time::Duration::from_secs(1)),
+            )
+            .unwrap_or(chrono::TimeDelta::seconds(30)),
             ..Default::default()
         },
         inbox: servicelevel::app::inbox::InboxOptions {
@@ -295,6 +299,14 @@ async fn connection(command: servicelevel::config::ConnectionCommand) -> Result<
     result
 }
 
+async fn webhook(command: servicelevel::config::WebhookCommand) -> Result<(), String> {
+    let store = migrated(servicelevel::cli::webhooks::database(&command)).await?;
+    let mut app = App::new(store.clone(), Arc::new(SystemClock));
+    let result = servicelevel::cli::webhooks::run(&mut app, command).await;
+    store.close().await;
+    result
+}
+
 async fn migrated(db: &DatabaseArgs) -> Result<SqlStore, String> {
     let store = connect(db).await?;
     store
@@ -324,6 +336,7 @@ async fn main() -> ExitCode {
         // No log subscriber: standard output carries the token or the list only.
         Some(Command::Client(command)) => client(command).await,
         Some(Command::Connection(command)) => connection(command).await,
+        Some(Command::Webhook(command)) => webhook(command).await,
         Some(Command::Serve(args)) => serve_traced(args).await,
         None => serve_traced(cli.serve).await,
     };

@@ -548,9 +548,9 @@ pub async fn run_webhooks<S: Store>(
     options: WebhookOptions,
 ) {
     let me = owner();
-    let mut running: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+    let mut running = Tasks(HashMap::new());
     loop {
-        running.retain(|_, h| !h.is_finished());
+        running.0.retain(|_, h| !h.is_finished());
         let mut after: Option<String> = None;
         loop {
             let page = match app
@@ -568,7 +568,7 @@ pub async fn run_webhooks<S: Store>(
             for v in page {
                 after = Some(v.id.to_string());
                 let id = v.id.to_string();
-                if running.contains_key(&id) {
+                if running.0.contains_key(&id) {
                     continue;
                 }
                 let task = Subscription {
@@ -579,13 +579,25 @@ pub async fn run_webhooks<S: Store>(
                     sender: Arc::clone(&sender),
                     options: options.clone(),
                 };
-                running.insert(id, tokio::spawn(task.run()));
+                running.0.insert(id, tokio::spawn(task.run()));
             }
             if !full {
                 break;
             }
         }
         let _ = tokio::time::timeout(options.poll, app.alerts_written.notified()).await;
+    }
+}
+
+/// The subscriptions' tasks, stopped with the worker (a server shutting down stops
+/// delivering, and its leases run out for the other replicas).
+struct Tasks(HashMap<String, tokio::task::JoinHandle<()>>);
+
+impl Drop for Tasks {
+    fn drop(&mut self) {
+        for h in self.0.values() {
+            h.abort();
+        }
     }
 }
 

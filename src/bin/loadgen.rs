@@ -146,6 +146,14 @@ struct Args {
     /// Deadlines per minute for `due-lag`.
     #[arg(long, default_value_t = 10_000)]
     due_per_minute: u64,
+    /// With `due-lag`: also deliver the breaches as alert webhooks to a receiver in this
+    /// process that answers after this many milliseconds, and report the delay from each
+    /// alert's recording to its arrival.
+    #[arg(long)]
+    webhook_receiver_ms: Option<u64>,
+    /// The in-process server's inbox concurrency (`serve --inbox-concurrency`).
+    #[arg(long, default_value_t = 16)]
+    inbox_concurrency: usize,
     /// Seconds from the start of a `due-lag` run to the first deadline (the tickets are
     /// created in between).
     #[arg(long, default_value_t = 45)]
@@ -1143,6 +1151,10 @@ async fn due_lag(
     use servicelevel::api::pb::alert_service_client::AlertServiceClient;
     use tokio_stream::StreamExt as _;
     setup_due_lag(channel.clone()).await?;
+    let receiver = match args.webhook_receiver_ms {
+        Some(ms) => Some(AlertReceiver::start(channel.clone(), Duration::from_millis(ms)).await?),
+        None => None,
+    };
     let n = args.due_per_minute * args.duration / 60;
     let run = uuid::Uuid::now_v7().simple().to_string()[..12].to_string();
     let first_due = Utc::now() + TimeDelta::seconds(args.lead as i64);
@@ -1233,7 +1245,110 @@ async fn due_lag(
         ms(0.99),
         ms(1.0)
     );
+    if let Some(r) = receiver {
+        r.report(got, Instant::now() + Duration::from_secs(60))
+            .await;
+    }
     Ok(())
+}
+
+/// An alert webhook receiver in this process: answers 204 after a delay and records each
+/// alert's delay from its recording to its arrival.
+struct AlertReceiver {
+    lags_us: Arc<std::sync::Mutex<Vec<u64>>>,
+}
+
+impl AlertReceiver {
+    async fn start(channel: Ch, delay: Duration) -> Result<AlertReceiver, String> {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(|e| e.to_string())?;
+        let addr = listener.local_addr().map_err(|e| e.to_string())?;
+        let lags_us = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let shared = Arc::clone(&lags_us);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let lags = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let lags = Arc::clone(&lags);
+                            async move {
+                                use http_body_util::BodyExt as _;
+                                let arrived = Utc::now();
+                                let body = req.into_body().collect().await.map(|c| c.to_bytes());
+                                let recorded = body
+                                    .ok()
+                                    .and_then(|b| {
+                                        serde_json::from_slice::<serde_json::Value>(&b).ok()
+                                    })
+                                    .and_then(|v| {
+                                        v["data"]["recordTime"]
+                                            .as_str()
+                                            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                                    });
+                                if let Some(r) = recorded {
+                                    let lag = (arrived - r.with_timezone(&Utc))
+                                        .num_microseconds()
+                                        .unwrap_or(0)
+                                        .max(0)
+                                        as u64;
+                                    if let Ok(mut l) = lags.lock() {
+                                        l.push(lag);
+                                    }
+                                }
+                                tokio::time::sleep(delay).await;
+                                let mut resp = hyper::Response::new(http_body_util::Full::new(
+                                    prost::bytes::Bytes::new(),
+                                ));
+                                *resp.status_mut() = hyper::StatusCode::NO_CONTENT;
+                                Ok::<_, std::convert::Infallible>(resp)
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        ok_or_exists(
+            servicelevel::api::pb::webhook_service_client::WebhookServiceClient::new(channel)
+                .create_webhook_subscription(pb::CreateWebhookSubscriptionRequest {
+                    webhook_subscription_id: format!("lg-{}", addr.port()),
+                    webhook_subscription: Some(pb::WebhookSubscription {
+                        display_name: "Load receiver".into(),
+                        organization: "organizations/lg-lag-org".into(),
+                        alert_kinds: vec![pb::AlertKind::Breach as i32],
+                        url: format!("http://{addr}/alerts"),
+                        ..Default::default()
+                    }),
+                    secrets: vec![WEBHOOK_SECRET.into()],
+                    request_id: format!("lg-setup-sub-{}", addr.port()),
+                })
+                .await
+                .map(|_| ()),
+        )?;
+        Ok(AlertReceiver { lags_us })
+    }
+
+    /// Waits for `expected` deliveries (or `deadline`), then prints the delays.
+    async fn report(&self, expected: usize, deadline: Instant) {
+        let count = || self.lags_us.lock().map(|l| l.len()).unwrap_or(0);
+        while count() < expected && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut lags = self.lags_us.lock().map(|l| l.clone()).unwrap_or_default();
+        lags.sort_unstable();
+        println!(
+            "webhooks: delivered={} of {expected}; recorded-to-received p50={:.1}ms p90={:.1}ms p99={:.1}ms max={:.1}ms",
+            lags.len(),
+            percentile(&lags, 0.50),
+            percentile(&lags, 0.90),
+            percentile(&lags, 0.99),
+            percentile(&lags, 1.0)
+        );
+    }
 }
 
 /// User and system CPU time of this process so far (Linux; 100 ticks a second).
@@ -1331,13 +1446,28 @@ async fn main() -> Result<(), String> {
             } else {
                 servicelevel::auth::Security::off()
             };
+            let inbox_concurrency = args.inbox_concurrency.max(1);
             tokio::spawn(async move {
                 let _ = servicelevel::server::serve_secured(
                     store,
                     Arc::new(servicelevel::time::SystemClock),
                     listener,
                     std::future::pending(),
-                    servicelevel::server::ServeOptions::default(),
+                    servicelevel::server::ServeOptions {
+                        // The load tool's own receiver listens on loopback.
+                        webhooks: servicelevel::app::webhooks::WebhookOptions {
+                            destinations: servicelevel::domain::webhook::DestinationPolicy {
+                                allow_http: true,
+                                allow_private: true,
+                            },
+                            ..Default::default()
+                        },
+                        inbox: servicelevel::app::inbox::InboxOptions {
+                            concurrency: inbox_concurrency,
+                            ..Default::default()
+                        },
+                        ..Default::default()
+                    },
                     security,
                 )
                 .await;

@@ -47,6 +47,8 @@ struct Behaviour {
     keys: Vec<Vec<u8>>,
     got: Vec<Got>,
     in_flight: HashSet<String>,
+    /// Every request's webhook id as it arrived (before its answer).
+    seen: Vec<String>,
     /// Requests that arrived for an id already being answered.
     overlaps: usize,
 }
@@ -135,6 +137,7 @@ async fn handle(
         .unwrap_or_default();
     let (delay, overlapped) = {
         let mut b = state.lock().expect("receiver state");
+        b.seen.push(id.clone());
         let overlapped = !b.in_flight.insert(id.clone());
         if overlapped {
             b.overlaps += 1;
@@ -191,6 +194,7 @@ fn options() -> servicelevel::server::ServeOptions {
                 allow_private: true,
             },
             retry_for: TimeDelta::minutes(30),
+            lease: TimeDelta::seconds(2),
             backoff_base: Duration::from_secs(1),
             backoff_cap: Duration::from_secs(4),
             poll: Duration::from_millis(50),
@@ -578,3 +582,165 @@ crate::on_both_stores!(
     two_servers_deliver_each_alert_once,
     destinations_are_checked,
 );
+
+/// A `servicelevel serve` process on the test's database, delivering to loopback.
+struct Process(std::process::Child);
+
+impl Process {
+    fn start(url: &str, port: u16) -> Process {
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_servicelevel"))
+            .args([
+                "serve",
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--no-migrate",
+                "--webhook-allow-http",
+                "--webhook-allow-private",
+                "--webhook-lease",
+                "2s",
+            ])
+            .env("SERVICELEVEL_DATABASE_URL", url)
+            .env("RUST_LOG", "error")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("servicelevel starts");
+        Process(child)
+    }
+
+    fn kill_9(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        self.kill_9();
+    }
+}
+
+/// A server killed with SIGKILL while an alert's delivery is in flight: another takes the
+/// subscription over when the lease runs out and delivers it (again: the receiver sees
+/// the same webhook id twice, and deduplicates by it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_still_delivers() {
+    // The test server provides the schema and the catalogue; the processes run on the
+    // real clock.
+    let mut s = TestServer::start_with(Db::Postgres, Utc::now(), options()).await;
+    desk(&s).await;
+    // The test server delivers nothing: it stops (its database stays) before the alert.
+    let s1 = secret(1);
+    let receiver = Receiver::start(&[&s1]).await;
+    // Each answer takes two seconds: the kill lands while the first is in flight.
+    receiver.with(|b| b.delay = Duration::from_secs(2));
+    subscribe(&s, "survivor", &receiver.url(), std::slice::from_ref(&s1)).await;
+    let url = s.url.clone();
+    s.pause().await;
+    let port = crate::replicas::free_port();
+    let mut first = Process::start(&url, port);
+    let ch = connect(format!("127.0.0.1:{port}").parse().expect("addr")).await;
+    // First response due two seconds from now.
+    let received = Utc::now() - TimeDelta::minutes(30) + TimeDelta::seconds(2);
+    pb::ticket_service_client::TicketServiceClient::new(ch)
+        .create_ticket(Request::new(pb::CreateTicketRequest {
+            ticket: Some(ticket("acme", "K-1", "incident", "", received)),
+            request_id: rid("kill"),
+        }))
+        .await
+        .expect("ticket created");
+    for _ in 0..200 {
+        if receiver.with(|b| !b.in_flight.is_empty()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert!(
+        receiver.with(|b| !b.in_flight.is_empty()),
+        "a delivery in flight"
+    );
+    first.kill_9();
+    let _second = Process::start(&url, crate::replicas::free_port());
+    for _ in 0..600 {
+        if !receiver.accepted().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (seen, accepted) = receiver.with(|b| (b.seen.clone(), b.got.clone()));
+    assert!(seen.len() >= 2, "delivered again after the kill: {seen:?}");
+    assert_eq!(seen[0], seen[1], "the same webhook id on the retry");
+    let delivered: Vec<&Got> = accepted.iter().filter(|g| g.accepted).collect();
+    assert!(!delivered.is_empty(), "{accepted:#?}");
+    assert_eq!(delivered[0].id, seen[0]);
+    assert!(delivered[0].signed);
+    drop(first);
+    s.stop().await;
+}
+
+/// The command line manages subscriptions on the database directly, the secret on
+/// standard input, and refuses a private destination unless allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_command_line_manages_subscriptions() {
+    let fresh = fresh_database(Db::Sqlite).await;
+    let run = |args: &[&str], stdin: &str| {
+        use std::io::Write as _;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_servicelevel"))
+            .arg("webhook")
+            .args(args)
+            .env("SERVICELEVEL_DATABASE_URL", &fresh.url)
+            .env_remove("SERVICELEVEL_WEBHOOK_ALLOW_HTTP")
+            .env_remove("SERVICELEVEL_WEBHOOK_ALLOW_PRIVATE")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("servicelevel runs");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(stdin.as_bytes())
+            .expect("secret written");
+        let out = child.wait_with_output().expect("it ends");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).to_string(),
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+    let s1 = secret(1);
+    let (ok, _, err) = run(
+        &[
+            "create",
+            "pager",
+            "--url",
+            "http://127.0.0.1:9/x",
+            "--kind",
+            "breach",
+        ],
+        &s1,
+    );
+    assert!(!ok && err.contains("https"), "{err}");
+    let (ok, out, err) = run(
+        &[
+            "create",
+            "pager",
+            "--url",
+            "https://hooks.example.com/x",
+            "--kind",
+            "breach,escalation",
+        ],
+        &format!("{s1}\n"),
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("webhookSubscriptions/pager"), "{out}");
+    assert!(out.contains("kinds: breach, escalation"), "{out}");
+    assert!(out.contains("secret sha256:"), "{out}");
+    assert!(!out.contains(&s1), "the secret is never printed");
+    let (ok, out, _) = run(&["list"], "");
+    assert!(ok && out.contains("https://hooks.example.com/x"), "{out}");
+    let (ok, out, err) = run(&["delete", "pager"], "");
+    assert!(ok && out.contains("(deleted)"), "{out}{err}");
+    fresh.remove().await;
+}

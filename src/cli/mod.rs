@@ -5,6 +5,8 @@
 
 use std::io::Read as _;
 
+pub mod webhooks;
+
 use crate::app::App;
 use crate::app::answer::{Answer, Idempotency};
 use crate::app::connections::{ConnectionPatch, ConnectionView};
@@ -16,7 +18,7 @@ use crate::domain::names::{ExternalId, ResourceId, ShortText};
 use crate::store::{DeliveryState, IdempotencyKey, Store};
 
 /// A command's answer where nothing retries it: stored empty.
-struct Printed<T>(T);
+pub(crate) struct Printed<T>(pub(crate) T);
 
 impl<T> Answer for Printed<T> {
     fn to_bytes(&self) -> Vec<u8> {
@@ -28,7 +30,7 @@ impl<T> Answer for Printed<T> {
     }
 }
 
-fn once(method: &'static str) -> (Idempotency, Fingerprint) {
+pub(crate) fn once(method: &'static str) -> (Idempotency, Fingerprint) {
     (
         Idempotency::new(IdempotencyKey {
             client: "cli".into(),
@@ -47,7 +49,7 @@ fn id(s: &str) -> Result<ResourceId, String> {
     ResourceId::parse(s.strip_prefix("connections/").unwrap_or(s)).map_err(|e| format!("{s}: {e}"))
 }
 
-fn secret_from_stdin() -> Result<String, String> {
+pub(crate) fn secret_from_stdin() -> Result<String, String> {
     let mut s = String::new();
     std::io::stdin()
         .read_to_string(&mut s)
