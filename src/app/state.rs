@@ -128,6 +128,7 @@ impl<S: Store> Reader<'_, S> {
 }
 
 /// Everything besides events a ticket's fold depends on.
+#[derive(Clone)]
 pub struct Loaded {
     pub policy: Arc<Policy>,
     pub context: Arc<OrgContext>,

@@ -653,6 +653,13 @@ pub trait Store: Clone + Send + Sync + 'static {
     fn ticket_events(&self, id: &str)
     -> impl Future<Output = StoreResult<Vec<StoredEvent>>> + Send;
 
+    /// The events of several tickets, each ticket's in order (a ticket without events
+    /// has no entry).
+    fn events_of_tickets(
+        &self,
+        ids: &[String],
+    ) -> impl Future<Output = StoreResult<std::collections::HashMap<String, Vec<StoredEvent>>>> + Send;
+
     fn list_tickets(
         &self,
         filter: &TicketFilter,

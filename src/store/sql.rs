@@ -1027,6 +1027,32 @@ impl super::Store for SqlStore {
         read_events(&self.pool, self.backend, id).await
     }
 
+    async fn events_of_tickets(
+        &self,
+        ids: &[String],
+    ) -> StoreResult<HashMap<String, Vec<StoredEvent>>> {
+        let mut out: HashMap<String, Vec<StoredEvent>> = HashMap::new();
+        // Chunks keep the statement within both databases' parameter limits.
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let text = format!(
+                "SELECT ticket_id, seq, occurred_us, body, client, contact, request_id, record_us \
+                 FROM ticket_events WHERE ticket_id IN ({marks}) ORDER BY ticket_id, seq"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            let rows = query.fetch_all(&self.pool).await.map_err(db_error)?;
+            for r in &rows {
+                let id: String = r.try_get("ticket_id").map_err(db_error)?;
+                let e = event_row(&id, r)?;
+                out.entry(id).or_default().push(e);
+            }
+        }
+        Ok(out)
+    }
+
     #[tracing::instrument(level = "debug", name = "db.list_tickets", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn list_tickets(
         &self,

@@ -86,7 +86,66 @@ async fn answered_shows_only_answered_requests(db: Db) {
     s.stop().await;
 }
 
+/// Several tickets' events in one read are each ticket's events, in order, as a read of
+/// that ticket alone gives them; a ticket without events (or unknown) has no entry.
+async fn events_of_several_tickets_read_at_once(db: Db) {
+    use crate::fixtures::*;
+    use servicelevel::api::pb;
+    let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
+    create_policy(
+        &s,
+        "plain",
+        pb::PolicyDefinition {
+            clocks: vec![first_response_within_an_hour()],
+            ..Default::default()
+        },
+    )
+    .await;
+    create_org(&s, "acme", organization("UTC", "", "plain", vec![], vec![])).await;
+    let mut ids = Vec::new();
+    for (i, n) in [3, 0, 1].into_iter().enumerate() {
+        let t = create_ticket(
+            &s,
+            ticket(
+                "acme",
+                &format!("E-{i}"),
+                "incident",
+                "",
+                utc(2026, 3, 9, 11, 0),
+            ),
+        )
+        .await;
+        for k in 0..n {
+            record(
+                &s,
+                &t.name,
+                event(
+                    utc(2026, 3, 9, 11, 10 + k),
+                    status(if k % 2 == 0 {
+                        pb::TicketStatus::Processing
+                    } else {
+                        pb::TicketStatus::RequiresDeliverables
+                    }),
+                ),
+            )
+            .await
+            .expect("recorded");
+        }
+        ids.push(t.name.trim_start_matches("tickets/").to_string());
+    }
+    let mut asked = ids.clone();
+    asked.push("no-such-ticket".into());
+    let many = s.store.events_of_tickets(&asked).await.expect("events");
+    for id in &ids {
+        let alone = s.store.ticket_events(id).await.expect("events");
+        assert_eq!(many.get(id).cloned().unwrap_or_default(), alone, "{id}");
+    }
+    assert!(!many.contains_key("no-such-ticket"));
+    s.stop().await;
+}
+
 crate::on_both_stores!(
+    events_of_several_tickets_read_at_once,
     after_commit_hooks_run_only_on_commit,
     answered_shows_only_answered_requests,
     an_older_database_upgrades_in_place,
