@@ -380,7 +380,7 @@ pub struct ServeArgs {
     pub inbox_retention: Duration,
     /// Tickets whose webhook deliveries are applied at once (one ticket's always one
     /// after another).
-    #[arg(long, env = "SERVICELEVEL_INBOX_CONCURRENCY", default_value_t = 16)]
+    #[arg(long, env = "SERVICELEVEL_INBOX_CONCURRENCY", default_value_t = 8)]
     pub inbox_concurrency: usize,
     /// Browser origins allowed to call the API (gRPC-Web and Connect) across origins,
     /// e.g. `https://desk.example.com`; repeatable or comma-separated. None by default:

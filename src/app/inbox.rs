@@ -71,7 +71,7 @@ pub struct InboxOptions {
 impl Default for InboxOptions {
     fn default() -> Self {
         InboxOptions {
-            concurrency: 16,
+            concurrency: 8,
             poll: Duration::from_millis(500),
             retention: TimeDelta::days(30),
         }

@@ -152,7 +152,7 @@ struct Args {
     #[arg(long)]
     webhook_receiver_ms: Option<u64>,
     /// The in-process server's inbox concurrency (`serve --inbox-concurrency`).
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 8)]
     inbox_concurrency: usize,
     /// Seconds from the start of a `due-lag` run to the first deadline (the tickets are
     /// created in between).
