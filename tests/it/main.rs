@@ -7,6 +7,7 @@ mod catalog;
 mod clock_sequences;
 mod contracts;
 mod deadlines;
+mod distribution;
 mod errors;
 mod faults;
 mod fixtures;
