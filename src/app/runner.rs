@@ -30,6 +30,8 @@ pub(super) fn in_due_run() -> bool {
 
 /// Tickets settled per round before looking at the clock again.
 const BATCH: u32 = 200;
+/// Tickets settled at once.
+const CONCURRENCY: usize = 8;
 
 /// Starts the runner. `poll` bounds every sleep: how late a due instant written by
 /// another replica can be noticed, and how often a moved test clock is looked at. Each
@@ -45,18 +47,35 @@ async fn run<S: Store>(app: Arc<App<S>>, poll: Duration) {
         let mut progressed = false;
         match app.store.tickets_changing_before(now, BATCH).await {
             Ok(ids) => {
-                for due in &ids {
-                    let id = &due.id;
-                    let span = tracing::info_span!("due.run", otel.kind = "internal", ticket = %id);
-                    // A trace of its own, linked to the call that created the ticket.
-                    if let Some(parent) = &due.trace_context {
-                        crate::telemetry::link_to(&span, parent);
-                    }
-                    match DUE_RUN.scope((), app.run_due(id)).instrument(span).await {
-                        Ok(done) => progressed |= done,
-                        Err(e) => {
-                            tracing::warn!(ticket = %id, error = %e, "due actions not recorded; retrying")
+                // Tickets are settled a few at a time: each under its own row lock, so
+                // they never wait on each other, and a round is no longer one commit
+                // after another.
+                let mut running = tokio::task::JoinSet::new();
+                let mut pending = ids.iter();
+                loop {
+                    while running.len() < CONCURRENCY {
+                        let Some(due) = pending.next() else { break };
+                        let id = due.id.clone();
+                        let span =
+                            tracing::info_span!("due.run", otel.kind = "internal", ticket = %id);
+                        // A trace of its own, linked to the call that created the ticket.
+                        if let Some(parent) = &due.trace_context {
+                            crate::telemetry::link_to(&span, parent);
                         }
+                        let app = Arc::clone(&app);
+                        running.spawn(async move {
+                            match DUE_RUN.scope((), app.run_due(&id)).instrument(span).await {
+                                Ok(done) => done,
+                                Err(e) => {
+                                    tracing::warn!(ticket = %id, error = %e, "due actions not recorded; retrying");
+                                    false
+                                }
+                            }
+                        });
+                    }
+                    match running.join_next().await {
+                        Some(done) => progressed |= done.unwrap_or(false),
+                        None => break,
                     }
                 }
                 if progressed && ids.len() == BATCH as usize {
