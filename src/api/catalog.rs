@@ -54,6 +54,55 @@ const ORGANIZATION_OUTPUT_ONLY: [&str; 5] = [
 
 /// An update mask: `None` for a whole replacement (no mask, an empty one, or `*`), else
 /// the fields to change.
+/// A secret in a request's fingerprint: its hash (a fingerprint is stored; a secret
+/// never is, outside its own table).
+pub(super) fn secret_hash(s: &str) -> String {
+    use sha2::{Digest as _, Sha256};
+    crate::domain::connection::signatures::hex(&Sha256::digest(s.as_bytes()))
+}
+
+/// An update mask (AIP-134) of a resource whose changeable fields are `fields`: `None`
+/// for all of them (no mask, or `*`); paths may carry the resource's `prefix`; output-only
+/// and fixed fields (`ignored`) are left out; any other path is refused.
+pub(super) fn field_mask(
+    c: &mut Check,
+    m: Option<&prost_types::FieldMask>,
+    prefix: &str,
+    fields: &[&str],
+    ignored: &[&str],
+) -> Option<Option<Vec<String>>> {
+    let paths = m.map(|m| m.paths.as_slice()).unwrap_or_default();
+    if paths.is_empty() || paths.iter().any(|p| p == "*") {
+        if paths.len() > 1 {
+            c.fail(
+                "update_mask",
+                "`*` stands alone: it already names every field",
+            );
+            return None;
+        }
+        return Some(None);
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        let p = p.strip_prefix(prefix).unwrap_or(p);
+        if fields.contains(&p) {
+            if !out.iter().any(|f: &String| f == p) {
+                out.push(p.to_string());
+            }
+        } else if !ignored.contains(&p) {
+            c.fail(
+                "update_mask",
+                format!(
+                    "`{p}` is not a field an update can change; use {} or `*`",
+                    fields.join(", ")
+                ),
+            );
+            return None;
+        }
+    }
+    Some(Some(out))
+}
+
 pub(super) fn organization_mask(
     c: &mut Check,
     field: &str,

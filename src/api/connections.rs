@@ -1,10 +1,9 @@
 //! The gRPC transport of `ConnectionService`: connections and their inboxes
 //! (`app::connections`, `app::inbox`).
 
-use sha2::{Digest as _, Sha256};
 use tonic::{Request, Response, Status};
 
-use super::catalog::{key, new_id};
+use super::catalog::{field_mask, key, new_id, secret_hash};
 use super::convert::{self as cv};
 use super::error::{AppError, AppResult, Check, respond};
 use super::pb;
@@ -17,46 +16,6 @@ use crate::store::{DeliveryState, ResourceKind, Store};
 
 fn render(v: &ConnectionView) -> AppResult<pb::Connection> {
     Ok(cv::connection_to_pb(v))
-}
-
-/// What a secret means in a fingerprint: its hash (a fingerprint is stored; a secret
-/// never is, outside its own table).
-fn secret_hash(s: &str) -> String {
-    crate::domain::connection::signatures::hex(&Sha256::digest(s.as_bytes()))
-}
-
-/// The update mask's fields: `None` for all.
-fn mask(c: &mut Check, m: Option<&prost_types::FieldMask>) -> Option<Option<Vec<String>>> {
-    let paths = m.map(|m| m.paths.as_slice()).unwrap_or_default();
-    if paths.is_empty() || paths.iter().any(|p| p == "*") {
-        if paths.len() > 1 {
-            c.fail(
-                "update_mask",
-                "`*` stands alone: it already names every field",
-            );
-            return None;
-        }
-        return Some(None);
-    }
-    let mut fields = Vec::new();
-    for p in paths {
-        let p = p.strip_prefix("connection.").unwrap_or(p);
-        if cv::CONNECTION_FIELDS.contains(&p) {
-            if !fields.iter().any(|f: &String| f == p) {
-                fields.push(p.to_string());
-            }
-        } else if !cv::CONNECTION_IGNORED.contains(&p) {
-            c.fail(
-                "update_mask",
-                format!(
-                    "`{p}` is not a field an update can change; use {} or `*`",
-                    cv::CONNECTION_FIELDS.join(", ")
-                ),
-            );
-            return None;
-        }
-    }
-    Some(Some(fields))
 }
 
 fn connection_id(c: &mut Check, field: &str, name: &str) -> Option<ResourceId> {
@@ -202,7 +161,13 @@ impl<S: Store> pb::connection_service_server::ConnectionService for Api<S> {
                 self.allow_connection(&orgs, &conn.name).await?;
                 let mut c = Check::new();
                 let id = connection_id(&mut c, "connection.name", &conn.name);
-                let fields = mask(&mut c, r.update_mask.as_ref());
+                let fields = field_mask(
+                    &mut c,
+                    r.update_mask.as_ref(),
+                    "connection.",
+                    &cv::CONNECTION_FIELDS,
+                    &cv::CONNECTION_IGNORED,
+                );
                 let before = c.count();
                 let patch = fields
                     .as_ref()

@@ -1,10 +1,9 @@
 //! The gRPC transport of `WebhookService`: alert webhook subscriptions and their
 //! deliveries (`app::webhooks`).
 
-use sha2::{Digest as _, Sha256};
 use tonic::{Request, Response, Status};
 
-use super::catalog::{key, new_id};
+use super::catalog::{field_mask, key, new_id, secret_hash};
 use super::convert::{self as cv};
 use super::error::{AppError, AppResult, Check, respond};
 use super::pb;
@@ -17,44 +16,6 @@ use crate::store::{ResourceKind, Store};
 
 fn render(v: &SubscriptionView) -> AppResult<pb::WebhookSubscription> {
     Ok(cv::subscription_to_pb(v))
-}
-
-/// A secret in a fingerprint: its hash, never itself.
-fn secret_hash(s: &str) -> String {
-    crate::domain::connection::signatures::hex(&Sha256::digest(s.as_bytes()))
-}
-
-fn mask(c: &mut Check, m: Option<&prost_types::FieldMask>) -> Option<Option<Vec<String>>> {
-    let paths = m.map(|m| m.paths.as_slice()).unwrap_or_default();
-    if paths.is_empty() || paths.iter().any(|p| p == "*") {
-        if paths.len() > 1 {
-            c.fail(
-                "update_mask",
-                "`*` stands alone: it already names every field",
-            );
-            return None;
-        }
-        return Some(None);
-    }
-    let mut fields = Vec::new();
-    for p in paths {
-        let p = p.strip_prefix("webhook_subscription.").unwrap_or(p);
-        if cv::SUBSCRIPTION_FIELDS.contains(&p) {
-            if !fields.iter().any(|f: &String| f == p) {
-                fields.push(p.to_string());
-            }
-        } else if !cv::SUBSCRIPTION_IGNORED.contains(&p) {
-            c.fail(
-                "update_mask",
-                format!(
-                    "`{p}` is not a field an update can change; use {} or `*`",
-                    cv::SUBSCRIPTION_FIELDS.join(", ")
-                ),
-            );
-            return None;
-        }
-    }
-    Some(Some(fields))
 }
 
 fn subscription_id(c: &mut Check, field: &str, name: &str) -> Option<ResourceId> {
@@ -217,7 +178,13 @@ impl<S: Store> pb::webhook_service_server::WebhookService for Api<S> {
                 self.allow_subscription(&orgs, &sub.name).await?;
                 let mut c = Check::new();
                 let id = subscription_id(&mut c, "webhook_subscription.name", &sub.name);
-                let fields = mask(&mut c, r.update_mask.as_ref());
+                let fields = field_mask(
+                    &mut c,
+                    r.update_mask.as_ref(),
+                    "webhook_subscription.",
+                    &cv::SUBSCRIPTION_FIELDS,
+                    &cv::SUBSCRIPTION_IGNORED,
+                );
                 let before = c.count();
                 let patch = fields.as_ref().map(|f| {
                     cv::subscription_patch(&mut c, "webhook_subscription", &sub, f.as_deref())

@@ -51,6 +51,49 @@ pub struct ConnectionPatch {
     pub mapping: Option<Mapping>,
 }
 
+/// `secrets` with `row` added, unless `owner` (a resource name) holds it already or holds
+/// [`MAX_SECRETS`].
+pub(super) fn with_secret(
+    mut secrets: Vec<SecretRow>,
+    row: SecretRow,
+    owner: &str,
+) -> AppResult<Vec<SecretRow>> {
+    if secrets.iter().any(|s| s.fingerprint == row.fingerprint) {
+        return Err(AppError::AlreadyExists(format!(
+            "{owner} already has secret {}",
+            row.fingerprint
+        )));
+    }
+    if secrets.len() >= MAX_SECRETS {
+        return Err(AppError::FailedPrecondition(format!(
+            "{owner} holds {MAX_SECRETS} secrets already: remove the old one first"
+        )));
+    }
+    secrets.push(row);
+    Ok(secrets)
+}
+
+/// `secrets` without the one of fingerprint `fp`, which `owner` must hold, and never the
+/// last one (without a secret nothing is accepted or signed: add the successor first).
+pub(super) fn without_secret(
+    secrets: Vec<SecretRow>,
+    fp: &str,
+    owner: &str,
+) -> AppResult<Vec<SecretRow>> {
+    if !secrets.iter().any(|s| s.fingerprint == fp) {
+        return Err(AppError::NotFound(format!("secret {fp} of {owner}")));
+    }
+    if secrets.len() == 1 {
+        return Err(AppError::FailedPrecondition(format!(
+            "{fp} is the only secret of {owner}: add its successor first"
+        )));
+    }
+    Ok(secrets
+        .into_iter()
+        .filter(|s| s.fingerprint != fp)
+        .collect())
+}
+
 fn view(version: ResourceVersion, secrets: &[SecretRow]) -> AppResult<ConnectionView> {
     Ok(ConnectionView {
         spec: parse_body(&version)?,
@@ -237,21 +280,10 @@ impl<S: Store> App<S> {
                 e => e,
             })?
             .remove(0);
-        let mut secrets = tx.secrets_of(id.as_str()).await?;
-        if secrets.iter().any(|s| s.fingerprint == row.fingerprint) {
-            return Err(AppError::AlreadyExists(format!(
-                "connections/{id} already has secret {}",
-                row.fingerprint
-            )));
-        }
-        if secrets.len() >= MAX_SECRETS {
-            return Err(AppError::FailedPrecondition(format!(
-                "connections/{id} holds {MAX_SECRETS} secrets already: remove the old one first"
-            )));
-        }
+        let current = tx.secrets_of(id.as_str()).await?;
+        let secrets = with_secret(current, row.clone(), &format!("connections/{id}"))?;
         tx.insert_secret(spec.organization.as_str(), id.as_str(), &row)
             .await?;
-        secrets.push(row);
         let answer = render(&view(v, &secrets)?)?;
         self.finish(tx, &idem.key, &answer).await?;
         Ok(answer)
@@ -272,21 +304,8 @@ impl<S: Store> App<S> {
         }
         let v = tx.get_resource(ResourceKind::Connection, id, None).await?;
         let secrets = tx.secrets_of(id.as_str()).await?;
-        if !secrets.iter().any(|s| s.fingerprint == secret_fingerprint) {
-            return Err(AppError::NotFound(format!(
-                "secret {secret_fingerprint} of connections/{id}"
-            )));
-        }
-        if secrets.len() == 1 {
-            return Err(AppError::FailedPrecondition(format!(
-                "{secret_fingerprint} is the only secret of connections/{id}: add its successor first"
-            )));
-        }
+        let left = without_secret(secrets, secret_fingerprint, &format!("connections/{id}"))?;
         tx.delete_secret(id.as_str(), secret_fingerprint).await?;
-        let left: Vec<SecretRow> = secrets
-            .into_iter()
-            .filter(|s| s.fingerprint != secret_fingerprint)
-            .collect();
         let answer = render(&view(v, &left)?)?;
         self.finish(tx, &idem.key, &answer).await?;
         Ok(answer)

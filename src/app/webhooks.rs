@@ -22,7 +22,7 @@ use chrono::{DateTime, TimeDelta, Utc};
 use super::alerts::{Alert, alert};
 use super::answer::Answer;
 use super::catalog::{Idempotent, at_version, json};
-use super::connections::{MAX_SECRETS, SecretInfo, fingerprint};
+use super::connections::{MAX_SECRETS, SecretInfo, fingerprint, with_secret, without_secret};
 use super::error::{AppError, AppResult};
 use super::{App, page, parse_body};
 use crate::domain::names::{ResourceId, ShortText};
@@ -402,21 +402,10 @@ impl<S: Store> App<S> {
         }
         let spec: SubscriptionSpec = parse_body(&v)?;
         let key = secrets_key(id.as_str());
-        let mut secrets = tx.secrets_of(&key).await?;
-        if secrets.iter().any(|s| s.fingerprint == row.fingerprint) {
-            return Err(AppError::AlreadyExists(format!(
-                "webhookSubscriptions/{id} already has secret {}",
-                row.fingerprint
-            )));
-        }
-        if secrets.len() >= MAX_SECRETS {
-            return Err(AppError::FailedPrecondition(format!(
-                "webhookSubscriptions/{id} holds {MAX_SECRETS} secrets already: remove the old one first"
-            )));
-        }
+        let current = tx.secrets_of(&key).await?;
+        let secrets = with_secret(current, row.clone(), &format!("webhookSubscriptions/{id}"))?;
         let org = spec.organization.as_ref().map(|o| o.as_str()).unwrap_or("");
         tx.insert_secret(org, &key, &row).await?;
-        secrets.push(row);
         let state = self.store.subscription_cursor(id.as_str()).await?;
         let answer = render(&view(v, &secrets, state)?)?;
         self.finish(tx, &idem.key, &answer).await?;
@@ -440,21 +429,12 @@ impl<S: Store> App<S> {
             .await?;
         let key = secrets_key(id.as_str());
         let secrets = tx.secrets_of(&key).await?;
-        if !secrets.iter().any(|s| s.fingerprint == secret_fingerprint) {
-            return Err(AppError::NotFound(format!(
-                "secret {secret_fingerprint} of webhookSubscriptions/{id}"
-            )));
-        }
-        if secrets.len() == 1 {
-            return Err(AppError::FailedPrecondition(format!(
-                "{secret_fingerprint} is the only secret of webhookSubscriptions/{id}: add its successor first"
-            )));
-        }
+        let left = without_secret(
+            secrets,
+            secret_fingerprint,
+            &format!("webhookSubscriptions/{id}"),
+        )?;
         tx.delete_secret(&key, secret_fingerprint).await?;
-        let left: Vec<SecretRow> = secrets
-            .into_iter()
-            .filter(|s| s.fingerprint != secret_fingerprint)
-            .collect();
         let state = self.store.subscription_cursor(id.as_str()).await?;
         let answer = render(&view(v, &left, state)?)?;
         self.finish(tx, &idem.key, &answer).await?;
@@ -669,6 +649,8 @@ impl<S: Store> Subscription<S> {
         if state.disabled_reason.is_some() {
             return Ok(None);
         }
+        // The subscription's health as this round goes (only the lease holder changes it).
+        let mut failing_since = state.failing_since;
         self.take(&spec, state.cursor, v.created_at).await?;
         let secrets: Vec<SigningSecret> = app
             .store
@@ -709,11 +691,12 @@ impl<S: Store> Subscription<S> {
                     (row, at, r)
                 });
             }
+            let mut disabled = false;
             while let Some(done) = attempts.join_next().await {
                 let Ok((row, at, result)) = done else {
                     continue;
                 };
-                self.record(&row, at, result).await?;
+                disabled |= self.record(&row, at, result, &mut failing_since).await?;
             }
             let now = app.now();
             let mut tx = app.store.begin().await?;
@@ -721,15 +704,7 @@ impl<S: Store> Subscription<S> {
                 .take_lease(&self.id, &self.owner, now, now + self.options.lease, (0, 0))
                 .await?;
             tx.commit().await?;
-            if !still {
-                return Ok(None);
-            }
-            if app
-                .store
-                .subscription_cursor(&self.id)
-                .await?
-                .is_some_and(|s| s.disabled_reason.is_some())
-            {
+            if !still || disabled {
                 return Ok(None);
             }
         }
@@ -807,13 +782,15 @@ impl<S: Store> Subscription<S> {
         }
     }
 
-    /// Records an attempt's outcome, and the subscription's health.
+    /// Records an attempt's outcome, and the subscription's health; whether it disabled
+    /// the subscription.
     async fn record(
         &self,
         row: &WebhookRow,
         at: DateTime<Utc>,
         result: Result<u16, String>,
-    ) -> AppResult<()> {
+        failing_since: &mut Option<DateTime<Utc>>,
+    ) -> AppResult<bool> {
         let app = &self.app;
         let options = &self.options;
         let (status, error) = match &result {
@@ -824,14 +801,13 @@ impl<S: Store> Subscription<S> {
             ),
             Err(e) => (None, Some(e.clone())),
         };
-        let state = app.store.subscription_cursor(&self.id).await?;
-        let failing_since = state.as_ref().and_then(|s| s.failing_since);
+        let mut disabled = false;
         let mut tx = app.store.begin().await?;
         let outcome = match &error {
             None => {
                 app.metrics
                     .webhook_out_attempt("delivered", (app.now() - row.recorded_at).to_std().ok());
-                if failing_since.is_some() {
+                if failing_since.take().is_some() {
                     tx.set_subscription_health(&self.id, Some(None), None)
                         .await?;
                 }
@@ -839,8 +815,9 @@ impl<S: Store> Subscription<S> {
             }
             Some(e) => {
                 let first = row.first_attempt_at.unwrap_or(at);
-                let since = failing_since.unwrap_or(at);
-                if failing_since.is_none() {
+                let first_failure = failing_since.is_none();
+                let since = *failing_since.get_or_insert(at);
+                if first_failure {
                     tx.set_subscription_health(&self.id, Some(Some(at)), None)
                         .await?;
                 }
@@ -854,6 +831,7 @@ impl<S: Store> Subscription<S> {
                         tracing::warn!(subscription = %self.id, %reason, "webhooks: subscription disabled");
                         tx.set_subscription_health(&self.id, None, Some(Some(&reason)))
                             .await?;
+                        disabled = true;
                     }
                     AttemptOutcome::Dead
                 } else {
@@ -879,7 +857,7 @@ impl<S: Store> Subscription<S> {
         )
         .await?;
         tx.commit().await?;
-        Ok(())
+        Ok(disabled)
     }
 }
 

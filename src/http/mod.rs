@@ -99,7 +99,8 @@ enum Route {
     Webhook(String),
     StatementCsv(String),
     ExportCsv,
-    Refused(Failure),
+    /// Answered here: the HTTP status and the error.
+    Refused(StatusCode, Failure),
 }
 
 fn media_type(headers: &HeaderMap) -> String {
@@ -121,10 +122,10 @@ fn route(req: &Request<Body>, registry: &Registry) -> Route {
     if let Some(connection) = path.strip_prefix("/webhooks/v1/") {
         return match *method {
             Method::POST => Route::Webhook(connection.to_string()),
-            _ => Route::Refused(Failure::new(
-                Code::Unimplemented,
-                "webhooks are delivered with POST",
-            )),
+            _ => Route::Refused(
+                StatusCode::METHOD_NOT_ALLOWED,
+                Failure::new(Code::Unimplemented, "webhooks are delivered with POST"),
+            ),
         };
     }
     if *method == Method::GET {
@@ -143,10 +144,13 @@ fn route(req: &Request<Body>, registry: &Registry) -> Route {
         return Route::Grpc;
     };
     if *method != Method::POST {
-        return Route::Refused(Failure::new(
-            Code::Unimplemented,
-            "Connect calls are POST requests (GET is not supported)",
-        ));
+        return Route::Refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Failure::new(
+                Code::Unimplemented,
+                "Connect calls are POST requests (GET is not supported)",
+            ),
+        );
     }
     let streaming = rpc.is_server_streaming() || rpc.is_client_streaming();
     match (media.as_str(), streaming) {
@@ -154,14 +158,17 @@ fn route(req: &Request<Body>, registry: &Registry) -> Route {
         ("application/proto", false) => Route::Unary(rpc, Codec::Proto),
         ("application/connect+json", true) => Route::Stream(rpc, Codec::Json),
         ("application/connect+proto", true) => Route::Stream(rpc, Codec::Proto),
-        _ => Route::Refused(Failure::new(
-            Code::Unimplemented,
-            if streaming {
-                "unsupported content type: a stream takes application/connect+json or application/connect+proto"
-            } else {
-                "unsupported content type: use application/json or application/proto"
-            },
-        )),
+        _ => Route::Refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Failure::new(
+                Code::Unimplemented,
+                if streaming {
+                    "unsupported content type: a stream takes application/connect+json or application/connect+proto"
+                } else {
+                    "unsupported content type: use application/json or application/proto"
+                },
+            ),
+        ),
     }
 }
 
@@ -204,14 +211,7 @@ where
                 Box::pin(async move { Ok(statement_csv(inner, &shared, org, req).await) })
             }
             Route::ExportCsv => Box::pin(async move { Ok(export_csv(inner, shared, req).await) }),
-            Route::Refused(f) => {
-                let status = match f.code {
-                    Code::Unimplemented if req.uri().path().starts_with("/webhooks/") => {
-                        StatusCode::METHOD_NOT_ALLOWED
-                    }
-                    Code::Unimplemented => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    code => connect::http_status(code),
-                };
+            Route::Refused(status, f) => {
                 let mut r = failure_response(&f, &shared.registry);
                 *r.status_mut() = status;
                 Box::pin(async move { Ok(r) })
@@ -353,14 +353,6 @@ fn grpc_request(
         .collect();
     for n in names {
         parts.headers.remove(n);
-    }
-    if let Some(encoding) = parts.headers.get("content-encoding")
-        && encoding != "identity"
-    {
-        return Err(Failure::new(
-            Code::Unimplemented,
-            "compressed requests are not supported",
-        ));
     }
     parts
         .headers
