@@ -264,6 +264,8 @@ pub struct Metrics {
     webhook_lag: Histograms<Labels1>,
     webhook_out_attempts: Family<Labels1, Counter>,
     webhook_out_latency: Histograms<Labels1>,
+    hours_write_group: Histogram,
+    hours_writes_waiting: Gauge,
     scrape: Arc<ScrapeCollector>,
     source: Mutex<Option<Arc<dyn GaugeSource>>>,
     cache: tokio::sync::Mutex<Option<(Instant, Result<ScrapeData, String>)>>,
@@ -616,6 +618,18 @@ impl Metrics {
             "From an action's due instant to the due-time runner recording it, by action",
             due_lag.clone(),
         );
+        let hours_write_group = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
+        registry.register(
+            "servicelevel_hours_write_group_size",
+            "Ledger writes to one hour account decided together in one transaction (group commit)",
+            hours_write_group.clone(),
+        );
+        let hours_writes_waiting = Gauge::default();
+        registry.register(
+            "servicelevel_hours_writes_waiting",
+            "Ledger writes queued on their hour account or being decided, now",
+            hours_writes_waiting.clone(),
+        );
         let webhook_deliveries = counters(
             &mut registry,
             "servicelevel_webhook_deliveries",
@@ -671,6 +685,8 @@ impl Metrics {
             webhook_lag,
             webhook_out_attempts,
             webhook_out_latency,
+            hours_write_group,
+            hours_writes_waiting,
             scrape,
             source: Mutex::new(None),
             cache: tokio::sync::Mutex::new(None),
@@ -785,6 +801,21 @@ impl Metrics {
         self.webhook_lag
             .get_or_create(&labels)
             .observe(secs.max(0.0));
+    }
+
+    /// A group of `n` writes to one hour account decided in one transaction.
+    pub fn account_group(&self, n: usize) {
+        self.hours_write_group.observe(n as f64);
+    }
+
+    /// Ledger writes joining (`n` > 0) or leaving (answered) their account's queue.
+    pub fn hours_writes_waiting(&self, n: i64) {
+        self.hours_writes_waiting.inc_by(n);
+    }
+
+    /// Ledger writes queued on their hour account or being decided, now.
+    pub fn hours_writes_waiting_now(&self) -> i64 {
+        self.hours_writes_waiting.get()
     }
 
     /// Ledger entries committed to an hour account of `bucket`: usage consumed (billable

@@ -111,13 +111,23 @@ fn seen<A: Answer>(
     stored: &str,
     response: &[u8],
 ) -> AppResult<A> {
+    same_request(id, fingerprint, stored)?;
+    A::from_bytes(response)
+        .map_err(|e| AppError::Internal(format!("stored idempotent answer cannot be read: {e}")))
+}
+
+/// Whether the request stored under `id`'s key with fingerprint `stored` is this one:
+/// REQUEST_ID_REUSED naming the fields that differ when it is not.
+pub(super) fn same_request(
+    id: &Idempotency,
+    fingerprint: &Fingerprint,
+    stored: &str,
+) -> AppResult<()> {
     let key = &id.key;
     let stored = Fingerprint::from_json(stored);
     let differences = fingerprint.differences_from_stored(&stored, id.legacy.as_ref());
     if differences.is_empty() {
-        return A::from_bytes(response).map_err(|e| {
-            AppError::Internal(format!("stored idempotent answer cannot be read: {e}"))
-        });
+        return Ok(());
     }
     Err(AppError::reasoned(
         ErrorReason::RequestIdReused,

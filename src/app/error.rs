@@ -157,7 +157,7 @@ pub struct Violation {
     pub description: String,
 }
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum AppError {
     /// Bad input: every violation found, each with its field.
     #[error("invalid argument: {}", describe(.0))]

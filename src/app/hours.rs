@@ -167,7 +167,11 @@ impl<S: Store> App<S> {
         Ok((epoch, ctx))
     }
 
-    fn cached_ledger(&self, org: &ResourceId, bucket: &BucketName) -> Option<(i64, Ledger)> {
+    pub(super) fn cached_ledger(
+        &self,
+        org: &ResourceId,
+        bucket: &BucketName,
+    ) -> Option<(i64, Ledger)> {
         self.hours
             .ledgers
             .lock()
@@ -175,7 +179,7 @@ impl<S: Store> App<S> {
             .remove(&(org.clone(), bucket.clone()))
     }
 
-    fn keep_ledger(&self, org: &ResourceId, epoch: i64, ledger: Ledger) {
+    pub(super) fn keep_ledger(&self, org: &ResourceId, epoch: i64, ledger: Ledger) {
         let mut cache = self
             .hours
             .ledgers
@@ -189,7 +193,7 @@ impl<S: Store> App<S> {
 
     /// The account's fold as of `next_seq` entries: the cached one brought up to date,
     /// or folded from all entries.
-    async fn ledger(
+    pub(super) async fn ledger(
         &self,
         reader: &mut Reader<'_, S>,
         ctx: &HoursContext,
@@ -214,20 +218,23 @@ impl<S: Store> App<S> {
         Ok(Ledger::new(&ctx.contract, bucket.clone(), entries)?)
     }
 
-    /// One ledger write: lock the account, decide, append, answer. `ticket` (an id) is
+    /// One ledger write: queued on its account and decided there with the writes queued
+    /// beside it, in one transaction (see [`super::account_writes`]). `ticket` (an id) is
     /// the ticket the work was for, checked to be the organisation's before the write
     /// and handed to `command`; a retry of a write that went through gets its answer
     /// without that check.
     #[allow(clippy::too_many_arguments)]
-    pub async fn ledger_write<A: Answer>(
-        &self,
+    pub async fn ledger_write<A: Answer + 'static>(
+        self: &Arc<Self>,
         id: &Idempotency,
         fp: &Fingerprint,
         org: &ResourceId,
         bucket: &BucketName,
         ticket: Option<String>,
-        command: impl FnOnce(&HoursContext, &Ledger, Option<TicketRef>) -> AppResult<Command>,
-        render: &(dyn Fn(&LedgerWrite) -> A + Sync),
+        command: impl FnOnce(&HoursContext, &Ledger, Option<TicketRef>) -> AppResult<Command>
+        + Send
+        + 'static,
+        render: fn(&LedgerWrite) -> A,
     ) -> AppResult<A> {
         let ticket = match ticket {
             None => None,
@@ -238,43 +245,8 @@ impl<S: Store> App<S> {
                 self.usage_ticket(org, Some(ticket)).await?
             }
         };
-        let mut tx = self.store.begin().await?;
-        if let Some(answer) = self.claim::<A>(&mut tx, id, fp).await? {
-            return Ok(answer);
-        }
-        let next_seq = tx.lock_account(org, bucket.as_str()).await?;
-        let mut reader = Reader::Tx(&mut tx);
-        let (epoch, ctx) = self.hours_context(&mut reader, org).await?;
-        let mut ledger = self
-            .ledger(&mut reader, &ctx, epoch, org, bucket, next_seq)
-            .await?;
-        let command = command(&ctx, &ledger, ticket)?;
-        let now = self.now();
-        let entries = ledger.decide(&command, now)?;
-        tx.append_entries(org, bucket.as_str(), &entries).await?;
-        ledger.apply(entries.clone())?;
-        let period = match entries.last() {
-            Some(e) => e.period,
-            None => ledger.period_at(now)?,
-        };
-        let statement = ledger.summary(period)?;
-        let write = LedgerWrite {
-            entries,
-            balance: Balance {
-                organization: org.clone(),
-                statement,
-                as_of: now,
-                zone: ctx.organization.zone,
-            },
-        };
-        let answer = render(&write);
-        // Back into the cache before the commit releases the account's lock, so the next
-        // writer finds it. Should the commit fail, the cached fold is ahead of the stored
-        // entries, and the next writer sees that from the account's number and refolds.
-        self.keep_ledger(org, epoch, ledger);
-        self.finish(tx, &id.key, &answer).await?;
-        self.metrics.ledger_entries(bucket.as_str(), &write.entries);
-        Ok(answer)
+        self.queue_account_write(id, fp, org, bucket, ticket, Box::new(command), render)
+            .await
     }
 
     /// The account as of now, with the period closes that fell due posted first.

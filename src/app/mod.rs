@@ -13,6 +13,7 @@
 //! ([`hours`]), packs ([`packs`]), alerts ([`alerts`]), and the background work that keeps
 //! clocks current ([`runner`], [`recompute`]).
 
+pub mod account_writes;
 pub mod alerts;
 pub mod answer;
 pub mod catalog;

@@ -31,6 +31,8 @@ pub struct App<S: Store> {
     policies: Mutex<HashMap<(ResourceId, u32), Arc<Policy>>>,
     /// The hours side's caches.
     pub(super) hours: super::hours::HoursCache,
+    /// Ledger writes queued per hour account, decided a group at a time.
+    pub(super) account_queues: super::account_writes::AccountQueues,
     /// Signalled after a commit that wrote alerts or moved a ticket's next change: wakes
     /// alert streams and the due-time runner in this process.
     pub alerts_written: Arc<tokio::sync::Notify>,
@@ -209,6 +211,7 @@ impl<S: Store> App<S> {
             policies: Mutex::new(HashMap::new()),
             contexts: Mutex::new(HashMap::new()),
             hours: super::hours::HoursCache::default(),
+            account_queues: Default::default(),
             alerts_written: Arc::new(tokio::sync::Notify::new()),
             inbox_wake: Arc::new(tokio::sync::Notify::new()),
             metrics: crate::metrics::Metrics::new(),

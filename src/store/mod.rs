@@ -391,7 +391,7 @@ pub enum Claim {
 }
 
 /// An idempotency key: the calling client, the method, the client's request id.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey {
     pub client: String,
     pub method: &'static str,
@@ -820,6 +820,34 @@ pub trait StoreTx: Send {
         response: &[u8],
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Claims many keys in one statement (a group of writes decided together), each with
+    /// its request's fingerprint; returns the keys this transaction claimed. A key
+    /// claimed by a transaction still in flight blocks until it ends; a key answered
+    /// before is not claimed (read it with [`StoreTx::answers_of`]).
+    fn claim_many(
+        &mut self,
+        claims: &[(IdempotencyKey, String)],
+    ) -> impl Future<Output = StoreResult<Vec<IdempotencyKey>>> + Send;
+
+    /// The answered requests among `keys`, in one read.
+    fn answers_of(
+        &mut self,
+        keys: &[IdempotencyKey],
+    ) -> impl Future<Output = StoreResult<Vec<(IdempotencyKey, Claim)>>> + Send;
+
+    /// Gives up keys this transaction claimed (writes refused in a group): as if they had
+    /// never been claimed, as a rolled-back write's claim is.
+    fn release_claims(
+        &mut self,
+        keys: &[IdempotencyKey],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Stores the answers of keys this transaction claimed, in one statement.
+    fn complete_many(
+        &mut self,
+        answers: &[(IdempotencyKey, String, Vec<u8>)],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Adds a secret to a connection; a fingerprint it already has is AlreadyExists.
     fn insert_secret(
         &mut self,
@@ -996,6 +1024,22 @@ pub trait StoreTx: Send {
         &mut self,
         id: &str,
     ) -> impl Future<Output = StoreResult<Option<TicketRecord>>> + Send;
+
+    /// Locks up to `limit` tickets whose next change is before `before`, soonest first,
+    /// in one statement, passing over those another transaction holds (Postgres: SKIP
+    /// LOCKED, so replicas and concurrent batches take different tickets). The condition
+    /// is checked again on each locked row: a ticket settled meanwhile is not taken.
+    fn lock_due_tickets(
+        &mut self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> impl Future<Output = StoreResult<Vec<TicketRecord>>> + Send;
+
+    /// The events of several tickets (locked by this transaction), in one read.
+    fn events_of_locked(
+        &mut self,
+        ids: &[String],
+    ) -> impl Future<Output = StoreResult<std::collections::HashMap<String, Vec<StoredEvent>>>> + Send;
 
     /// Writes an alert to the outbox (its cursor is assigned by the store).
     fn append_alert(&mut self, alert: &AlertRow) -> impl Future<Output = StoreResult<()>> + Send;

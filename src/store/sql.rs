@@ -227,6 +227,70 @@ fn u32_of(what: &str, v: i64) -> StoreResult<u32> {
 }
 
 /// `?` placeholders as the backend wants them: Postgres numbers them `$1, $2, ...`.
+/// The events of `n` tickets, in ticket and sequence order.
+fn events_of_text(backend: Backend, n: usize) -> String {
+    let marks = vec!["?"; n].join(", ");
+    placeholders(
+        backend,
+        &format!(
+            "SELECT ticket_id, seq, occurred_us, body, client, contact, request_id, record_us \
+             FROM ticket_events WHERE ticket_id IN ({marks}) ORDER BY ticket_id, seq"
+        ),
+    )
+}
+
+fn group_events(rows: &[AnyRow], out: &mut HashMap<String, Vec<StoredEvent>>) -> StoreResult<()> {
+    for r in rows {
+        let id: String = r.try_get("ticket_id").map_err(db_error)?;
+        let e = event_row(&id, r)?;
+        out.entry(id).or_default().push(e);
+    }
+    Ok(())
+}
+
+/// Appends `rows` tuples of `width` placeholders, each ending with `tail`:
+/// `(?, ?), (?, ?)`.
+fn push_tuples(text: &mut String, rows: usize, width: usize, tail: &str) {
+    for i in 0..rows {
+        if i > 0 {
+            text.push_str(", ");
+        }
+        text.push('(');
+        for j in 0..width {
+            if j > 0 {
+                text.push_str(", ");
+            }
+            text.push('?');
+        }
+        text.push_str(tail);
+        text.push(')');
+    }
+}
+
+/// The keys named by rows' `client, method, request_id`, in row order, as the asked
+/// keys (whose methods are `&'static str`s).
+fn keys_of_rows<'k>(
+    rows: &[AnyRow],
+    asked: impl Iterator<Item = &'k IdempotencyKey> + Clone,
+) -> StoreResult<Vec<IdempotencyKey>> {
+    rows.iter()
+        .map(|row| {
+            let client: String = row.try_get("client").map_err(db_error)?;
+            let method: String = row.try_get("method").map_err(db_error)?;
+            let request_id: String = row.try_get("request_id").map_err(db_error)?;
+            asked
+                .clone()
+                .find(|k| k.client == client && k.method == method && k.request_id == request_id)
+                .cloned()
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!(
+                        "an idempotency row for a key not asked for: {request_id:?}"
+                    ))
+                })
+        })
+        .collect()
+}
+
 fn placeholders(backend: Backend, q: &str) -> String {
     match backend {
         Backend::Sqlite => q.to_string(),
@@ -1034,21 +1098,13 @@ impl super::Store for SqlStore {
         let mut out: HashMap<String, Vec<StoredEvent>> = HashMap::new();
         // Chunks keep the statement within both databases' parameter limits.
         for chunk in ids.chunks(500) {
-            let marks = vec!["?"; chunk.len()].join(", ");
-            let text = format!(
-                "SELECT ticket_id, seq, occurred_us, body, client, contact, request_id, record_us \
-                 FROM ticket_events WHERE ticket_id IN ({marks}) ORDER BY ticket_id, seq"
-            );
-            let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+            let text = events_of_text(self.backend, chunk.len());
+            let mut query = sqlx::query(AssertSqlSafe(text));
             for id in chunk {
                 query = query.bind(id.as_str());
             }
             let rows = query.fetch_all(&self.pool).await.map_err(db_error)?;
-            for r in &rows {
-                let id: String = r.try_get("ticket_id").map_err(db_error)?;
-                let e = event_row(&id, r)?;
-                out.entry(id).or_default().push(e);
-            }
+            group_events(&rows, &mut out)?;
         }
         Ok(out)
     }
@@ -1747,6 +1803,124 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
+    #[tracing::instrument(level = "debug", name = "db.claim_many", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn claim_many(
+        &mut self,
+        claims: &[(IdempotencyKey, String)],
+    ) -> StoreResult<Vec<IdempotencyKey>> {
+        if claims.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut text = String::from(
+            "INSERT INTO idempotency (client, method, request_id, fingerprint, create_us, response) VALUES ",
+        );
+        push_tuples(&mut text, claims.len(), 5, ", NULL");
+        text.push_str(" ON CONFLICT DO NOTHING RETURNING client, method, request_id");
+        let now = us(Utc::now());
+        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        for (key, fingerprint) in claims {
+            query = query
+                .bind(key.client.as_str())
+                .bind(key.method)
+                .bind(key.request_id.as_str())
+                .bind(fingerprint.as_str())
+                .bind(now);
+        }
+        let rows = query.fetch_all(&mut *self.tx).await.map_err(db_error)?;
+        keys_of_rows(&rows, claims.iter().map(|(k, _)| k))
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.answers_of", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn answers_of(
+        &mut self,
+        keys: &[IdempotencyKey],
+    ) -> StoreResult<Vec<(IdempotencyKey, Claim)>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut text = String::from(
+            "SELECT client, method, request_id, fingerprint, response FROM idempotency \
+             WHERE response IS NOT NULL AND (client, method, request_id) IN (",
+        );
+        push_tuples(&mut text, keys.len(), 3, "");
+        text.push(')');
+        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        for key in keys {
+            query = query
+                .bind(key.client.as_str())
+                .bind(key.method)
+                .bind(key.request_id.as_str());
+        }
+        let rows = query.fetch_all(&mut *self.tx).await.map_err(db_error)?;
+        let found = keys_of_rows(&rows, keys.iter())?;
+        found
+            .into_iter()
+            .zip(&rows)
+            .map(|(key, row)| {
+                Ok((
+                    key,
+                    Claim::Seen {
+                        fingerprint: row.try_get("fingerprint").map_err(db_error)?,
+                        response: row.try_get("response").map_err(db_error)?,
+                    },
+                ))
+            })
+            .collect()
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.release_claims", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn release_claims(&mut self, keys: &[IdempotencyKey]) -> StoreResult<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::from(
+            "DELETE FROM idempotency WHERE response IS NULL AND (client, method, request_id) IN (",
+        );
+        push_tuples(&mut text, keys.len(), 3, "");
+        text.push(')');
+        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        for key in keys {
+            query = query
+                .bind(key.client.as_str())
+                .bind(key.method)
+                .bind(key.request_id.as_str());
+        }
+        query.execute(&mut *self.tx).await.map_err(db_error)?;
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.complete_many", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn complete_many(
+        &mut self,
+        answers: &[(IdempotencyKey, String, Vec<u8>)],
+    ) -> StoreResult<()> {
+        if answers.is_empty() {
+            return Ok(());
+        }
+        // The rows exist (claimed in this transaction): each insert meets its conflict and
+        // becomes an update of the row's answer, one statement for all.
+        let mut text = String::from(
+            "INSERT INTO idempotency (client, method, request_id, fingerprint, response, create_us) VALUES ",
+        );
+        push_tuples(&mut text, answers.len(), 6, "");
+        text.push_str(
+            " ON CONFLICT (client, method, request_id) DO UPDATE SET response = excluded.response",
+        );
+        let now = us(Utc::now());
+        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        for (key, fingerprint, response) in answers {
+            query = query
+                .bind(key.client.as_str())
+                .bind(key.method)
+                .bind(key.request_id.as_str())
+                .bind(fingerprint.as_str())
+                .bind(response.clone())
+                .bind(now);
+        }
+        query.execute(&mut *self.tx).await.map_err(db_error)?;
+        Ok(())
+    }
+
     #[tracing::instrument(level = "debug", name = "db.create_resource", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn create_resource(
         &mut self,
@@ -1937,6 +2111,47 @@ impl super::StoreTx for SqlTx {
         row.as_ref().map(ticket_row).transpose()
     }
 
+    #[tracing::instrument(level = "debug", name = "db.lock_due_tickets", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn lock_due_tickets(
+        &mut self,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> StoreResult<Vec<TicketRecord>> {
+        let lock = match self.backend {
+            Backend::Postgres => " FOR UPDATE SKIP LOCKED",
+            Backend::Sqlite => "",
+        };
+        let text = format!(
+            "SELECT {TICKET_COLUMNS} FROM tickets WHERE next_change_us IS NOT NULL AND next_change_us < ? \
+             ORDER BY next_change_us LIMIT ?{lock}"
+        );
+        let rows = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+            .bind(us(before))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        rows.iter().map(ticket_row).collect()
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.events_of_locked", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn events_of_locked(
+        &mut self,
+        ids: &[String],
+    ) -> StoreResult<HashMap<String, Vec<StoredEvent>>> {
+        let mut out: HashMap<String, Vec<StoredEvent>> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let text = events_of_text(self.backend, chunk.len());
+            let mut query = sqlx::query(AssertSqlSafe(text));
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            let rows = query.fetch_all(&mut *self.tx).await.map_err(db_error)?;
+            group_events(&rows, &mut out)?;
+        }
+        Ok(out)
+    }
+
     #[tracing::instrument(level = "debug", name = "db.append_alert", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn append_alert(&mut self, a: &AlertRow) -> StoreResult<()> {
         let tx = match self.backend {
@@ -2097,27 +2312,36 @@ impl super::StoreTx for SqlTx {
 
     #[tracing::instrument(level = "debug", name = "db.lock_account", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn lock_account(&mut self, organization: &ResourceId, bucket: &str) -> StoreResult<u64> {
-        sqlx::query(self.q(
-            "INSERT INTO hour_accounts (organization, bucket, next_seq) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
-        ))
-        .bind(organization.as_str())
-        .bind(bucket)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(db_error)?;
+        // The account usually exists: one round trip locks it and reads its number; a new
+        // account is inserted first (a concurrent insert of it is settled by the conflict).
         let text = format!(
             "SELECT next_seq FROM hour_accounts WHERE organization = ? AND bucket = ?{}",
             self.for_update()
         );
-        let next: i64 = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)))
+        let text = placeholders(self.backend, &text);
+        for _ in 0..2 {
+            let row = sqlx::query(AssertSqlSafe(text.clone()))
+                .bind(organization.as_str())
+                .bind(bucket)
+                .fetch_optional(&mut *self.tx)
+                .await
+                .map_err(db_error)?;
+            if let Some(row) = row {
+                let next: i64 = row.try_get("next_seq").map_err(db_error)?;
+                return parse("next_seq", u64::try_from(next));
+            }
+            sqlx::query(self.q(
+                "INSERT INTO hour_accounts (organization, bucket, next_seq) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
+            ))
             .bind(organization.as_str())
             .bind(bucket)
-            .fetch_one(&mut *self.tx)
+            .execute(&mut *self.tx)
             .await
-            .map_err(db_error)?
-            .try_get("next_seq")
             .map_err(db_error)?;
-        parse("next_seq", u64::try_from(next))
+        }
+        Err(StoreError::Corrupt(format!(
+            "hour account {organization}/{bucket} neither found nor created"
+        )))
     }
 
     #[tracing::instrument(level = "debug", name = "db.account_entries", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]

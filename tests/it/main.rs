@@ -12,6 +12,7 @@ mod errors;
 mod faults;
 mod fixtures;
 mod fuzz;
+mod group_commit;
 mod harness;
 mod hours;
 mod http;

@@ -86,6 +86,81 @@ async fn answered_shows_only_answered_requests(db: Db) {
     s.stop().await;
 }
 
+/// A group of writes claims, reads, releases and answers many keys at once: a key answered
+/// before is not claimed again and its answer is read; a released claim is gone as if
+/// never made; answers stored together are each key's own.
+async fn many_keys_are_claimed_and_answered_at_once(db: Db) {
+    use servicelevel::store::{Claim, IdempotencyKey};
+    let s = TestServer::start(db, utc(2026, 3, 1, 12, 0)).await;
+    let key = |id: &str| IdempotencyKey {
+        client: "billing".into(),
+        method: "RecordUsage",
+        request_id: id.into(),
+    };
+    let mut tx = s.store.begin().await.expect("begins");
+    assert_eq!(
+        tx.claim(&key("old"), "{\"n\":1}").await.expect("claims"),
+        Claim::Fresh
+    );
+    tx.complete(&key("old"), b"old answer")
+        .await
+        .expect("completes");
+    tx.commit().await.expect("commits");
+
+    let mut tx = s.store.begin().await.expect("begins");
+    let asked: Vec<(IdempotencyKey, String)> = ["a", "old", "b", "c"]
+        .iter()
+        .map(|id| (key(id), format!("{{\"id\":\"{id}\"}}")))
+        .collect();
+    let claimed = tx.claim_many(&asked).await.expect("claims");
+    assert_eq!(claimed, vec![key("a"), key("b"), key("c")]);
+    let seen = tx
+        .answers_of(&[key("old"), key("a"), key("unknown")])
+        .await
+        .expect("reads");
+    assert_eq!(
+        seen,
+        vec![(
+            key("old"),
+            Claim::Seen {
+                fingerprint: "{\"n\":1}".into(),
+                response: b"old answer".to_vec(),
+            }
+        )],
+        "only answered keys, never a claim in flight"
+    );
+    tx.release_claims(&[key("b")]).await.expect("releases");
+    tx.complete_many(&[
+        (key("a"), "{\"id\":\"a\"}".into(), b"answer a".to_vec()),
+        (key("c"), "{\"id\":\"c\"}".into(), b"answer c".to_vec()),
+    ])
+    .await
+    .expect("completes");
+    tx.commit().await.expect("commits");
+    for (id, answer) in [
+        ("a", Some("answer a")),
+        ("b", None),
+        ("c", Some("answer c")),
+    ] {
+        assert_eq!(
+            s.store.answered(&key(id)).await.expect("reads"),
+            answer.map(|a| Claim::Seen {
+                fingerprint: format!("{{\"id\":\"{id}\"}}"),
+                response: a.as_bytes().to_vec(),
+            }),
+            "{id}"
+        );
+    }
+    // The released key is free: a later claim of it is fresh.
+    let mut tx = s.store.begin().await.expect("begins");
+    assert_eq!(
+        tx.claim(&key("b"), "{}").await.expect("claims"),
+        Claim::Fresh
+    );
+    drop(tx);
+    s.stop().await;
+}
+
 /// Several tickets' events in one read are each ticket's events, in order, as a read of
 /// that ticket alone gives them; a ticket without events (or unknown) has no entry.
 async fn events_of_several_tickets_read_at_once(db: Db) {
@@ -148,6 +223,7 @@ crate::on_both_stores!(
     events_of_several_tickets_read_at_once,
     after_commit_hooks_run_only_on_commit,
     answered_shows_only_answered_requests,
+    many_keys_are_claimed_and_answered_at_once,
     an_older_database_upgrades_in_place,
     event_keys_stored_per_client_move_under_their_ticket,
     tickets_become_unique_per_organisation_on_upgrade,

@@ -29,7 +29,7 @@ async fn write<S: Store>(
     legacy: Option<Fingerprint>,
     meaning: Fingerprint,
     ticket: Option<String>,
-    command: impl FnOnce(ExternalId, Option<TicketRef>, &Ledger) -> AppResult<Command>,
+    command: impl FnOnce(ExternalId, Option<TicketRef>, &Ledger) -> AppResult<Command> + Send + 'static,
 ) -> AppResult<pb::LedgerWriteResponse> {
     let Account {
         org,
@@ -50,7 +50,7 @@ async fn write<S: Store>(
             &bucket,
             ticket,
             move |_, ledger, ticket| command(actor, ticket, ledger),
-            &write_to_pb,
+            write_to_pb,
         )
         .await
 }
