@@ -12,7 +12,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
-use tracing::Instrument as _;
 
 use super::App;
 use crate::store::Store;
@@ -28,10 +27,10 @@ pub(super) fn in_due_run() -> bool {
     DUE_RUN.try_with(|()| ()).is_ok()
 }
 
-/// Tickets settled per round before looking at the clock again.
-const BATCH: u32 = 200;
-/// Tickets settled at once.
-const CONCURRENCY: usize = 8;
+/// Tickets claimed and settled per transaction: one commit for all of them.
+const BATCH: u32 = 16;
+/// Batches settled at once (each claims different tickets).
+const CONCURRENCY: usize = 4;
 
 /// Starts the runner. `poll` bounds every sleep: how late a due instant written by
 /// another replica can be noticed, and how often a moved test clock is looked at. Each
@@ -43,46 +42,15 @@ pub fn spawn<S: Store>(app: Arc<App<S>>, poll: Duration) -> tokio::task::JoinHan
 
 async fn run<S: Store>(app: Arc<App<S>>, poll: Duration) {
     loop {
-        let now = app.now();
+        // A few batches at once, each claiming its own tickets, until nothing is due.
+        let mut running = tokio::task::JoinSet::new();
+        for _ in 0..CONCURRENCY {
+            let app = Arc::clone(&app);
+            running.spawn(async move { DUE_RUN.scope((), settle_due(app)).await });
+        }
         let mut progressed = false;
-        match app.store.tickets_changing_before(now, BATCH).await {
-            Ok(ids) => {
-                // Tickets are settled a few at a time: each under its own row lock, so
-                // they never wait on each other, and a round is no longer one commit
-                // after another.
-                let mut running = tokio::task::JoinSet::new();
-                let mut pending = ids.iter();
-                loop {
-                    while running.len() < CONCURRENCY {
-                        let Some(due) = pending.next() else { break };
-                        let id = due.id.clone();
-                        let span =
-                            tracing::info_span!("due.run", otel.kind = "internal", ticket = %id);
-                        // A trace of its own, linked to the call that created the ticket.
-                        if let Some(parent) = &due.trace_context {
-                            crate::telemetry::link_to(&span, parent);
-                        }
-                        let app = Arc::clone(&app);
-                        running.spawn(async move {
-                            match DUE_RUN.scope((), app.run_due(&id)).instrument(span).await {
-                                Ok(done) => done,
-                                Err(e) => {
-                                    tracing::warn!(ticket = %id, error = %e, "due actions not recorded; retrying");
-                                    false
-                                }
-                            }
-                        });
-                    }
-                    match running.join_next().await {
-                        Some(done) => progressed |= done.unwrap_or(false),
-                        None => break,
-                    }
-                }
-                if progressed && ids.len() == BATCH as usize {
-                    continue;
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "due-time runner cannot read the index"),
+        while let Some(settled) = running.join_next().await {
+            progressed |= settled.unwrap_or(0) > 0;
         }
         let wait = match app.store.next_change().await {
             // Just past the instant: a deadline is passed, not reached, at its instant.
@@ -102,6 +70,37 @@ async fn run<S: Store>(app: Arc<App<S>>, poll: Duration) {
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
             () = app.alerts_written.notified() => {}
+        }
+    }
+}
+
+/// Settles batches of due tickets until none is left to claim; returns how many tickets
+/// it settled. A batch that fails is settled again one ticket at a time.
+async fn settle_due<S: Store>(app: Arc<App<S>>) -> usize {
+    let mut settled = 0;
+    loop {
+        match app.run_due_batch(BATCH).await {
+            Ok(0) => return settled,
+            Ok(n) => settled += n,
+            Err((e, claimed)) => {
+                tracing::warn!(error = %e, tickets = claimed.len(), "a batch of due actions failed; settling its tickets one at a time");
+                let mut any = false;
+                for id in claimed {
+                    match app.run_due(&id).await {
+                        Ok(done) => {
+                            any |= done;
+                            settled += usize::from(done);
+                        }
+                        Err(e) => {
+                            tracing::warn!(ticket = %id, error = %e, "due actions not recorded; retrying");
+                        }
+                    }
+                }
+                // Nothing settled (the database is away, say): leave it to the next round.
+                if !any {
+                    return settled;
+                }
+            }
         }
     }
 }

@@ -3,6 +3,7 @@
 //! or organisation change.
 
 use chrono::{DateTime, Utc};
+use tracing::Instrument as _;
 
 use super::error::{AppError, AppResult};
 use super::{App, Loaded, Reader, derived, rejected};
@@ -31,6 +32,61 @@ impl<S: Store> App<S> {
             Some(record) => self.refresh_locked(tx, record).await.map(|()| true),
             None => Ok(false),
         }
+    }
+
+    /// The runner's batch: claims up to `limit` due tickets in one statement (passing
+    /// over those another replica or batch holds), reads their events in one, settles
+    /// each (a `due.run` span apiece) and commits once. Returns the tickets settled, or
+    /// the error and the tickets claimed, none of which was written: the runner then
+    /// settles those one at a time, so one ticket that fails holds up no other.
+    pub async fn run_due_batch(&self, limit: u32) -> Result<usize, (AppError, Vec<String>)> {
+        let mut claimed = Vec::new();
+        match self.settle_batch(limit, &mut claimed).await {
+            Ok(n) => Ok(n),
+            Err(e) => Err((e, claimed)),
+        }
+    }
+
+    async fn settle_batch(&self, limit: u32, claimed: &mut Vec<String>) -> AppResult<usize> {
+        let now = self.now();
+        let mut tx = self.store.begin().await?;
+        let records = tx.lock_due_tickets(now, limit).await?;
+        if records.is_empty() {
+            return Ok(0);
+        }
+        claimed.extend(records.iter().map(|r| r.ticket.id.clone()));
+        let mut stored = tx.events_of_locked(claimed).await?;
+        for record in &records {
+            let id = &record.ticket.id;
+            let span = tracing::info_span!("due.run", otel.kind = "internal", ticket = %id);
+            // A trace of its own, linked to the call that created the ticket.
+            if let Some(parent) = &record.trace_context {
+                crate::telemetry::link_to(&span, parent);
+            }
+            let events = stored.remove(id).unwrap_or_default();
+            self.settle_claimed(&mut tx, record, &events, now)
+                .instrument(span)
+                .await?;
+        }
+        tx.commit().await?;
+        self.alerts_written.notify_waiters();
+        Ok(records.len())
+    }
+
+    async fn settle_claimed(
+        &self,
+        tx: &mut S::Tx,
+        record: &TicketRecord,
+        stored: &[crate::store::StoredEvent],
+        now: DateTime<Utc>,
+    ) -> AppResult<()> {
+        let loaded = self.load(&mut Reader::Tx(tx), record).await?;
+        let mut events = App::<S>::events(stored);
+        let state = self
+            .settle(tx, record, &loaded, &mut events, now, None)
+            .await?;
+        tx.save_derived(record, &derived(&state), now).await?;
+        Ok(())
     }
 
     async fn refresh_locked(&self, mut tx: S::Tx, record: TicketRecord) -> AppResult<()> {
