@@ -35,6 +35,9 @@ const MAX_GROUP: usize = 128;
 pub type Decide =
     Box<dyn FnOnce(&HoursContext, &Ledger, Option<TicketRef>) -> AppResult<Command> + Send>;
 
+/// Renders a write's answer as stored under its request id.
+pub type Render = Box<dyn Fn(&LedgerWrite) -> Vec<u8> + Send>;
+
 /// A write waiting for its account's turn.
 pub struct Queued {
     pub id: Idempotency,
@@ -42,7 +45,7 @@ pub struct Queued {
     pub ticket: Option<TicketRef>,
     pub command: Decide,
     /// The answer as stored under the request id.
-    pub render: Box<dyn Fn(&LedgerWrite) -> Vec<u8> + Send>,
+    pub render: Render,
     reply: oneshot::Sender<AppResult<Vec<u8>>>,
 }
 
@@ -288,7 +291,9 @@ impl<S: Store> App<S> {
         // writer finds it. Should the commit fail, the cached fold is ahead of the stored
         // entries, and the next writer sees that from the account's number and refolds.
         self.keep_ledger(org, epoch, ledger);
-        self.commit(tx).await?;
+        // Not `App::commit`: a ledger write records no alert and moves no ticket's next
+        // change, so the runner and the alert readers are not woken for it.
+        tx.commit().await?;
         self.metrics.ledger_entries(bucket.as_str(), &entries);
         Ok(outcomes)
     }
@@ -301,7 +306,7 @@ struct Write {
     ticket: Option<TicketRef>,
     /// Taken when decided.
     command: Option<Decide>,
-    render: Box<dyn Fn(&LedgerWrite) -> Vec<u8> + Send>,
+    render: Render,
 }
 
 /// Removes the account's queue if its writer task ends without emptying it.
