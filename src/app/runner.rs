@@ -42,15 +42,22 @@ pub fn spawn<S: Store>(app: Arc<App<S>>, poll: Duration) -> tokio::task::JoinHan
 
 async fn run<S: Store>(app: Arc<App<S>>, poll: Duration) {
     loop {
-        // A few batches at once, each claiming its own tickets, until nothing is due.
-        let mut running = tokio::task::JoinSet::new();
-        for _ in 0..CONCURRENCY {
-            let app = Arc::clone(&app);
-            running.spawn(async move { DUE_RUN.scope((), settle_due(app)).await });
-        }
+        // A few batches at once, each claiming its own tickets, until nothing is due;
+        // first one cheap read (no transaction) to see whether anything is.
         let mut progressed = false;
-        while let Some(settled) = running.join_next().await {
-            progressed |= settled.unwrap_or(0) > 0;
+        match app.store.tickets_changing_before(app.now(), 1).await {
+            Ok(due) if !due.is_empty() => {
+                let mut running = tokio::task::JoinSet::new();
+                for _ in 0..CONCURRENCY {
+                    let app = Arc::clone(&app);
+                    running.spawn(async move { DUE_RUN.scope((), settle_due(app)).await });
+                }
+                while let Some(settled) = running.join_next().await {
+                    progressed |= settled.unwrap_or(0) > 0;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "due-time runner cannot read the index"),
         }
         let wait = match app.store.next_change().await {
             // Just past the instant: a deadline is passed, not reached, at its instant.
