@@ -36,6 +36,9 @@ pub struct App<S: Store> {
     /// Signalled after a commit that wrote alerts or moved a ticket's next change: wakes
     /// alert streams and the due-time runner in this process.
     pub alerts_written: Arc<tokio::sync::Notify>,
+    /// Signalled when a webhook subscription was made or changed in this process: wakes
+    /// the webhook supervisor.
+    pub subscriptions_changed: Arc<tokio::sync::Notify>,
     /// Signalled when a webhook delivery was kept: wakes the inbox worker.
     pub inbox_wake: Arc<tokio::sync::Notify>,
     /// This server's metrics (served on `/metrics` when configured).
@@ -213,6 +216,7 @@ impl<S: Store> App<S> {
             hours: super::hours::HoursCache::default(),
             account_queues: Default::default(),
             alerts_written: Arc::new(tokio::sync::Notify::new()),
+            subscriptions_changed: Arc::new(tokio::sync::Notify::new()),
             inbox_wake: Arc::new(tokio::sync::Notify::new()),
             metrics: crate::metrics::Metrics::new(),
             max_future_skew: chrono::TimeDelta::minutes(5),

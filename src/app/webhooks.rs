@@ -210,7 +210,7 @@ impl<S: Store> App<S> {
         }
         let answer = render(&view(v, &rows, None)?)?;
         self.finish(tx, &idem.key, &answer).await?;
-        self.alerts_written.notify_waiters();
+        self.subscriptions_changed.notify_waiters();
         Ok(answer)
     }
 
@@ -341,6 +341,7 @@ impl<S: Store> App<S> {
         }
         let answer = render(&view(v, &secrets, state)?)?;
         self.finish(tx, &idem.key, &answer).await?;
+        self.subscriptions_changed.notify_waiters();
         self.alerts_written.notify_waiters();
         Ok(answer)
     }
@@ -565,7 +566,9 @@ pub async fn run_webhooks<S: Store>(
                 break;
             }
         }
-        let _ = tokio::time::timeout(options.poll, app.alerts_written.notified()).await;
+        // Not woken by every alert (each would cost a listing): a subscription made or
+        // changed in this process wakes it, one made elsewhere is seen within `poll`.
+        let _ = tokio::time::timeout(options.poll, app.subscriptions_changed.notified()).await;
     }
 }
 
