@@ -47,6 +47,10 @@ fn ch(c: Channel) -> Ch {
 enum Scenario {
     /// RecordEvent on pre-created tickets (the hot write path).
     RecordEvent,
+    /// The standard health check: an RPC through the same server stack that does no
+    /// work and reads no database. Its rate is the ceiling the server, the generator and
+    /// the shared cores allow any RPC here.
+    Empty,
     /// CreateTicket.
     Create,
     /// ListDueClocks for the next hour.
@@ -139,6 +143,11 @@ struct Args {
     /// there exports there; none: tracing off).
     #[arg(long)]
     otlp_sink: bool,
+    /// Time every span the in-process server makes (each RPC, and each store call inside
+    /// it: `db.claim`, `db.lock_account`, ...) and print, per span name, how many there
+    /// were and their mean wall time: where a call's time goes. Not with `--otlp-sink`.
+    #[arg(long)]
+    span_times: bool,
     /// Run the in-process server with authentication required, every call carrying the
     /// bearer token of a client with every scope (measures what authentication costs).
     #[arg(long)]
@@ -397,6 +406,7 @@ struct Clients {
     tickets: TicketServiceClient<Ch>,
     deadlines: DeadlineServiceClient<Ch>,
     hours: HoursServiceClient<Ch>,
+    health: tonic_health::pb::health_client::HealthClient<Ch>,
 }
 
 fn ts(t: DateTime<Utc>) -> Option<prost_types::Timestamp> {
@@ -625,6 +635,7 @@ enum Op {
     Record,
     Due,
     Usage,
+    Empty,
 }
 
 /// When a client's traffic starts, when its measurements start, when it stops.
@@ -694,6 +705,7 @@ async fn client_loop(
         rng ^= rng << 17;
         let op = match args.scenario {
             Scenario::RecordEvent => Op::Record,
+            Scenario::Empty => Op::Empty,
             Scenario::Create => Op::Create,
             Scenario::DueQuery => Op::Due,
             Scenario::Mixed => match rng % 10 {
@@ -735,6 +747,11 @@ async fn client_loop(
                 }
             }
             Op::Record => Ok(()),
+            Op::Empty => c
+                .health
+                .check(tonic_health::pb::HealthCheckRequest::default())
+                .await
+                .map(|_| ()),
             Op::Webhook => match &mut c.http {
                 Some(h) => {
                     let k = (i as usize) % args.tickets_per_client.max(1);
@@ -1416,7 +1433,19 @@ async fn main() -> Result<(), String> {
             .ok_or("seed-clocks needs --db URL")?;
         return seed_clocks(&url, args.seed_tickets).await;
     }
-    let traces = start_traces(args.otlp_sink).await?;
+    if args.span_times {
+        use tracing_subscriber::layer::SubscriberExt as _;
+        use tracing_subscriber::util::SubscriberInitExt as _;
+        tracing_subscriber::registry()
+            .with(span_times::SpanTimes)
+            .try_init()
+            .map_err(|e| e.to_string())?;
+    }
+    let traces = if args.span_times {
+        None
+    } else {
+        start_traces(args.otlp_sink).await?
+    };
     let target = match &args.serve_db {
         Some(url) => {
             let store = SqlStore::connect(url, args.max_connections)
@@ -1535,7 +1564,8 @@ async fn main() -> Result<(), String> {
             http,
             tickets: TicketServiceClient::new(ch.clone()),
             deadlines: DeadlineServiceClient::new(ch.clone()),
-            hours: HoursServiceClient::new(ch),
+            hours: HoursServiceClient::new(ch.clone()),
+            health: tonic_health::pb::health_client::HealthClient::new(ch),
         };
         handles.push(tokio::spawn(client_loop(
             id,
@@ -1581,6 +1611,9 @@ async fn main() -> Result<(), String> {
             cpu * 1e6 / calls.max(1.0)
         );
     }
+    if args.span_times {
+        span_times::report(all.len() as u64 + errors);
+    }
     if let Some((tracing, received)) = &traces {
         let stats = tracing.stats();
         let n = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
@@ -1616,4 +1649,63 @@ async fn main() -> Result<(), String> {
         percentile(&all, 1.0),
     );
     Ok(())
+}
+
+/// `--span-times`: wall time per span name, from each span's creation to its close.
+mod span_times {
+    use std::collections::HashMap;
+    use std::sync::{Mutex, PoisonError};
+    use std::time::Instant;
+
+    use tracing::span::{Attributes, Id};
+    use tracing_subscriber::layer::Context;
+    use tracing_subscriber::registry::LookupSpan;
+
+    /// Per span name: how many closed, and their total nanoseconds.
+    static TIMES: Mutex<Option<HashMap<&'static str, (u64, u128)>>> = Mutex::new(None);
+
+    struct Started(Instant);
+
+    pub struct SpanTimes;
+
+    impl<S> tracing_subscriber::Layer<S> for SpanTimes
+    where
+        S: tracing::Subscriber + for<'a> LookupSpan<'a>,
+    {
+        fn on_new_span(&self, _: &Attributes<'_>, id: &Id, ctx: Context<'_, S>) {
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(Started(Instant::now()));
+            }
+        }
+
+        fn on_close(&self, id: Id, ctx: Context<'_, S>) {
+            let Some(span) = ctx.span(&id) else { return };
+            let Some(started) = span.extensions().get::<Started>().map(|s| s.0) else {
+                return;
+            };
+            let mut times = TIMES.lock().unwrap_or_else(PoisonError::into_inner);
+            let e = times
+                .get_or_insert_with(HashMap::new)
+                .entry(span.metadata().name())
+                .or_insert((0, 0));
+            e.0 += 1;
+            e.1 += started.elapsed().as_nanos();
+        }
+    }
+
+    /// Prints the spans, most total time first, with their count per call of the run.
+    pub fn report(calls: u64) {
+        let times = TIMES.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(times) = times.as_ref() else { return };
+        let mut rows: Vec<_> = times.iter().collect();
+        rows.sort_by_key(|r| std::cmp::Reverse(r.1.1));
+        println!("span times (whole run, setup included): name, count, per call, mean");
+        for (name, (count, total)) in rows {
+            println!(
+                "  {name:<32} {count:>9} {:>6.2} {:>9.1} us",
+                *count as f64 / calls.max(1) as f64,
+                *total as f64 / 1e3 / (*count).max(1) as f64
+            );
+        }
+    }
 }
