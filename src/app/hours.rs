@@ -55,9 +55,8 @@ pub struct StatementView {
     pub as_of: DateTime<Utc>,
 }
 
-/// Statements of an export read at once: enough to hide round trips, few enough to leave
-/// the pool to other calls.
-const EXPORT_READS_AT_ONCE: usize = 4;
+/// Organisations whose statements an export reads together (a few queries for all).
+const EXPORT_PIECE: usize = 100;
 
 /// An organisation's hours context: the organisation, its contract and the ledger
 /// contract assembled from its plans.
@@ -139,25 +138,9 @@ impl<S: Store> App<S> {
         let spec: HoursContractSpec = parse_body(&contract_v)?;
         let mut plans: BTreeMap<ResourceId, Vec<Dated<Plan>>> = BTreeMap::new();
         for id in spec.plans() {
-            let versions = reader.versions(ResourceKind::Plan, id).await?;
-            let dated = versions
-                .iter()
-                .map(|v| {
-                    Ok(Dated {
-                        effective_at: v.effective_at,
-                        value: parse_body(v)?,
-                    })
-                })
-                .collect::<AppResult<Vec<_>>>()?;
-            plans.insert(id.clone(), dated);
+            plans.insert(id.clone(), plan_versions(reader, id).await?);
         }
-        let contract = spec.contract(organization.zone, &plans)?;
-        let buckets = HoursContractSpec::buckets(&plans).into_iter().collect();
-        let ctx = Arc::new(HoursContext {
-            organization,
-            contract,
-            buckets,
-        });
+        let ctx = Arc::new(assemble(organization, &spec, &plans)?);
         let mut cache = self
             .hours
             .contexts
@@ -309,17 +292,7 @@ impl<S: Store> App<S> {
         let mut buckets = Vec::new();
         for bucket in &ctx.buckets {
             let (_, ledger) = self.settled_ledger(org, bucket).await?;
-            let Some(period) = ledger.clock().rule.period_of(date) else {
-                continue;
-            };
-            if period < ledger.first_period() {
-                continue;
-            }
-            buckets.push(if with_entries {
-                ledger.statement(period)?
-            } else {
-                ledger.summary(period)?
-            });
+            buckets.extend(bucket_statement(&ledger, date, with_entries)?);
         }
         Ok(StatementView {
             organization: org.clone(),
@@ -329,6 +302,91 @@ impl<S: Store> App<S> {
             zone: ctx.organization.zone,
             as_of: now,
         })
+    }
+
+    /// The statements of a piece of an export (hours contracts, in order), read in a few
+    /// queries: the organisations in one, every entry of their accounts in one, each
+    /// plan once; each account folded from its entries. An account with a period close
+    /// due (which must be posted, a write) and an organisation whose context cannot be
+    /// assembled are read the usual way, so their answers are exactly GetStatement's.
+    pub async fn statements_of(
+        &self,
+        contracts: &[ResourceVersion],
+        date: NaiveDate,
+        with_entries: bool,
+    ) -> Vec<AppResult<StatementView>> {
+        match self.read_statements(contracts, date, with_entries).await {
+            Ok(views) => views,
+            Err(e) => contracts.iter().map(|_| Err(e.clone())).collect(),
+        }
+    }
+
+    async fn read_statements(
+        &self,
+        contracts: &[ResourceVersion],
+        date: NaiveDate,
+        with_entries: bool,
+    ) -> AppResult<Vec<AppResult<StatementView>>> {
+        let now = self.now();
+        let ids: Vec<ResourceId> = contracts.iter().map(|v| v.id.clone()).collect();
+        let orgs: HashMap<ResourceId, ResourceVersion> = self
+            .store
+            .latest_resources(ResourceKind::Organization, &ids)
+            .await?
+            .into_iter()
+            .map(|v| (v.id.clone(), v))
+            .collect();
+        let mut entries = self.store.entries_of_organizations(&ids).await?;
+        let mut plans: BTreeMap<ResourceId, Vec<Dated<Plan>>> = BTreeMap::new();
+        let mut reader = Reader::Pool(&self.store);
+        let mut views = Vec::with_capacity(contracts.len());
+        for contract_v in contracts {
+            let org = &contract_v.id;
+            let bulk = async {
+                let org_v = orgs.get(org)?;
+                let organization: Organization = parse_body(org_v).ok()?;
+                let spec: HoursContractSpec = parse_body(contract_v).ok()?;
+                Some((organization, spec))
+            }
+            .await;
+            let Some((organization, spec)) = bulk else {
+                views.push(self.statement(org, date, with_entries).await);
+                continue;
+            };
+            for id in spec.plans() {
+                if !plans.contains_key(id) {
+                    plans.insert(id.clone(), plan_versions(&mut reader, id).await?);
+                }
+            }
+            let Ok(ctx) = assemble(organization, &spec, &plans) else {
+                views.push(self.statement(org, date, with_entries).await);
+                continue;
+            };
+            let view = async {
+                let mut buckets = Vec::new();
+                for bucket in &ctx.buckets {
+                    let posted = entries
+                        .remove(&(org.to_string(), bucket.to_string()))
+                        .unwrap_or_default();
+                    let mut ledger = Ledger::new(&ctx.contract, bucket.clone(), posted)?;
+                    if !ledger.decide(&Command::ClosePeriods, now)?.is_empty() {
+                        ledger = self.settled_ledger(org, bucket).await?.1;
+                    }
+                    buckets.extend(bucket_statement(&ledger, date, with_entries)?);
+                }
+                Ok(StatementView {
+                    organization: org.clone(),
+                    date,
+                    buckets,
+                    with_entries,
+                    zone: ctx.organization.zone,
+                    as_of: now,
+                })
+            }
+            .await;
+            views.push(view);
+        }
+        Ok(views)
     }
 
     /// The ticket a usage or hold names, checked against the organisation; nothing is
@@ -543,14 +601,20 @@ impl<S: Store> App<S> {
                 };
                 let Some(last) = page.last() else { return };
                 after = Some(last.id.to_string());
-                let mut reading = VecDeque::new();
-                for v in page.iter().filter(|v| allowed(v.id.as_str())) {
-                    let (app, id) = (Arc::clone(&app), v.id.clone());
+                let contracts: Vec<ResourceVersion> = page
+                    .iter()
+                    .filter(|v| allowed(v.id.as_str()))
+                    .cloned()
+                    .collect();
+                // Pieces of a page, the next read while the one before is sent: the first
+                // statement leaves soon, and reads overlap the sending.
+                let mut reading: VecDeque<StatementsRead> = VecDeque::new();
+                for piece in contracts.chunks(EXPORT_PIECE) {
+                    let (app, piece) = (Arc::clone(&app), piece.to_vec());
                     reading.push_back(tokio::spawn(async move {
-                        app.statement(&id, date, with_entries).await
+                        app.statements_of(&piece, date, with_entries).await
                     }));
-                    if reading.len() >= EXPORT_READS_AT_ONCE && !send_next(&tx, &mut reading).await
-                    {
+                    if reading.len() >= 2 && !send_next(&tx, &mut reading).await {
                         return;
                     }
                 }
@@ -568,26 +632,88 @@ impl<S: Store> App<S> {
     }
 }
 
-type StatementRead = tokio::task::JoinHandle<AppResult<StatementView>>;
+type StatementsRead = tokio::task::JoinHandle<Vec<AppResult<StatementView>>>;
 
-/// Sends the oldest statement read to the export. False when the receiver went away: the
+/// Sends the oldest piece read to the export. False when the receiver went away: the
 /// reads still under way are stopped.
 async fn send_next(
     tx: &tokio::sync::mpsc::Sender<AppResult<StatementView>>,
-    reading: &mut VecDeque<StatementRead>,
+    reading: &mut VecDeque<StatementsRead>,
 ) -> bool {
     let Some(next) = reading.pop_front() else {
         return true;
     };
-    let item = match next.await {
-        Ok(r) => r,
-        Err(e) => Err(AppError::Internal(format!("a statement read failed: {e}"))),
+    let items = match next.await {
+        Ok(items) => items,
+        Err(e) => vec![Err(AppError::Internal(format!(
+            "a statement read failed: {e}"
+        )))],
     };
-    if tx.send(item).await.is_err() {
-        for read in reading.drain(..) {
-            read.abort();
+    for item in items {
+        if tx.send(item).await.is_err() {
+            for read in reading.drain(..) {
+                read.abort();
+            }
+            return false;
         }
-        return false;
     }
     true
+}
+
+/// The statement of one bucket's period containing `date`, if the account has one.
+fn bucket_statement(
+    ledger: &Ledger,
+    date: NaiveDate,
+    with_entries: bool,
+) -> AppResult<Option<Statement>> {
+    let Some(period) = ledger.clock().rule.period_of(date) else {
+        return Ok(None);
+    };
+    if period < ledger.first_period() {
+        return Ok(None);
+    }
+    Ok(Some(if with_entries {
+        ledger.statement(period)?
+    } else {
+        ledger.summary(period)?
+    }))
+}
+
+/// A plan's versions, each with the instant it takes effect.
+async fn plan_versions<S: Store>(
+    reader: &mut Reader<'_, S>,
+    id: &ResourceId,
+) -> AppResult<Vec<Dated<Plan>>> {
+    reader
+        .versions(ResourceKind::Plan, id)
+        .await?
+        .iter()
+        .map(|v| {
+            Ok(Dated {
+                effective_at: v.effective_at,
+                value: parse_body(v)?,
+            })
+        })
+        .collect()
+}
+
+/// An organisation's hours context from its contract and the versions of its plans
+/// (`plans` may hold others': only the contract's are used).
+fn assemble(
+    organization: Organization,
+    spec: &HoursContractSpec,
+    plans: &BTreeMap<ResourceId, Vec<Dated<Plan>>>,
+) -> AppResult<HoursContext> {
+    let own: BTreeMap<ResourceId, Vec<Dated<Plan>>> = spec
+        .plans()
+        .into_iter()
+        .filter_map(|id| plans.get(id).map(|p| (id.clone(), p.clone())))
+        .collect();
+    let contract = spec.contract(organization.zone, &own)?;
+    let buckets = HoursContractSpec::buckets(&own).into_iter().collect();
+    Ok(HoursContext {
+        organization,
+        contract,
+        buckets,
+    })
 }

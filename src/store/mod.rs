@@ -704,6 +704,20 @@ pub trait Store: Clone + Send + Sync + 'static {
         from_seq: u64,
     ) -> impl Future<Output = StoreResult<Vec<Entry>>> + Send;
 
+    /// The latest version of each of `ids` that exists, in one read (an export's page).
+    fn latest_resources(
+        &self,
+        kind: ResourceKind,
+        ids: &[ResourceId],
+    ) -> impl Future<Output = StoreResult<Vec<ResourceVersion>>> + Send;
+
+    /// Every entry of every hour account of `organizations`, in one read, by
+    /// (organisation, bucket), each account's in order.
+    fn entries_of_organizations(
+        &self,
+        organizations: &[ResourceId],
+    ) -> impl Future<Output = StoreResult<std::collections::HashMap<(String, String), Vec<Entry>>>> + Send;
+
     /// The next entry number of an hour account; `None` when it has no entries yet.
     fn account_next_seq(
         &self,

@@ -1267,6 +1267,59 @@ impl super::Store for SqlStore {
         entry_rows(&rows)
     }
 
+    #[tracing::instrument(level = "debug", name = "db.latest_resources", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn latest_resources(
+        &self,
+        kind: ResourceKind,
+        ids: &[ResourceId],
+    ) -> StoreResult<Vec<ResourceVersion>> {
+        let mut out = Vec::with_capacity(ids.len());
+        for chunk in ids.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let text = format!(
+                "SELECT {RESOURCE_COLUMNS} FROM resources r JOIN resource_versions v \
+                 ON v.kind = r.kind AND v.id = r.id AND v.version = r.latest_version \
+                 WHERE r.kind = ? AND r.id IN ({marks})"
+            );
+            let mut query =
+                sqlx::query(AssertSqlSafe(placeholders(self.backend, &text))).bind(kind.as_str());
+            for id in chunk {
+                query = query.bind(id.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(db_error)? {
+                out.push(resource_row(kind, &row)?);
+            }
+        }
+        Ok(out)
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.entries_of_organizations", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn entries_of_organizations(
+        &self,
+        organizations: &[ResourceId],
+    ) -> StoreResult<HashMap<(String, String), Vec<Entry>>> {
+        let mut out: HashMap<(String, String), Vec<Entry>> = HashMap::new();
+        for chunk in organizations.chunks(500) {
+            let marks = vec!["?"; chunk.len()].join(", ");
+            let text = format!(
+                "SELECT organization, bucket, body FROM ledger_entries \
+                 WHERE organization IN ({marks}) ORDER BY organization, bucket, seq"
+            );
+            let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+            for org in chunk {
+                query = query.bind(org.as_str());
+            }
+            for row in query.fetch_all(&self.pool).await.map_err(db_error)? {
+                let org: String = row.try_get("organization").map_err(db_error)?;
+                let bucket: String = row.try_get("bucket").map_err(db_error)?;
+                let body: String = row.try_get("body").map_err(db_error)?;
+                let entry = parse("ledger entry", serde_json::from_str::<Entry>(&body))?;
+                out.entry((org, bucket)).or_default().push(entry);
+            }
+        }
+        Ok(out)
+    }
+
     #[tracing::instrument(level = "debug", name = "db.account_next_seq", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn account_next_seq(
         &self,
