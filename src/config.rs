@@ -273,6 +273,11 @@ pub struct DatabaseArgs {
     /// file is created when missing).
     #[arg(long, env = "SERVICELEVEL_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+    /// A direct URL of the same database, for migrations (sqlx's migrator holds a session
+    /// advisory lock): set it when the database URL goes through a transaction-pooling
+    /// PgBouncer (`?statement-cache-capacity=0`). Default: the database URL.
+    #[arg(long, env = "SERVICELEVEL_MIGRATION_DATABASE_URL")]
+    pub migration_database_url: Option<String>,
     /// Most database connections in the pool.
     #[arg(long, env = "SERVICELEVEL_MAX_CONNECTIONS", default_value_t = 16)]
     pub max_connections: u32,

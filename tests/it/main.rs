@@ -20,6 +20,7 @@ mod layers;
 mod limits;
 mod pack_scenarios;
 mod packs;
+mod pooler;
 mod replicas;
 mod reports;
 mod runner;
