@@ -364,6 +364,15 @@ pub struct ServeArgs {
     /// Do not apply migrations at start (run `servicelevel migrate` instead).
     #[arg(long, env = "SERVICELEVEL_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// A read replica of the database (a streaming hot standby): lists, reports, exports
+    /// and the due, breached and at-risk queries read there while its lag is within
+    /// --read-max-lag, else from the primary. Default: none (everything on the primary).
+    #[arg(long, env = "SERVICELEVEL_READ_DATABASE_URL")]
+    pub read_database_url: Option<String>,
+    /// The most lag the read replica's reads may have (measured every second); past it,
+    /// or while unknown, they read the primary.
+    #[arg(long, env = "SERVICELEVEL_READ_MAX_LAG", default_value = "10s", value_parser = duration)]
+    pub read_max_lag: Duration,
     /// How long RPCs in flight may take to finish after SIGTERM before the server stops
     /// (`25s`, `500ms`, `1m`; a bare number is seconds).
     #[arg(long, env = "SERVICELEVEL_DRAIN_TIMEOUT", default_value = "25s", value_parser = duration)]

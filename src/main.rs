@@ -197,8 +197,24 @@ async fn serve(
         tls,
         ..Security::off()
     };
-    servicelevel::server::serve_secured(
+    let replica = match set(&args.read_database_url) {
+        Some(url) => Some(servicelevel::server::ReadReplica {
+            store: SqlStore::connect_with(
+                url,
+                args.database.max_connections,
+                args.database.db_acquire_timeout,
+            )
+            .await
+            .map_err(|e| format!("cannot open the read database URL: {e}"))?,
+            max_lag: args.read_max_lag,
+            interval: std::time::Duration::from_secs(1),
+        }),
+        None => None,
+    };
+    let read_store = replica.as_ref().map(|r| r.store.clone());
+    servicelevel::server::serve_with_replica(
         store.clone(),
+        replica,
         Arc::new(SystemClock),
         listener,
         shutdown_signal(),
@@ -209,6 +225,9 @@ async fn serve(
     .map_err(|e| format!("server failed: {e}"))?;
     if let Some(task) = metrics_server {
         task.abort();
+    }
+    if let Some(read) = read_store {
+        read.close().await;
     }
     store.close().await;
     Ok(())

@@ -1044,6 +1044,23 @@ impl super::Store for SqlStore {
         SqlStore::readiness(self).await
     }
 
+    async fn replica_lag(&self) -> StoreResult<Option<f64>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        // One simple-protocol round trip (also safe through a transaction pooler). On a
+        // primary both LSN functions are NULL: no lag to read, `None`.
+        let row = sqlx::raw_sql(
+            "SELECT CAST(CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+             ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END \
+             AS DOUBLE PRECISION)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.try_get::<Option<f64>, _>(0).map_err(db_error)
+    }
+
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1")
             .execute(&self.pool)

@@ -248,6 +248,60 @@ impl TestServer {
         }
     }
 
+    /// A server on the database at `url` (migrated here), reading lists and the due
+    /// queries from `replica` within its lag bound; its metrics are in `options.metrics`.
+    pub async fn start_with_replica(
+        url: &str,
+        replica: servicelevel::server::ReadReplica<SqlStore>,
+        now: DateTime<Utc>,
+    ) -> TestServer {
+        let store = SqlStore::connect(url, 8).await.expect("the primary opens");
+        store.migrate().await.expect("migrations apply");
+        let clock = Arc::new(ManualClock::new(now));
+        let mut options = test_options();
+        options.metrics = Some(Arc::new(servicelevel::metrics::Metrics::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("free port");
+        let addr = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server_clock: Arc<dyn servicelevel::time::Clock> = clock.clone();
+        let (server_store, server_options) = (store.clone(), options.clone());
+        let server = tokio::spawn(async move {
+            servicelevel::server::serve_with_replica(
+                server_store,
+                Some(replica),
+                server_clock,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+                server_options,
+                servicelevel::auth::Security::off(),
+            )
+            .await
+            .expect("server runs");
+        });
+        let channel = connect(addr).await;
+        TestServer {
+            addr,
+            clock,
+            store,
+            url: url.to_string(),
+            calendars: CalendarServiceClient::new(channel.clone()),
+            organizations: OrganizationServiceClient::new(channel.clone()),
+            policies: PolicyServiceClient::new(channel.clone()),
+            tickets: TicketServiceClient::new(channel.clone()),
+            deadlines: DeadlineServiceClient::new(channel),
+            options,
+            security: servicelevel::auth::Security::off(),
+            stop: Some(stop),
+            server: Some(server),
+            cleanup: None,
+            _dir: None,
+        }
+    }
+
     /// Stops the server and starts a new one on the same database (a restart, or a
     /// deployment), with the same clock.
     pub async fn restart(&mut self) {
