@@ -86,6 +86,7 @@ cases=(
   "default||"
   "production|ServiceMonitor|-f $chart/ci/production-values.yaml"
   "variants||--set networkPolicy.enabled=true --set networkPolicy.egress.restrict=true --set networkPolicy.egress.allowDNS=false --set serviceAccount.create=false --set image.digest=sha256:$(printf %s image | sha256sum | cut -d' ' -f1) --set metrics.enabled=false --set migration.enabled=false --set podDisruptionBudget.maxUnavailable=25% --set service.clusterIP=None --set autoscaling.targetMemoryUtilizationPercentage=80 --set topologySpread.enabled=false --set server.logFormat=human --set otel.endpoint=http://collector:4317"
+  "pgbouncer||--set database.url=postgres://sl@pgb:6432/sl?statement-cache-capacity=0 --set database.migrationUrl=postgres://sl@pg:5432/sl --set database.readUrl=postgres://sl@pg-ro:5432/sl --set database.readMaxLag=5s --set autoscaling.enabled=false --set replicaCount=3 --set metrics.enabled=false"
   "chart-secrets||--set database.url=postgres://servicelevel:secret@postgres:5432/servicelevel --set auth.bootstrapAdminTokenHash=$(printf %s not-a-real-token | sha256sum | cut -d' ' -f1) --set autoscaling.enabled=false --set replicaCount=1 --set metrics.enabled=false"
 )
 
@@ -270,6 +271,15 @@ if dep and svc and cm:
                     fail("the database Secret %s is not a hook created before the Job" % ref.get("name"))
                 if ref.get("key") not in s.get("data", {}):
                     fail("the database Secret lacks the key %s" % ref.get("key"))
+        # The direct URL for migrations (beside PgBouncer): from the Job's Secret, optional
+        # there, and present in a chart-made one exactly when a migration URL is given.
+        mig = (jenv.get("SERVICELEVEL_MIGRATION_DATABASE_URL") or {}).get("secretKeyRef")
+        if not mig or mig.get("name") != ref.get("name") or not mig.get("optional"):
+            fail("the migration Job gets no optional SERVICELEVEL_MIGRATION_DATABASE_URL from its database Secret")
+        elif mig["name"] in secrets and mig.get("key") in secrets[mig["name"]].get("data", {}):
+            server_data = secrets.get(server_ref.get("name"), {}).get("data", {})
+            if server_data.get(mig["key"]) != secrets[mig["name"]]["data"][mig["key"]]:
+                fail("the Job's migration URL is not the one beside the server's database URL")
 
 for e in errors:
     print("  - " + e)
@@ -306,6 +316,8 @@ bad=(
   "a drain timeout the grace period cuts short|must stay below terminationGracePeriodSeconds|--set server.drainTimeoutSeconds=30"
   "TLS without a Secret|tls.enabled needs tls.secretName|--set tls.enabled=true"
   "both a database URL and an existing Secret|set either url or existingSecret|--set database.url=postgres://h/db --set database.existingSecret=db"
+  "a migration URL beside an existing Secret|migrationUrl goes beside url|--set database.existingSecret=db --set database.migrationUrl=postgres://h/db"
+  "a read URL beside an existing Secret|readUrl goes beside url|--set database.existingSecret=db --set database.readUrl=postgres://h/db"
   "autoscaling without a CPU request|autoscaling needs resources.requests.cpu|--set resources.requests=null"
 )
 refused=0

@@ -273,6 +273,11 @@ pub struct DatabaseArgs {
     /// file is created when missing).
     #[arg(long, env = "SERVICELEVEL_DATABASE_URL", default_value = DEFAULT_DATABASE_URL)]
     pub database_url: String,
+    /// A direct URL of the same database, for migrations (sqlx's migrator holds a session
+    /// advisory lock): set it when the database URL goes through a transaction-pooling
+    /// PgBouncer (`?statement-cache-capacity=0`). Default: the database URL.
+    #[arg(long, env = "SERVICELEVEL_MIGRATION_DATABASE_URL")]
+    pub migration_database_url: Option<String>,
     /// Most database connections in the pool.
     #[arg(long, env = "SERVICELEVEL_MAX_CONNECTIONS", default_value_t = 16)]
     pub max_connections: u32,
@@ -359,6 +364,15 @@ pub struct ServeArgs {
     /// Do not apply migrations at start (run `servicelevel migrate` instead).
     #[arg(long, env = "SERVICELEVEL_NO_MIGRATE")]
     pub no_migrate: bool,
+    /// A read replica of the database (a streaming hot standby): lists, reports, exports
+    /// and the due, breached and at-risk queries read there while its lag is within
+    /// --read-max-lag, else from the primary. Default: none (everything on the primary).
+    #[arg(long, env = "SERVICELEVEL_READ_DATABASE_URL")]
+    pub read_database_url: Option<String>,
+    /// The most lag the read replica's reads may have (measured every second); past it,
+    /// or while unknown, they read the primary.
+    #[arg(long, env = "SERVICELEVEL_READ_MAX_LAG", default_value = "10s", value_parser = duration)]
+    pub read_max_lag: Duration,
     /// How long RPCs in flight may take to finish after SIGTERM before the server stops
     /// (`25s`, `500ms`, `1m`; a bare number is seconds).
     #[arg(long, env = "SERVICELEVEL_DRAIN_TIMEOUT", default_value = "25s", value_parser = duration)]

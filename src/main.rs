@@ -45,6 +45,31 @@ async fn connect(db: &DatabaseArgs) -> Result<SqlStore, String> {
         .map_err(|e| format!("cannot open the database: {e}"))
 }
 
+/// Applies the migrations on the migration URL when one is set (a direct connection
+/// beside a transaction pooler), else on `store`.
+async fn apply_migrations(store: &SqlStore, db: &DatabaseArgs) -> Result<(), String> {
+    match set(&db.migration_database_url) {
+        Some(url) => {
+            let direct = SqlStore::connect_with(url, 1, db.db_acquire_timeout)
+                .await
+                .map_err(|e| format!("cannot open the migration database URL: {e}"))?;
+            if direct.backend() != store.backend() {
+                direct.close().await;
+                return Err(
+                    "the migration database URL names another kind of database than \
+                            the database URL"
+                        .into(),
+                );
+            }
+            let result = direct.migrate().await;
+            direct.close().await;
+            result
+        }
+        None => store.migrate().await,
+    }
+    .map_err(|e| format!("migrations failed: {e}"))
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -84,10 +109,7 @@ async fn serve(
     )?;
     let store = connect(&args.database).await?;
     if !args.no_migrate {
-        store
-            .migrate()
-            .await
-            .map_err(|e| format!("migrations failed: {e}"))?;
+        apply_migrations(&store, &args.database).await?;
     }
     if let Some(hash) = set(&args.bootstrap_admin_token_hash) {
         match auth::admin::bootstrap(&store, hash, chrono::Utc::now()).await? {
@@ -175,8 +197,24 @@ async fn serve(
         tls,
         ..Security::off()
     };
-    servicelevel::server::serve_secured(
+    let replica = match set(&args.read_database_url) {
+        Some(url) => Some(servicelevel::server::ReadReplica {
+            store: SqlStore::connect_with(
+                url,
+                args.database.max_connections,
+                args.database.db_acquire_timeout,
+            )
+            .await
+            .map_err(|e| format!("cannot open the read database URL: {e}"))?,
+            max_lag: args.read_max_lag,
+            interval: std::time::Duration::from_secs(1),
+        }),
+        None => None,
+    };
+    let read_store = replica.as_ref().map(|r| r.store.clone());
+    servicelevel::server::serve_with_replica(
         store.clone(),
+        replica,
         Arc::new(SystemClock),
         listener,
         shutdown_signal(),
@@ -188,16 +226,16 @@ async fn serve(
     if let Some(task) = metrics_server {
         task.abort();
     }
+    if let Some(read) = read_store {
+        read.close().await;
+    }
     store.close().await;
     Ok(())
 }
 
 async fn migrate(db: DatabaseArgs) -> Result<(), String> {
     let store = connect(&db).await?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("migrations failed: {e}"))?;
+    apply_migrations(&store, &db).await?;
     tracing::info!("migrations applied");
     Ok(())
 }
@@ -222,10 +260,7 @@ async fn pack(command: PackCommand) -> Result<(), String> {
         } => {
             let parsed = packs::load(&pack)?;
             let store = connect(&database).await?;
-            store
-                .migrate()
-                .await
-                .map_err(|e| format!("migrations failed: {e}"))?;
+            apply_migrations(&store, &database).await?;
             let app = App::new(store.clone(), Arc::new(SystemClock));
             let answer = packs::import_now(&app, &parsed, dry_run).await?;
             let verb = if dry_run { "would import" } else { "imported" };
@@ -309,10 +344,7 @@ async fn webhook(command: servicelevel::config::WebhookCommand) -> Result<(), St
 
 async fn migrated(db: &DatabaseArgs) -> Result<SqlStore, String> {
     let store = connect(db).await?;
-    store
-        .migrate()
-        .await
-        .map_err(|e| format!("migrations failed: {e}"))?;
+    apply_migrations(&store, db).await?;
     Ok(store)
 }
 

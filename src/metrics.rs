@@ -293,6 +293,9 @@ struct ScrapeCollector {
     spans: Mutex<Option<Arc<SpanStats>>>,
     /// TLS files read again while serving: (applied, refused); `None` without TLS files.
     tls_reloads: Mutex<Option<(u64, u64)>>,
+    /// The read replica's last measured lag in seconds (`Some(None)`: unknown); `None`
+    /// without a read replica.
+    replica_lag: Mutex<Option<Option<f64>>>,
 }
 
 type Samples<V> = [(Vec<(&'static str, String)>, V)];
@@ -433,6 +436,18 @@ impl Collector for ScrapeCollector {
                     &[(no(), v.load(Ordering::Relaxed))],
                 )?;
             }
+        }
+        if let Some(lag) = *lock(&self.replica_lag) {
+            let samples = [(no(), ConstGauge::new(lag.unwrap_or(f64::NAN)))];
+            family(
+                &mut encoder,
+                (
+                    "servicelevel_db_replica_lag_seconds",
+                    "How far the read replica is behind the primary (NaN: unknown, reads go to the primary).",
+                    MetricType::Gauge,
+                ),
+                samples.into_iter(),
+            )?;
         }
         if let Some((ok, refused)) = *lock(&self.tls_reloads) {
             counter(
@@ -705,6 +720,12 @@ impl Metrics {
     }
 
     /// The TLS files are watched (the counters show, at zero, from then on).
+    /// Records the read replica's lag (seconds, or `None` when unknown): from then on the
+    /// scrape has `servicelevel_db_replica_lag_seconds`.
+    pub fn replica_lag(&self, lag: Option<f64>) {
+        *lock(&self.scrape.replica_lag) = Some(lag);
+    }
+
     pub fn tls_reloads_watched(&self) {
         lock(&self.scrape.tls_reloads).get_or_insert((0, 0));
     }

@@ -140,8 +140,39 @@ pub async fn serve_secured<S: Store>(
     options: ServeOptions,
     security: Security,
 ) -> Result<(), tonic::transport::Error> {
+    serve_with_replica(store, None, clock, listener, shutdown, options, security).await
+}
+
+/// A read replica for [`serve_with_replica`]: its store, the most lag its reads may have,
+/// and how often the lag is measured.
+#[derive(Debug, Clone)]
+pub struct ReadReplica<S> {
+    pub store: S,
+    pub max_lag: Duration,
+    pub interval: Duration,
+}
+
+/// [`serve_secured`], with lists, reports, exports and the due queries read from
+/// `replica` while its lag, measured every `interval`, is within `max_lag` (else from
+/// the primary); the lag is the `servicelevel_db_replica_lag_seconds` gauge.
+pub async fn serve_with_replica<S: Store>(
+    store: S,
+    replica: Option<ReadReplica<S>>,
+    clock: Arc<dyn Clock>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+    options: ServeOptions,
+    security: Security,
+) -> Result<(), tonic::transport::Error> {
     let auth = AuthLayer::new(&security, store.clone());
     let mut app = App::new(store, clock);
+    let replica = replica.map(|r| {
+        (
+            Arc::new(crate::app::replica::ReadRoute::new(r.store, r.max_lag)),
+            r.interval.max(Duration::from_millis(10)),
+        )
+    });
+    app.replica = replica.as_ref().map(|(route, _)| Arc::clone(route));
     app.max_future_skew =
         chrono::TimeDelta::from_std(options.max_future_skew).unwrap_or(chrono::TimeDelta::MAX);
     app.webhook_destinations = options.webhooks.destinations;
@@ -151,6 +182,50 @@ pub async fn serve_secured<S: Store>(
     app.metrics
         .set_source(Arc::new(crate::metrics::StoreSource(app.store.clone())));
     let app = Arc::new(app);
+    // The replica's lag, looked at every interval: unknown (reads on the primary) when it
+    // does not answer within the interval (at least a second) or is no standby.
+    let lag_watch = replica.map(|(route, interval)| {
+        let metrics = Arc::clone(&app.metrics);
+        metrics.replica_lag(None);
+        tokio::spawn(async move {
+            let mut was_usable = None;
+            loop {
+                let look = tokio::time::timeout(
+                    interval.max(Duration::from_secs(1)),
+                    route.store.replica_lag(),
+                )
+                .await;
+                let lag = match look {
+                    Ok(Ok(lag)) => lag,
+                    Ok(Err(e)) => {
+                        tracing::debug!(error = %e, "the read replica's lag");
+                        None
+                    }
+                    Err(_) => None,
+                };
+                route.set_lag(lag);
+                metrics.replica_lag(lag);
+                let usable = route.usable();
+                if was_usable != Some(usable) {
+                    match lag {
+                        _ if usable => {
+                            tracing::info!(lag_seconds = ?lag, "reads go to the read replica")
+                        }
+                        Some(l) => tracing::warn!(
+                            lag_seconds = l,
+                            max_lag_seconds = route.max_lag.as_secs_f64(),
+                            "the read replica lags past the bound: reads go to the primary"
+                        ),
+                        None => tracing::warn!(
+                            "the read replica's lag is unknown: reads go to the primary"
+                        ),
+                    }
+                    was_usable = Some(usable);
+                }
+                tokio::time::sleep(interval).await;
+            }
+        })
+    });
     let drain_timeout = options.drain_timeout;
     let (recompute, worker) = recompute::spawn(Arc::clone(&app));
     let runner = crate::app::runner::spawn(Arc::clone(&app), options.runner_poll);
@@ -378,6 +453,9 @@ pub async fn serve_secured<S: Store>(
         }
     };
     probe.abort();
+    if let Some(task) = lag_watch {
+        task.abort();
+    }
     worker.abort();
     runner.abort();
     inbox.abort();

@@ -352,8 +352,9 @@ impl<S: Store> App<S> {
     ) -> AppResult<(Vec<ResourceVersion>, String)> {
         let query = format!("{}:{show_archived}", kind.as_str());
         let after: Option<String> = page::decode(&query, page_token)?;
+        // A list tolerates the replica's lag.
         let mut rows = self
-            .store
+            .reads()
             .list_resources(kind, after.as_deref(), size + 1, show_archived)
             .await?;
         let more = rows.len() > size as usize;

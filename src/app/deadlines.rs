@@ -29,8 +29,9 @@ impl<S: Store> App<S> {
             metric,
             instance,
         });
+        // Due, breached and at-risk pages tolerate the replica's lag.
         let rows = self
-            .store
+            .reads()
             .query_clocks(query, filter, cursor.as_ref(), size + 1)
             .await?;
         let more = rows.len() > size as usize;

@@ -329,16 +329,18 @@ impl<S: Store> App<S> {
     ) -> AppResult<Vec<AppResult<StatementView>>> {
         let now = self.now();
         let ids: Vec<ResourceId> = contracts.iter().map(|v| v.id.clone()).collect();
-        let orgs: HashMap<ResourceId, ResourceVersion> = self
-            .store
+        // An export may lag like any list: its bulk reads go to the read replica when
+        // one is usable (a close that fell due is still posted on the primary).
+        let reads = self.reads();
+        let orgs: HashMap<ResourceId, ResourceVersion> = reads
             .latest_resources(ResourceKind::Organization, &ids)
             .await?
             .into_iter()
             .map(|v| (v.id.clone(), v))
             .collect();
-        let mut entries = self.store.entries_of_organizations(&ids).await?;
+        let mut entries = reads.entries_of_organizations(&ids).await?;
         let mut plans: BTreeMap<ResourceId, Vec<Dated<Plan>>> = BTreeMap::new();
-        let mut reader = Reader::Pool(&self.store);
+        let mut reader = Reader::Pool(reads);
         let mut views = Vec::with_capacity(contracts.len());
         for contract_v in contracts {
             let org = &contract_v.id;
@@ -589,7 +591,7 @@ impl<S: Store> App<S> {
             let mut after: Option<String> = None;
             loop {
                 let page = match app
-                    .store
+                    .reads()
                     .list_resources(ResourceKind::HoursContract, after.as_deref(), 500, true)
                     .await
                 {

@@ -11,7 +11,9 @@
 //! due ([`deadlines`]), explanations and attainment ([`reports`]), the catalogue of
 //! organisations, calendars, policies and plans ([`catalog`], [`preview`]), prepaid hours
 //! ([`hours`]), packs ([`packs`]), alerts ([`alerts`]), and the background work that keeps
-//! clocks current ([`runner`], [`recompute`]).
+//! clocks current ([`runner`], [`recompute`]). Lists, reports, exports and the due
+//! queries read through [`App::reads`] (a read replica within its lag bound, else the
+//! primary); everything else, and everything inside a write, reads `store`.
 
 pub mod account_writes;
 pub mod alerts;
@@ -28,6 +30,7 @@ pub mod page;
 pub mod preview;
 pub mod quotes;
 pub mod recompute;
+pub mod replica;
 pub mod reports;
 pub mod runner;
 pub mod settle;

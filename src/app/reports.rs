@@ -111,7 +111,7 @@ impl<S: Store> App<S> {
         let mut after: Option<ClockCursor> = None;
         loop {
             let page = self
-                .store
+                .reads()
                 .settled_promises(start, end, &filter, after.as_ref(), REPORT_PAGE)
                 .await?;
             for p in &page {

@@ -50,6 +50,8 @@ pub struct App<S: Store> {
     pub max_future_skew: chrono::TimeDelta,
     /// Where alert webhooks may be delivered.
     pub webhook_destinations: crate::domain::webhook::DestinationPolicy,
+    /// A read replica for lag-tolerant reads ([`App::reads`]); `None`: the primary only.
+    pub replica: Option<Arc<super::replica::ReadRoute<S>>>,
 }
 
 /// An organisation (latest version) and its clock calendars over all versions.
@@ -221,6 +223,7 @@ impl<S: Store> App<S> {
             metrics: crate::metrics::Metrics::new(),
             max_future_skew: chrono::TimeDelta::minutes(5),
             webhook_destinations: Default::default(),
+            replica: None,
         }
     }
 

@@ -494,8 +494,10 @@ impl<S: Store> App<S> {
         let query = format!("{filter:?}");
         let after: Option<(i64, String)> = page::decode(&query, page_token)?;
         let cursor = after.map(|(received_us, id)| TicketCursor { received_us, id });
-        let rows = self
-            .store
+        // A list tolerates the replica's lag; its rows, events and catalogue all come from
+        // the one database it reads.
+        let reads = self.reads();
+        let rows = reads
             .list_tickets(&filter, cursor.as_ref(), size + 1)
             .await?;
         let more = rows.len() > size as usize;
@@ -513,7 +515,7 @@ impl<S: Store> App<S> {
         // One query for every listed ticket's events, and each policy and organisation
         // loaded once for the page: a page costs a few queries, not two per ticket.
         let ids: Vec<String> = page.iter().map(|r| r.ticket.id.clone()).collect();
-        let mut events = self.store.events_of_tickets(&ids).await?;
+        let mut events = reads.events_of_tickets(&ids).await?;
         let mut loaded: HashMap<(ResourceId, ResourceId, u32), Loaded> = HashMap::new();
         let now = self.now();
         let mut tickets = Vec::with_capacity(page.len());
@@ -523,7 +525,7 @@ impl<S: Store> App<S> {
             let l = match loaded.get(&key) {
                 Some(l) => l.clone(),
                 None => {
-                    let l = self.load(&mut Reader::Pool(&self.store), &record).await?;
+                    let l = self.load(&mut Reader::Pool(reads), &record).await?;
                     loaded.insert(key, l.clone());
                     l
                 }

@@ -518,6 +518,12 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// Whether the database answers.
     fn ping(&self) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// How far this database, a read replica, is behind its primary, in seconds: 0 when
+    /// it has replayed all it received; `None` when it is no standby (or cannot say).
+    fn replica_lag(&self) -> impl Future<Output = StoreResult<Option<f64>>> + Send {
+        async { Ok(None) }
+    }
+
     /// Whether the service may take calls: the database answers (on a connection of the
     /// probe's own, within a second) and its schema is at this binary's version.
     fn readiness(&self) -> impl Future<Output = Result<(), NotReady>> + Send;

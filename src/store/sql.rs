@@ -74,7 +74,13 @@ impl DbTarget {
 
 #[derive(Debug, Clone)]
 pub struct SqlStore {
+    /// Single statements (and the readers' executor).
     pool: AnyPool,
+    /// Explicit transactions (`begin`): the same pool unless `pooled`.
+    tx_pool: AnyPool,
+    /// The URL turns sqlx's statement cache off (`statement-cache-capacity=0`), the
+    /// setting for a transaction-pooling PgBouncer: see `connect_with`.
+    pooled: bool,
     backend: Backend,
     db: Arc<DbTarget>,
     /// SQLite has one writer. Writers queue here, in order, instead of in SQLite's busy
@@ -573,6 +579,18 @@ fn api_client_row(row: &AnyRow) -> StoreResult<super::ApiClientRecord> {
     })
 }
 
+/// Whether a Postgres URL sets `statement-cache-capacity=0` (sqlx's own parameter, which
+/// it honours through the `Any` driver): the setting for a transaction-pooling PgBouncer.
+fn statement_cache_off(url: &str) -> bool {
+    url.split_once('?').is_some_and(|(_, query)| {
+        query.split('&').any(|pair| {
+            pair.split_once('=').is_some_and(|(k, v)| {
+                k == "statement-cache-capacity" && v.trim().parse::<usize>() == Ok(0)
+            })
+        })
+    })
+}
+
 /// A SQLite URL that creates its file when missing (`mode=rwc`) unless it names a mode
 /// itself: `sqlite://new.db` works as users expect. Other URLs are left as they are.
 fn sqlite_create_if_missing(backend: Backend, url: &str) -> std::borrow::Cow<'_, str> {
@@ -608,27 +626,64 @@ impl SqlStore {
                 "unsupported database URL {url:?}: expected postgres://... or sqlite://..."
             )));
         };
-        let mut options = AnyPoolOptions::new()
+        let options = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
             .acquire_timeout(acquire_timeout);
-        if backend == Backend::Sqlite {
-            options = options.after_connect(|conn, _| {
-                Box::pin(async move {
-                    // WAL lets readers run beside the one writer; the busy timeout makes
-                    // writers queue for the lock instead of failing.
-                    conn.execute("PRAGMA journal_mode = WAL").await?;
-                    conn.execute("PRAGMA busy_timeout = 10000").await?;
-                    conn.execute("PRAGMA synchronous = NORMAL").await?;
-                    conn.execute("PRAGMA foreign_keys = ON").await?;
-                    Ok(())
-                })
-            });
-        }
+        let pooled = backend == Backend::Postgres && statement_cache_off(url);
         let url = sqlite_create_if_missing(backend, url);
-        let pool = options.connect(&url).await.map_err(unavailable)?;
+        let (pool, tx_pool) = if pooled {
+            // Behind a transaction-pooling PgBouncer, the server connection is only ours
+            // until a ReadyForQuery outside a transaction. With its statement cache off,
+            // sqlx still sends a statement in two rounds (Parse, Describe, Sync; then
+            // Bind, Execute, Sync), so the Bind may reach another server connection,
+            // whose unnamed statement is someone else's: errors, or another statement
+            // run with these parameters. Each connection lent for single statements is
+            // therefore inside a transaction (BEGIN when lent, COMMIT when returned), and
+            // explicit transactions come from a second pool without those hooks (a
+            // nested BEGIN or a COMMIT after the caller's own would each log a warning).
+            let statements = options
+                .clone()
+                .test_before_acquire(false)
+                .after_connect(|conn, _| {
+                    Box::pin(async move { conn.execute("BEGIN").await.map(|_| ()) })
+                })
+                .before_acquire(|conn, _| {
+                    Box::pin(async move { conn.execute("BEGIN").await.map(|_| true) })
+                })
+                .after_release(|conn, _| {
+                    Box::pin(async move { conn.execute("COMMIT").await.map(|_| true) })
+                })
+                // Lazy: `connect` would open a first connection (its BEGIN sent) and put it
+                // back without `after_release`, idle inside a transaction.
+                .connect_lazy(&url)
+                .map_err(unavailable)?;
+            // This one connects now: the database must answer at start.
+            let transactions = options.connect(&url).await.map_err(unavailable)?;
+            (statements, transactions)
+        } else {
+            let options = if backend == Backend::Sqlite {
+                options.after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL lets readers run beside the one writer; the busy timeout makes
+                        // writers queue for the lock instead of failing.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        conn.execute("PRAGMA synchronous = NORMAL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        Ok(())
+                    })
+                })
+            } else {
+                options
+            };
+            let pool = options.connect(&url).await.map_err(unavailable)?;
+            (pool.clone(), pool)
+        };
         let writer = (backend == Backend::Sqlite).then(|| Arc::new(tokio::sync::Mutex::new(())));
         Ok(SqlStore {
             pool,
+            tx_pool,
+            pooled,
             backend,
             db: Arc::new(DbTarget::of(backend, &url)),
             writer,
@@ -637,6 +692,12 @@ impl SqlStore {
                 connection: tokio::sync::Mutex::new(None),
             }),
         })
+    }
+
+    /// Whether this store goes through a transaction pooler (its URL turns the statement
+    /// cache off): migrations and session state need a direct connection then.
+    pub fn pooled(&self) -> bool {
+        self.pooled
     }
 
     pub fn backend(&self) -> Backend {
@@ -662,10 +723,13 @@ impl SqlStore {
             let Some(conn) = slot.as_mut() else {
                 return Err(sqlx::Error::PoolClosed);
             };
-            let version =
-                sqlx::query("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
-                    .fetch_one(&mut *conn)
-                    .await;
+            // One simple-protocol round trip: through a transaction pooler, the two rounds
+            // of an extended-protocol statement may reach different server connections.
+            let version = sqlx::raw_sql(
+                "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success",
+            )
+            .fetch_one(&mut *conn)
+            .await;
             match version {
                 Ok(row) => row.try_get::<i64, _>(0),
                 // The database answered: it has no migrations table, version 0.
@@ -692,11 +756,14 @@ impl SqlStore {
 
     /// Runs administrative SQL (tests create and drop their schemas with it).
     pub async fn execute_raw(&self, sql: &str) -> StoreResult<()> {
-        sqlx::raw_sql(AssertSqlSafe(sql.to_string()))
-            .execute(&self.pool)
-            .await
-            .map(|_| ())
-            .map_err(db_error)
+        let raw = sqlx::raw_sql(AssertSqlSafe(sql.to_string()));
+        if !self.pooled {
+            return raw.execute(&self.pool).await.map(|_| ()).map_err(db_error);
+        }
+        // Committed before this returns (see `write`).
+        let mut tx = self.tx_pool.begin().await.map_err(db_error)?;
+        raw.execute(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)
     }
 
     /// The first column of the first row of a query, as an integer: for tests and
@@ -722,6 +789,9 @@ impl SqlStore {
 
     /// Applies the embedded migrations.
     pub async fn migrate(&self) -> StoreResult<()> {
+        if self.pooled {
+            return self.already_at(expected_schema_version(self.backend)).await;
+        }
         migrations(self.backend)
             .run(&self.pool)
             .await
@@ -731,6 +801,9 @@ impl SqlStore {
     /// Applies the migrations up to `version` only: a database as an older release left
     /// it, for testing upgrades.
     pub async fn migrate_until(&self, version: i64) -> StoreResult<()> {
+        if self.pooled {
+            return self.already_at(version).await;
+        }
         let mut migrator = migrations(self.backend);
         migrator.migrations = migrator
             .migrations
@@ -742,13 +815,63 @@ impl SqlStore {
         migrator.run(&self.pool).await.map_err(unavailable)
     }
 
+    /// Runs one writing statement, committed when this returns. A pooled store commits a
+    /// statement run on its statement pool only once the connection is back in the pool
+    /// (`connect_with`), after the caller has moved on; so there a write takes a
+    /// transaction of its own.
+    async fn write<'q>(
+        &self,
+        query: sqlx::query::Query<'q, Any, sqlx::any::AnyArguments>,
+    ) -> Result<sqlx::any::AnyQueryResult, sqlx::Error> {
+        if !self.pooled {
+            return query.execute(&self.pool).await;
+        }
+        let mut tx = self.tx_pool.begin().await?;
+        let done = query.execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// On a store that goes through a transaction pooler, where sqlx's migrator cannot
+    /// run (it holds a session advisory lock across statements and transactions):
+    /// nothing to do when the schema is at `want` already (replicas and commands
+    /// starting on a migrated database), else refused with what to set.
+    async fn already_at(&self, want: i64) -> StoreResult<()> {
+        let have =
+            sqlx::raw_sql("SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success")
+                .fetch_one(&self.pool)
+                .await;
+        let have = match have {
+            Ok(row) => row.try_get::<i64, _>(0).map_err(db_error)?,
+            Err(sqlx::Error::Database(_)) => 0,
+            Err(e) => return Err(db_error(e)),
+        };
+        if have >= want {
+            return Ok(());
+        }
+        Err(StoreError::Unavailable(format!(
+            "the schema is at version {have}, and migrations need a direct database \
+             connection: this URL turns the statement cache off (statement-cache-capacity=0: \
+             a transaction pooler); set the migration database URL \
+             (--migration-database-url) to the database itself"
+        )))
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
+        self.tx_pool.close().await;
     }
 
     /// Pool use, for metrics: (connections open, idle).
     pub fn pool_use(&self) -> (u32, usize) {
-        (self.pool.size(), self.pool.num_idle())
+        if self.pooled {
+            (
+                self.pool.size() + self.tx_pool.size(),
+                self.pool.num_idle() + self.tx_pool.num_idle(),
+            )
+        } else {
+            (self.pool.size(), self.pool.num_idle())
+        }
     }
 
     fn q(&self, text: &'static str) -> &'static str {
@@ -933,7 +1056,8 @@ impl super::Store for SqlStore {
     }
 
     async fn purge_inbox(&self, before: DateTime<Utc>, limit: u32) -> StoreResult<u64> {
-        inbox::purge_inbox(&self.pool, self.backend, before, limit).await
+        // A write: a transaction of its own on a pooled store (see `write`).
+        inbox::purge_inbox(&self.tx_pool, self.pooled, self.backend, before, limit).await
     }
 
     async fn inbox_backlog(&self) -> StoreResult<(i64, Option<DateTime<Utc>>)> {
@@ -952,7 +1076,7 @@ impl super::Store for SqlStore {
         // the wire (a client gone, a deadline) must not leave the connection with a
         // BEGIN or a compensating ROLLBACK the server never matched. If the caller is
         // gone by then, the task's transaction is dropped and rolls back cleanly.
-        let (pool, backend) = (self.pool.clone(), self.backend);
+        let (pool, backend) = (self.tx_pool.clone(), self.backend);
         let tx = tokio::spawn(async move {
             match backend {
                 Backend::Postgres => pool.begin().await,
@@ -982,6 +1106,23 @@ impl super::Store for SqlStore {
 
     async fn readiness(&self) -> Result<(), super::NotReady> {
         SqlStore::readiness(self).await
+    }
+
+    async fn replica_lag(&self) -> StoreResult<Option<f64>> {
+        if self.backend != Backend::Postgres {
+            return Ok(None);
+        }
+        // One simple-protocol round trip (also safe through a transaction pooler). On a
+        // primary both LSN functions are NULL: no lag to read, `None`.
+        let row = sqlx::raw_sql(
+            "SELECT CAST(CASE WHEN pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn() THEN 0 \
+             ELSE EXTRACT(EPOCH FROM now() - pg_last_xact_replay_timestamp()) END \
+             AS DOUBLE PRECISION)",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .map_err(db_error)?;
+        row.try_get::<Option<f64>, _>(0).map_err(db_error)
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -1427,32 +1568,34 @@ impl super::Store for SqlStore {
     }
 
     async fn start_job(&self, j: &RecomputeJob) -> StoreResult<()> {
-        sqlx::query(self.q(
-            "INSERT INTO recompute_jobs (kind, id, version, tickets_total, tickets_done, start_us, finish_us) \
-             VALUES (?, ?, ?, ?, 0, ?, NULL) ON CONFLICT (kind, id, version) DO UPDATE SET \
-             tickets_total = excluded.tickets_total, tickets_done = 0, start_us = excluded.start_us, finish_us = NULL",
-        ))
-        .bind(j.kind.as_str())
-        .bind(j.id.as_str())
-        .bind(i64::from(j.version))
-        .bind(j.tickets_total as i64)
-        .bind(us(j.started_at))
-        .execute(&self.pool)
+        self.write(
+            sqlx::query(self.q(
+                "INSERT INTO recompute_jobs (kind, id, version, tickets_total, tickets_done, start_us, finish_us) \
+                 VALUES (?, ?, ?, ?, 0, ?, NULL) ON CONFLICT (kind, id, version) DO UPDATE SET \
+                 tickets_total = excluded.tickets_total, tickets_done = 0, start_us = excluded.start_us, finish_us = NULL",
+            ))
+            .bind(j.kind.as_str())
+            .bind(j.id.as_str())
+            .bind(i64::from(j.version))
+            .bind(j.tickets_total as i64)
+            .bind(us(j.started_at)),
+        )
         .await
         .map_err(db_error)?;
         Ok(())
     }
 
     async fn update_job(&self, j: &RecomputeJob) -> StoreResult<()> {
-        sqlx::query(self.q(
-            "UPDATE recompute_jobs SET tickets_done = ?, finish_us = ? WHERE kind = ? AND id = ? AND version = ?",
-        ))
-        .bind(j.tickets_done as i64)
-        .bind(j.finished_at.map(us))
-        .bind(j.kind.as_str())
-        .bind(j.id.as_str())
-        .bind(i64::from(j.version))
-        .execute(&self.pool)
+        self.write(
+            sqlx::query(self.q(
+                "UPDATE recompute_jobs SET tickets_done = ?, finish_us = ? WHERE kind = ? AND id = ? AND version = ?",
+            ))
+            .bind(j.tickets_done as i64)
+            .bind(j.finished_at.map(us))
+            .bind(j.kind.as_str())
+            .bind(j.id.as_str())
+            .bind(i64::from(j.version)),
+        )
         .await
         .map_err(db_error)?;
         Ok(())
@@ -1588,18 +1731,19 @@ impl super::Store for SqlStore {
                 .collect::<Vec<_>>()
                 .join(",")
         });
-        sqlx::query(self.q(
-            "INSERT INTO api_clients (id, name, token_hash, scopes, organizations, create_us, revoke_us) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        ))
-        .bind(c.id.as_str())
-        .bind(c.name.as_str())
-        .bind(c.token_hash.as_str())
-        .bind(c.scopes.join(","))
-        .bind(organizations)
-        .bind(us(c.created_at))
-        .bind(c.revoked_at.map(us))
-        .execute(&self.pool)
+        self.write(
+            sqlx::query(self.q(
+                "INSERT INTO api_clients (id, name, token_hash, scopes, organizations, create_us, revoke_us) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?)",
+            ))
+            .bind(c.id.as_str())
+            .bind(c.name.as_str())
+            .bind(c.token_hash.as_str())
+            .bind(c.scopes.join(","))
+            .bind(organizations)
+            .bind(us(c.created_at))
+            .bind(c.revoked_at.map(us)),
+        )
         .await
         .map_err(unique_as(|| format!("API client {}", c.name)))?;
         Ok(())
@@ -1634,12 +1778,13 @@ impl super::Store for SqlStore {
         name: &str,
         at: DateTime<Utc>,
     ) -> StoreResult<super::ApiClientRecord> {
-        sqlx::query(
-            self.q("UPDATE api_clients SET revoke_us = COALESCE(revoke_us, ?) WHERE name = ?"),
+        self.write(
+            sqlx::query(
+                self.q("UPDATE api_clients SET revoke_us = COALESCE(revoke_us, ?) WHERE name = ?"),
+            )
+            .bind(us(at))
+            .bind(name),
         )
-        .bind(us(at))
-        .bind(name)
-        .execute(&self.pool)
         .await
         .map_err(db_error)?;
         let text = format!("SELECT {API_CLIENT_COLUMNS} FROM api_clients WHERE name = ?");

@@ -78,7 +78,9 @@ const PENDING: [(&str, &str); 6] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_table_follows_the_distribution_plan() {
     let fresh = fresh_database(Db::Postgres).await;
-    let store = SqlStore::connect(&fresh.url, 1).await.expect("connects");
+    let store = SqlStore::connect(&fresh.direct_url, 1)
+        .await
+        .expect("connects");
     store.migrate().await.expect("migrates");
     let tables = store
         .strings_raw(

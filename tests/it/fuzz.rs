@@ -369,6 +369,7 @@ async fn hostile_requests_get_client_errors_and_change_nothing(db: Db) {
                 "priority-matrix",
             ])
             .env("SERVICELEVEL_DATABASE_URL", &fresh.url)
+            .env("SERVICELEVEL_MIGRATION_DATABASE_URL", &fresh.direct_url)
             .env("RUST_LOG", "error")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -28,6 +28,37 @@ pub fn postgres_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_string())
 }
 
+/// A transaction-pooling PgBouncer in front of `postgres_url()`'s server, when
+/// `SERVICELEVEL_TEST_POSTGRES_POOLER_URL` is set (scripts/pgbouncer-check.sh): each
+/// Postgres test then gets a database of its own (PgBouncer does not pass the search
+/// path option), its server and pool go through PgBouncer with the statement cache off,
+/// and its migrations through the direct URL.
+pub fn pooler_url() -> Option<String> {
+    std::env::var("SERVICELEVEL_TEST_POSTGRES_POOLER_URL")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// `url` with its database (the path) replaced by `database` and its query by `query`.
+fn with_database(url: &str, database: &str, query: &str) -> String {
+    let base = url.split_once('?').map_or(url, |(b, _)| b);
+    let authority_end = base
+        .find("://")
+        .map(|i| i + 3)
+        .and_then(|start| base[start..].find('/').map(|j| start + j))
+        .unwrap_or(base.len());
+    format!("{}/{database}?{query}", &base[..authority_end])
+}
+
+/// Applies the migrations on a fresh database through its direct URL.
+pub async fn migrate_direct(direct_url: &str) {
+    let store = SqlStore::connect(direct_url, 1)
+        .await
+        .expect("the fresh database opens directly");
+    store.migrate().await.expect("migrations apply");
+    store.close().await;
+}
+
 pub struct TestServer {
     pub addr: std::net::SocketAddr,
     pub clock: Arc<ManualClock>,
@@ -68,20 +99,27 @@ pub fn utc(y: i32, m: u32, d: u32, h: u32, mi: u32) -> DateTime<Utc> {
 /// schema (the URL sets its search path).
 pub struct FreshDatabase {
     pub url: String,
+    /// The same database without a pooler between: `url` unless through PgBouncer.
+    pub direct_url: String,
     /// The Postgres admin URL and schema, to drop it.
     pub cleanup: Option<(String, String)>,
     pub dir: Option<TempDir>,
 }
 
 impl FreshDatabase {
-    /// Drops the Postgres schema (the SQLite directory goes when dropped).
+    /// Drops the Postgres schema, or database through PgBouncer (the SQLite directory
+    /// goes when dropped).
     pub async fn remove(self) {
         if let Some((admin, schema)) = self.cleanup
             && let Ok(store) = SqlStore::connect(&admin, 1).await
         {
-            let _ = store
-                .execute_raw(&format!("DROP SCHEMA \"{schema}\" CASCADE"))
-                .await;
+            let sql = if pooler_url().is_some() {
+                // FORCE: PgBouncer keeps server connections to it open.
+                format!("DROP DATABASE IF EXISTS \"{schema}\" WITH (FORCE)")
+            } else {
+                format!("DROP SCHEMA \"{schema}\" CASCADE")
+            };
+            let _ = store.execute_raw(&sql).await;
             store.close().await;
         }
     }
@@ -96,6 +134,7 @@ pub async fn fresh_database(db: Db) -> FreshDatabase {
             // No `?mode=rwc`: a SQLite URL creates its file by itself.
             let url = format!("sqlite://{}", dir.join("test.db").display());
             FreshDatabase {
+                direct_url: url.clone(),
                 url,
                 cleanup: None,
                 dir: Some(TempDir(dir)),
@@ -110,6 +149,27 @@ pub async fn fresh_database(db: Db) -> FreshDatabase {
                      SERVICELEVEL_TEST_POSTGRES_URL points elsewhere"
                 )
             });
+            if let Some(pooler) = pooler_url() {
+                store
+                    .execute_raw(&format!("CREATE DATABASE \"{schema}\""))
+                    .await
+                    .expect("database created");
+                store.close().await;
+                // The name also names the connections (PgBouncer passes application_name).
+                let url = with_database(
+                    &pooler,
+                    &schema,
+                    &format!("statement-cache-capacity=0&application_name={schema}"),
+                );
+                let direct_url =
+                    with_database(&admin, &schema, &format!("application_name={schema}"));
+                return FreshDatabase {
+                    url,
+                    direct_url,
+                    cleanup: Some((admin, schema)),
+                    dir: None,
+                };
+            }
             store
                 .execute_raw(&format!("CREATE SCHEMA \"{schema}\""))
                 .await
@@ -122,6 +182,7 @@ pub async fn fresh_database(db: Db) -> FreshDatabase {
                 "{admin}{sep}options=-c%20search_path%3D{schema}&application_name={schema}"
             );
             FreshDatabase {
+                direct_url: url.clone(),
                 url,
                 cleanup: Some((admin, schema)),
                 dir: None,
@@ -151,8 +212,13 @@ impl TestServer {
         let store = SqlStore::connect(&fresh.url, 8)
             .await
             .expect("the fresh database opens");
-        let (url, cleanup, dir) = (fresh.url, fresh.cleanup, fresh.dir);
-        store.migrate().await.expect("migrations apply");
+        let (url, direct_url, cleanup, dir) =
+            (fresh.url, fresh.direct_url, fresh.cleanup, fresh.dir);
+        if store.pooled() {
+            migrate_direct(&direct_url).await;
+        } else {
+            store.migrate().await.expect("migrations apply");
+        }
         let clock = Arc::new(ManualClock::new(now));
         let security = servicelevel::auth::Security::off();
         let (addr, stop, server) = spawn_server(
@@ -179,6 +245,60 @@ impl TestServer {
             server: Some(server),
             cleanup,
             _dir: dir,
+        }
+    }
+
+    /// A server on the database at `url` (migrated here), reading lists and the due
+    /// queries from `replica` within its lag bound; its metrics are in `options.metrics`.
+    pub async fn start_with_replica(
+        url: &str,
+        replica: servicelevel::server::ReadReplica<SqlStore>,
+        now: DateTime<Utc>,
+    ) -> TestServer {
+        let store = SqlStore::connect(url, 8).await.expect("the primary opens");
+        store.migrate().await.expect("migrations apply");
+        let clock = Arc::new(ManualClock::new(now));
+        let mut options = test_options();
+        options.metrics = Some(Arc::new(servicelevel::metrics::Metrics::default()));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("free port");
+        let addr = listener.local_addr().expect("bound");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let server_clock: Arc<dyn servicelevel::time::Clock> = clock.clone();
+        let (server_store, server_options) = (store.clone(), options.clone());
+        let server = tokio::spawn(async move {
+            servicelevel::server::serve_with_replica(
+                server_store,
+                Some(replica),
+                server_clock,
+                listener,
+                async {
+                    let _ = stopped.await;
+                },
+                server_options,
+                servicelevel::auth::Security::off(),
+            )
+            .await
+            .expect("server runs");
+        });
+        let channel = connect(addr).await;
+        TestServer {
+            addr,
+            clock,
+            store,
+            url: url.to_string(),
+            calendars: CalendarServiceClient::new(channel.clone()),
+            organizations: OrganizationServiceClient::new(channel.clone()),
+            policies: PolicyServiceClient::new(channel.clone()),
+            tickets: TicketServiceClient::new(channel.clone()),
+            deadlines: DeadlineServiceClient::new(channel),
+            options,
+            security: servicelevel::auth::Security::off(),
+            stop: Some(stop),
+            server: Some(server),
+            cleanup: None,
+            _dir: None,
         }
     }
 
@@ -254,6 +374,7 @@ impl TestServer {
         self.store.close().await;
         FreshDatabase {
             url: String::new(),
+            direct_url: String::new(),
             cleanup: self.cleanup.take(),
             dir: None,
         }

@@ -21,6 +21,8 @@ mod layers;
 mod limits;
 mod pack_scenarios;
 mod packs;
+mod pooler;
+mod read_replica;
 mod replicas;
 mod reports;
 mod runner;

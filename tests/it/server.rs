@@ -257,6 +257,7 @@ async fn sigterm_drains_a_real_process(db: Db) {
                 "20",
             ])
             .env("SERVICELEVEL_DATABASE_URL", &fresh.url)
+            .env("SERVICELEVEL_MIGRATION_DATABASE_URL", &fresh.direct_url)
             .env("RUST_LOG", "warn")
             .stdout(std::process::Stdio::null())
             .spawn()

@@ -235,7 +235,7 @@ crate::on_both_stores!(
 async fn event_keys_stored_per_client_move_under_their_ticket(db: Db) {
     use servicelevel::store::{Claim, IdempotencyKey};
     let fresh = fresh_database(db).await;
-    let store = servicelevel::store::SqlStore::connect(&fresh.url, 2)
+    let store = servicelevel::store::SqlStore::connect(&fresh.direct_url, 2)
         .await
         .expect("opens");
     store.migrate_until(2).await.expect("the second schema");
@@ -282,7 +282,7 @@ async fn event_keys_stored_per_client_move_under_their_ticket(db: Db) {
 /// changes nothing.
 async fn an_older_database_upgrades_in_place(db: Db) {
     let fresh = fresh_database(db).await;
-    let store = servicelevel::store::SqlStore::connect(&fresh.url, 2)
+    let store = servicelevel::store::SqlStore::connect(&fresh.direct_url, 2)
         .await
         .expect("opens");
     store.migrate_until(1).await.expect("the first schema");
@@ -311,7 +311,7 @@ async fn an_older_database_upgrades_in_place(db: Db) {
 /// still cannot have two.
 async fn tickets_become_unique_per_organisation_on_upgrade(db: Db) {
     let fresh = fresh_database(db).await;
-    let store = servicelevel::store::SqlStore::connect(&fresh.url, 2)
+    let store = servicelevel::store::SqlStore::connect(&fresh.direct_url, 2)
         .await
         .expect("opens");
     store.migrate_until(3).await.expect("the third schema");

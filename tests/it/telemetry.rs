@@ -720,6 +720,7 @@ async fn a_process_exports_over_both_protocols(db: Db) {
             Command::new(env!("CARGO_BIN_EXE_servicelevel"))
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .env("SERVICELEVEL_DATABASE_URL", &fresh.url)
+                .env("SERVICELEVEL_MIGRATION_DATABASE_URL", &fresh.direct_url)
                 .env("RUST_LOG", "warn")
                 .env(
                     "OTEL_EXPORTER_OTLP_ENDPOINT",

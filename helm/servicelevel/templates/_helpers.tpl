@@ -145,6 +145,22 @@ The env entry for the database URL: the server's by default, the migration Job's
     secretKeyRef:
       name: {{ ternary (include "servicelevel.migrationDatabaseSecretName" $root) (include "servicelevel.databaseSecretName" $root) (eq (toString .migration) "true") }}
       key: {{ $root.Values.database.secretKey }}
+{{- if ne (toString .migration) "true" }}
+- name: SERVICELEVEL_READ_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "servicelevel.databaseSecretName" $root }}
+      key: {{ $root.Values.database.readSecretKey }}
+      optional: true
+{{- end }}
+{{- if eq (toString .migration) "true" }}
+- name: SERVICELEVEL_MIGRATION_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "servicelevel.migrationDatabaseSecretName" $root }}
+      key: {{ $root.Values.database.migrationSecretKey }}
+      optional: true
+{{- end }}
 {{- end }}
 
 {{/*
@@ -153,6 +169,12 @@ Checks on value combinations that the schema cannot express; called from the Dep
 {{- define "servicelevel.validate" -}}
 {{- if and .Values.database.url .Values.database.existingSecret }}
 {{- fail "database: set either url or existingSecret, not both" }}
+{{- end }}
+{{- if and .Values.database.readUrl (not .Values.database.url) }}
+{{- fail "database: readUrl goes beside url in the chart's Secret; with existingSecret, put the replica's URL in that Secret under readSecretKey" }}
+{{- end }}
+{{- if and .Values.database.migrationUrl (not .Values.database.url) }}
+{{- fail "database: migrationUrl goes beside url in the chart's Secrets; with existingSecret, put the direct URL in that Secret under migrationSecretKey" }}
 {{- end }}
 {{- if and .Values.auth.bootstrapAdminTokenHash .Values.auth.existingSecret }}
 {{- fail "auth: set either bootstrapAdminTokenHash or existingSecret, not both" }}

@@ -132,8 +132,11 @@ pub(super) async fn delivery(
     inbox_row(&row)
 }
 
+/// `pool` is the transaction pool: with `pooled` (a transaction pooler) the delete runs
+/// in a transaction of its own, so it has committed when this returns.
 pub(super) async fn purge_inbox(
     pool: &AnyPool,
+    pooled: bool,
     backend: Backend,
     before: DateTime<Utc>,
     limit: u32,
@@ -141,13 +144,20 @@ pub(super) async fn purge_inbox(
     let text = "DELETE FROM inbox WHERE (organization, connection, delivery_id) IN \
          (SELECT organization, connection, delivery_id FROM inbox \
           WHERE done_us IS NOT NULL AND done_us < ? AND state <> 'pending' LIMIT ?)";
-    sqlx::query(q(backend, text))
+    let query = sqlx::query(q(backend, text))
         .bind(us(before))
-        .bind(i64::from(limit))
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected())
-        .map_err(db_error)
+        .bind(i64::from(limit));
+    if !pooled {
+        return query
+            .execute(pool)
+            .await
+            .map(|r| r.rows_affected())
+            .map_err(db_error);
+    }
+    let mut tx = pool.begin().await.map_err(db_error)?;
+    let done = query.execute(&mut *tx).await.map_err(db_error)?;
+    tx.commit().await.map_err(db_error)?;
+    Ok(done.rows_affected())
 }
 
 pub(super) async fn inbox_backlog(
