@@ -635,13 +635,13 @@ impl Metrics {
         );
         let hours_write_group = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
         registry.register(
-            "servicelevel_hours_write_group_size",
+            "servicelevel_ledger_write_group_size",
             "Ledger writes to one hour account decided together in one transaction (group commit)",
             hours_write_group.clone(),
         );
         let hours_writes_waiting = Gauge::default();
         registry.register(
-            "servicelevel_hours_writes_waiting",
+            "servicelevel_ledger_writes_waiting",
             "Ledger writes queued on their hour account or being decided, now",
             hours_writes_waiting.clone(),
         );
