@@ -478,14 +478,23 @@ async fn dead_letters_disable_and_replay(db: Db) {
         receiver.accepted().iter().any(|g| g.id == id)
     })
     .await;
-    let d = w
-        .get_webhook_delivery(Request::new(pb::GetWebhookDeliveryRequest {
-            name: dead.name.clone(),
-        }))
-        .await
-        .expect("the delivery")
-        .into_inner();
-    assert_eq!(d.state, pb::WebhookDeliveryState::Delivered as i32);
+    // The receiver has it before the worker records the 2xx: give the worker a moment.
+    let mut state = 0;
+    for _ in 0..250 {
+        state = w
+            .get_webhook_delivery(Request::new(pb::GetWebhookDeliveryRequest {
+                name: dead.name.clone(),
+            }))
+            .await
+            .expect("the delivery")
+            .into_inner()
+            .state;
+        if state == pb::WebhookDeliveryState::Delivered as i32 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(state, pb::WebhookDeliveryState::Delivered as i32);
     s.stop().await;
 }
 
