@@ -19,18 +19,7 @@ echo "== servicelevel RecordEvent, $clients clients, ${seconds}s (server in-proc
 target/release/loadgen --serve-db "$url" --scenario record-event --clients "$clients" --duration "$seconds" \
   --tickets-per-client 50 | tail -1
 # pgbench works on copies of the tickets the run created, with their events and clocks.
-psql "$base" -q <<SQL
-SET search_path = $schema;
-CREATE TEMP TABLE m AS SELECT id, 'pgb-' || row_number() OVER (ORDER BY id) AS nid FROM tickets;
-INSERT INTO tickets SELECT m.nid, organization, source_system, 'pgb-' || external_id, request_type, initial_priority,
-  received_us, requested_by, initial_estimate_minutes, initial_scheduled_us, policy, policy_version, plan, status, cycle,
-  priority, next_change_us, create_us, update_us FROM tickets t JOIN m ON m.id = t.id;
-INSERT INTO ticket_events SELECT m.nid, seq, occurred_us, body, client, contact, request_id, record_us
-  FROM ticket_events e JOIN m ON m.id = e.ticket_id;
-INSERT INTO clocks SELECT m.nid, metric, instance, organization, priority, kind, state, active, started_us, deadline_us,
-  warning_us FROM clocks c JOIN m ON m.id = c.ticket_id;
-ANALYZE;
-SQL
+psql "$base" -q -v schema="$schema" -f scripts/pgbench/copy_tickets.sql
 tickets=$(psql "$base" -qAtc "SELECT count(*) FROM $schema.tickets WHERE id LIKE 'pgb-%'")
 echo "== pgbench, the same statements, $clients clients, ${seconds}s"
 PGOPTIONS="-c search_path=$schema" pgbench -n -M prepared -c "$clients" -j 2 -T "$seconds" \

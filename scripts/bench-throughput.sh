@@ -69,18 +69,7 @@ for round in $(seq 1 "$rounds"); do
   s="$(fresh_schema event)"
   servicelevel record-event "$round" "$s" record-event --tickets-per-client 50
   # pgbench works on copies of the tickets the run created, with their events and clocks.
-  psql "$base" -q >/dev/null <<SQL
-SET search_path = $s;
-CREATE TEMP TABLE m AS SELECT id, 'pgb-' || row_number() OVER (ORDER BY id) AS nid FROM tickets;
-INSERT INTO tickets SELECT m.nid, organization, source_system, 'pgb-' || external_id, request_type, initial_priority,
-  received_us, requested_by, initial_estimate_minutes, initial_scheduled_us, policy, policy_version, plan, status, cycle,
-  priority, next_change_us, create_us, update_us FROM tickets t JOIN m ON m.id = t.id;
-INSERT INTO ticket_events SELECT m.nid, seq, occurred_us, body, client, contact, request_id, record_us
-  FROM ticket_events e JOIN m ON m.id = e.ticket_id;
-INSERT INTO clocks SELECT m.nid, metric, instance, organization, priority, kind, state, active, started_us, deadline_us,
-  warning_us FROM clocks c JOIN m ON m.id = c.ticket_id;
-ANALYZE;
-SQL
+  psql "$base" -q -v schema="$s" -f scripts/pgbench/copy_tickets.sql >/dev/null
   tickets="$(psql "$base" -qAtc "SELECT count(*) FROM $s.tickets WHERE id LIKE 'pgb-%'")"
   pgb record-event "$round" "$s" record_event.sql -D tickets="$tickets"
 

@@ -44,18 +44,6 @@ impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Notices {
     }
 }
 
-/// A small deterministic generator (xorshift), so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 const CALLS: usize = 2000;
 const AT_ONCE: usize = 16;
 

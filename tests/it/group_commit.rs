@@ -16,21 +16,6 @@ use crate::hours::{bucket, contract, hours, org, plan};
 
 const LON: chrono_tz::Tz = chrono_tz::Europe::London;
 
-/// A small deterministic generator (xorshift), so a failing run can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// One ledger write of the model run.
 #[derive(Debug, Clone)]
 enum Op {
