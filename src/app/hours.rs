@@ -111,6 +111,18 @@ impl<S: Store> App<S> {
         org: &ResourceId,
     ) -> AppResult<(i64, Arc<HoursContext>)> {
         let epoch = reader.catalog_epoch().await?;
+        let ctx = self.hours_context_at(reader, org, epoch).await?;
+        Ok((epoch, ctx))
+    }
+
+    /// The organisation's hours context as of catalogue `epoch`, read in the same
+    /// transaction (a group of ledger writes reads the epoch once for all its accounts).
+    pub(super) async fn hours_context_at(
+        &self,
+        reader: &mut Reader<'_, S>,
+        org: &ResourceId,
+        epoch: i64,
+    ) -> AppResult<Arc<HoursContext>> {
         if let Some((at, ctx)) = self
             .hours
             .contexts
@@ -119,7 +131,7 @@ impl<S: Store> App<S> {
             .get(org)
             && *at == epoch
         {
-            return Ok((epoch, Arc::clone(ctx)));
+            return Ok(Arc::clone(ctx));
         }
         let org_v = reader
             .resource_opt(ResourceKind::Organization, org)
@@ -147,7 +159,7 @@ impl<S: Store> App<S> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         cache.insert(org.clone(), (epoch, Arc::clone(&ctx)));
-        Ok((epoch, ctx))
+        Ok(ctx)
     }
 
     pub(super) fn cached_ledger(

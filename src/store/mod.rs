@@ -390,6 +390,35 @@ pub enum Claim {
     },
 }
 
+/// What [`StoreTx::open_group`] found.
+#[derive(Debug, Clone, Default)]
+pub struct GroupStart {
+    /// The keys claimed now (first seen).
+    pub claimed: Vec<IdempotencyKey>,
+    /// Keys answered before, each with its request's fingerprint and its answer.
+    pub answered: Vec<(IdempotencyKey, Claim)>,
+    /// The accounts' next entry numbers, in the order asked.
+    pub next_seqs: Vec<u64>,
+    /// The catalogue epoch.
+    pub epoch: i64,
+}
+
+/// New entries of one hour account, for [`StoreTx::append_entries_many`].
+#[derive(Debug, Clone, Copy)]
+pub struct AccountEntries<'a> {
+    pub organization: &'a ResourceId,
+    pub bucket: &'a str,
+    /// Numbered from the account's next number on, consecutively.
+    pub entries: &'a [Entry],
+}
+
+impl AccountEntries<'_> {
+    /// The account's next number once these are appended.
+    pub fn next_seq(&self) -> u64 {
+        self.entries.last().map_or(0, |e| e.seq + 1)
+    }
+}
+
 /// An idempotency key: the calling client, the method, the client's request id.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct IdempotencyKey {
@@ -1095,13 +1124,49 @@ pub trait StoreTx: Send {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// Opens a group of ledger writes: claims the new keys, reads the answers of the keys
+    /// answered before, locks the accounts (creating the new ones) and reads the catalogue
+    /// epoch; what `claim_many`, `answers_of`, `lock_accounts` and `catalog_epoch` do, in
+    /// one round trip where the backend can.
+    fn open_group(
+        &mut self,
+        claims: &[(IdempotencyKey, String)],
+        accounts: &[(ResourceId, String)],
+    ) -> impl Future<Output = StoreResult<GroupStart>> + Send;
+
+    /// Closes a group of ledger writes: appends the entries, gives back the claims of
+    /// refused writes and keeps the answers; what `append_entries_many`,
+    /// `release_claims` and `complete_many` do, in one round trip where the backend can.
+    fn close_group(
+        &mut self,
+        entries: &[AccountEntries<'_>],
+        refused: &[IdempotencyKey],
+        answers: &[(IdempotencyKey, String, Vec<u8>)],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
+    /// Locks hour accounts for the rest of the transaction (creating the new ones), in key
+    /// order whatever the order asked, and returns their next entry numbers in the order
+    /// asked.
+    fn lock_accounts(
+        &mut self,
+        accounts: &[(ResourceId, String)],
+    ) -> impl Future<Output = StoreResult<Vec<u64>>> + Send;
+
     /// Locks an hour account for the rest of the transaction (creating it when new) and
     /// returns its next entry number.
     fn lock_account(
         &mut self,
         organization: &ResourceId,
         bucket: &str,
-    ) -> impl Future<Output = StoreResult<u64>> + Send;
+    ) -> impl Future<Output = StoreResult<u64>> + Send {
+        let accounts = [(organization.clone(), bucket.to_string())];
+        async move {
+            self.lock_accounts(&accounts)
+                .await?
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt("an account lock returned nothing".into()))
+        }
+    }
 
     fn account_entries(
         &mut self,
@@ -1110,13 +1175,29 @@ pub trait StoreTx: Send {
         from_seq: u64,
     ) -> impl Future<Output = StoreResult<Vec<Entry>>> + Send;
 
+    /// Appends entries to several accounts (each numbered from its account's next number
+    /// on) and advances their numbers, in one statement where the backend can.
+    fn append_entries_many(
+        &mut self,
+        accounts: &[AccountEntries<'_>],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Appends entries (numbered from the account's next number on) and advances it.
     fn append_entries(
         &mut self,
         organization: &ResourceId,
         bucket: &str,
         entries: &[Entry],
-    ) -> impl Future<Output = StoreResult<()>> + Send;
+    ) -> impl Future<Output = StoreResult<()>> + Send {
+        async move {
+            self.append_entries_many(&[AccountEntries {
+                organization,
+                bucket,
+                entries,
+            }])
+            .await
+        }
+    }
 
     /// Moves a ticket to another policy version.
     fn set_ticket_policy(

@@ -15,12 +15,14 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Executor as _, Row, SqlSafeStr as _, Tra
 mod inbox;
 mod webhooks;
 
+mod groups;
+
 use super::{
-    AlertFilter, AlertRow, AttemptOutcome, Claim, ClockCursor, ClockFilter, ClockQuery, ClockRef,
-    ClockRow, DeliveryKey, DeliveryState, DerivedState, IdempotencyKey, InboxRow, NewEvent,
-    RecomputeJob, ResourceKind, ResourceVersion, SecretRow, SettledPromise, StoreError,
-    StoreResult, StoredEvent, SubscriptionCursor, TicketCursor, TicketFilter, TicketRecord,
-    WebhookRow, WebhookState,
+    AccountEntries, AlertFilter, AlertRow, AttemptOutcome, Claim, ClockCursor, ClockFilter,
+    ClockQuery, ClockRef, ClockRow, DeliveryKey, DeliveryState, DerivedState, GroupStart,
+    IdempotencyKey, InboxRow, NewEvent, RecomputeJob, ResourceKind, ResourceVersion, SecretRow,
+    SettledPromise, StoreError, StoreResult, StoredEvent, SubscriptionCursor, TicketCursor,
+    TicketFilter, TicketRecord, WebhookRow, WebhookState,
 };
 use crate::domain::ledger::Entry;
 use crate::domain::names::{ExternalId, PlanName, PriorityLabel, RequestType, ResourceId};
@@ -2036,12 +2038,26 @@ impl super::StoreTx for SqlTx {
         if keys.is_empty() {
             return Ok(Vec::new());
         }
-        let mut text = String::from(
-            "SELECT client, method, request_id, fingerprint, response FROM idempotency \
-             WHERE response IS NOT NULL AND (client, method, request_id) IN (",
-        );
+        // Postgres plans a row `IN` list as an index scan on the client and method with
+        // the request ids as a filter (every record of the client read): a join it plans
+        // as one index probe per key. SQLite probes the index for either.
+        let mut text = String::from(match self.backend {
+            Backend::Postgres => {
+                "SELECT i.client, i.method, i.request_id, i.fingerprint, i.response FROM idempotency AS i JOIN (VALUES "
+            }
+            Backend::Sqlite => {
+                "SELECT client, method, request_id, fingerprint, response FROM idempotency \
+                 WHERE response IS NOT NULL AND (client, method, request_id) IN ("
+            }
+        });
         push_tuples(&mut text, keys.len(), 3, "");
-        text.push(')');
+        text.push_str(match self.backend {
+            Backend::Postgres => {
+                ") AS k (client, method, request_id) ON i.client = k.client AND i.method = k.method \
+                 AND i.request_id = k.request_id WHERE i.response IS NOT NULL"
+            }
+            Backend::Sqlite => ")",
+        });
         let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
         for key in keys {
             query = query
@@ -2070,6 +2086,9 @@ impl super::StoreTx for SqlTx {
     async fn release_claims(&mut self, keys: &[IdempotencyKey]) -> StoreResult<()> {
         if keys.is_empty() {
             return Ok(());
+        }
+        if self.backend == Backend::Postgres {
+            return self.close_group_pg(&[], keys, &[]).await;
         }
         let mut text = String::from(
             "DELETE FROM idempotency WHERE response IS NULL AND (client, method, request_id) IN (",
@@ -2522,38 +2541,76 @@ impl super::StoreTx for SqlTx {
         Ok(())
     }
 
-    #[tracing::instrument(level = "debug", name = "db.lock_account", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
-    async fn lock_account(&mut self, organization: &ResourceId, bucket: &str) -> StoreResult<u64> {
-        // The account usually exists: one round trip locks it and reads its number; a new
-        // account is inserted first (a concurrent insert of it is settled by the conflict).
-        let text = format!(
-            "SELECT next_seq FROM hour_accounts WHERE organization = ? AND bucket = ?{}",
-            self.for_update()
-        );
-        let text = placeholders(self.backend, &text);
+    #[tracing::instrument(level = "debug", name = "db.lock_accounts", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn lock_accounts(&mut self, accounts: &[(ResourceId, String)]) -> StoreResult<Vec<u64>> {
+        // In key order, in one statement: two transactions locking overlapping sets of
+        // accounts (two replicas' groups) take the locks in the same order and cannot
+        // deadlock. The accounts usually exist: one round trip locks them and reads their
+        // numbers; new ones are inserted first (a concurrent insert is settled by the
+        // conflict), in key order for the same reason.
+        let mut keys: Vec<(&str, &str)> = accounts
+            .iter()
+            .map(|(o, b)| (o.as_str(), b.as_str()))
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        let mut found: HashMap<(String, String), u64> = HashMap::with_capacity(keys.len());
         for _ in 0..2 {
-            let row = sqlx::query(AssertSqlSafe(text.clone()))
-                .bind(organization.as_str())
-                .bind(bucket)
-                .fetch_optional(&mut *self.tx)
-                .await
-                .map_err(db_error)?;
-            if let Some(row) = row {
-                let next: i64 = row.try_get("next_seq").map_err(db_error)?;
-                return parse("next_seq", u64::try_from(next));
+            let missing: Vec<(&str, &str)> = keys
+                .iter()
+                .filter(|(o, b)| !found.contains_key(&(o.to_string(), b.to_string())))
+                .copied()
+                .collect();
+            if missing.is_empty() {
+                break;
             }
-            sqlx::query(self.q(
-                "INSERT INTO hour_accounts (organization, bucket, next_seq) VALUES (?, ?, 1) ON CONFLICT DO NOTHING",
-            ))
-            .bind(organization.as_str())
-            .bind(bucket)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db_error)?;
+            let mut text = String::from(
+                "SELECT organization, bucket, next_seq FROM hour_accounts WHERE (organization, bucket) IN (",
+            );
+            push_tuples(&mut text, missing.len(), 2, "");
+            text.push_str(") ORDER BY organization, bucket");
+            text.push_str(self.for_update());
+            let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+            for (o, b) in &missing {
+                query = query.bind(*o).bind(*b);
+            }
+            let rows = query.fetch_all(&mut *self.tx).await.map_err(db_error)?;
+            for row in &rows {
+                let o: String = row.try_get("organization").map_err(db_error)?;
+                let b: String = row.try_get("bucket").map_err(db_error)?;
+                let next: i64 = row.try_get("next_seq").map_err(db_error)?;
+                found.insert((o, b), parse("next_seq", u64::try_from(next))?);
+            }
+            let new: Vec<&(&str, &str)> = missing
+                .iter()
+                .filter(|(o, b)| !found.contains_key(&(o.to_string(), b.to_string())))
+                .collect();
+            if new.is_empty() {
+                break;
+            }
+            let mut text =
+                String::from("INSERT INTO hour_accounts (organization, bucket, next_seq) VALUES ");
+            push_tuples(&mut text, new.len(), 2, ", 1");
+            text.push_str(" ON CONFLICT DO NOTHING");
+            let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+            for (o, b) in new {
+                query = query.bind(*o).bind(*b);
+            }
+            query.execute(&mut *self.tx).await.map_err(db_error)?;
         }
-        Err(StoreError::Corrupt(format!(
-            "hour account {organization}/{bucket} neither found nor created"
-        )))
+        accounts
+            .iter()
+            .map(|(o, b)| {
+                found
+                    .get(&(o.as_str().to_string(), b.clone()))
+                    .copied()
+                    .ok_or_else(|| {
+                        StoreError::Corrupt(format!(
+                            "hour account {o}/{b} neither found nor created"
+                        ))
+                    })
+            })
+            .collect()
     }
 
     #[tracing::instrument(level = "debug", name = "db.account_entries", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
@@ -2576,72 +2633,94 @@ impl super::StoreTx for SqlTx {
     }
 
     #[tracing::instrument(level = "debug", name = "db.append_entries", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
-    async fn append_entries(
-        &mut self,
-        organization: &ResourceId,
-        bucket: &str,
-        entries: &[Entry],
-    ) -> StoreResult<()> {
-        let Some(last) = entries.last() else {
+    async fn append_entries_many(&mut self, accounts: &[AccountEntries<'_>]) -> StoreResult<()> {
+        if self.backend == Backend::Postgres {
+            return self.close_group_pg(accounts, &[], &[]).await;
+        }
+        // SQLite runs in process: a statement per account costs nothing there.
+        let accounts: Vec<&AccountEntries<'_>> =
+            accounts.iter().filter(|a| !a.entries.is_empty()).collect();
+        let Some(first) = accounts.first() else {
             return Ok(());
         };
-        // Postgres: the entries and the account's next number in one statement (one round
-        // trip under the account's lock); SQLite runs in process, two statements cost
-        // nothing there.
-        let mut text = String::from(match self.backend {
-            Backend::Postgres => {
-                "WITH posted AS (INSERT INTO ledger_entries (organization, bucket, seq, kind, period, record_us, body) VALUES "
+        let rows: usize = accounts.iter().map(|a| a.entries.len()).sum();
+        let mut text = String::from(
+            "INSERT INTO ledger_entries (organization, bucket, seq, kind, period, record_us, body) VALUES ",
+        );
+        push_tuples(&mut text, rows, 7, "");
+        let mut query = sqlx::query(AssertSqlSafe(text));
+        for a in &accounts {
+            for e in a.entries {
+                let (kind, body) = groups::entry_columns(e)?;
+                query = query
+                    .bind(a.organization.as_str())
+                    .bind(a.bucket.to_string())
+                    .bind(e.seq as i64)
+                    .bind(kind)
+                    .bind(e.period.to_string())
+                    .bind(us(e.recorded_at))
+                    .bind(body);
             }
-            Backend::Sqlite => {
-                "INSERT INTO ledger_entries (organization, bucket, seq, kind, period, record_us, body) VALUES "
-            }
-        });
-        push_tuples(&mut text, entries.len(), 7, "");
-        let postgres = self.backend == Backend::Postgres;
-        if postgres {
-            text.push_str(
-                ") UPDATE hour_accounts SET next_seq = ? WHERE organization = ? AND bucket = ?",
-            );
-        }
-        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
-        for e in entries {
-            let body =
-                serde_json::to_string(e).map_err(|err| StoreError::Corrupt(err.to_string()))?;
-            let kind = serde_json::to_value(e.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-                .unwrap_or_default();
-            query = query
-                .bind(organization.as_str())
-                .bind(bucket.to_string())
-                .bind(e.seq as i64)
-                .bind(kind)
-                .bind(e.period.to_string())
-                .bind(us(e.recorded_at))
-                .bind(body);
-        }
-        if postgres {
-            query = query
-                .bind(last.seq as i64 + 1)
-                .bind(organization.as_str())
-                .bind(bucket.to_string());
         }
         query.execute(&mut *self.tx).await.map_err(unique_as(|| {
-            format!("entry {} of {organization}/{bucket}", last.seq)
+            format!("an entry of {}/{}", first.organization, first.bucket)
         }))?;
-        if postgres {
-            return Ok(());
+        for a in &accounts {
+            sqlx::query(
+                self.q(
+                    "UPDATE hour_accounts SET next_seq = ? WHERE organization = ? AND bucket = ?",
+                ),
+            )
+            .bind(a.next_seq() as i64)
+            .bind(a.organization.as_str())
+            .bind(a.bucket)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
         }
-        sqlx::query(
-            self.q("UPDATE hour_accounts SET next_seq = ? WHERE organization = ? AND bucket = ?"),
-        )
-        .bind(last.seq as i64 + 1)
-        .bind(organization.as_str())
-        .bind(bucket)
-        .execute(&mut *self.tx)
-        .await
-        .map_err(db_error)?;
         Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.open_group", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn open_group(
+        &mut self,
+        claims: &[(IdempotencyKey, String)],
+        accounts: &[(ResourceId, String)],
+    ) -> StoreResult<GroupStart> {
+        if self.backend == Backend::Postgres && !claims.is_empty() && !accounts.is_empty() {
+            return self.open_group_pg(claims, accounts).await;
+        }
+        let claimed = self.claim_many(claims).await?;
+        let earlier: Vec<IdempotencyKey> = claims
+            .iter()
+            .map(|(k, _)| k)
+            .filter(|k| !claimed.contains(k))
+            .cloned()
+            .collect();
+        let answered = self.answers_of(&earlier).await?;
+        let next_seqs = self.lock_accounts(accounts).await?;
+        let epoch = self.catalog_epoch().await?;
+        Ok(GroupStart {
+            claimed,
+            answered,
+            next_seqs,
+            epoch,
+        })
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.close_group", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn close_group(
+        &mut self,
+        entries: &[AccountEntries<'_>],
+        refused: &[IdempotencyKey],
+        answers: &[(IdempotencyKey, String, Vec<u8>)],
+    ) -> StoreResult<()> {
+        if self.backend == Backend::Postgres {
+            return self.close_group_pg(entries, refused, answers).await;
+        }
+        self.append_entries_many(entries).await?;
+        self.release_claims(refused).await?;
+        self.complete_many(answers).await
     }
 
     #[tracing::instrument(level = "debug", name = "db.set_ticket_policy", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]

@@ -161,6 +161,147 @@ async fn many_keys_are_claimed_and_answered_at_once(db: Db) {
     s.stop().await;
 }
 
+/// A group of ledger writes opens in one call (new keys claimed, earlier answers read,
+/// accounts locked and created, the catalogue epoch) and closes in one (entries on
+/// several accounts, refused claims given back, answers kept), as the single-purpose
+/// calls would have done.
+async fn a_group_of_ledger_writes_opens_and_closes_at_once(db: Db) {
+    use servicelevel::domain::ledger::Entry;
+    use servicelevel::domain::names::ResourceId;
+    use servicelevel::store::{AccountEntries, Claim, IdempotencyKey};
+    let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
+    let key = |id: &str| IdempotencyKey {
+        client: "billing".into(),
+        method: "RecordUsage",
+        request_id: id.into(),
+    };
+    let org = |n: &str| ResourceId::parse(n).expect("an id");
+    let entry = |seq: u64, minutes: i64| -> Entry {
+        serde_json::from_value(serde_json::json!({
+            "seq": seq, "kind": "consume", "period": "2026-03-01",
+            "recorded_at": "2026-03-09T12:00:00Z", "minutes": minutes,
+        }))
+        .expect("an entry")
+    };
+    let (acme, zeta) = (org("acme"), org("zeta"));
+    // Before: one answered request, and acme's account with two entries.
+    let mut tx = s.store.begin().await.expect("begins");
+    tx.claim(&key("old"), "{\"n\":1}").await.expect("claims");
+    tx.complete(&key("old"), b"old answer")
+        .await
+        .expect("completes");
+    assert_eq!(tx.lock_account(&acme, "support").await.expect("locks"), 1);
+    tx.append_entries(&acme, "support", &[entry(1, -10), entry(2, -20)])
+        .await
+        .expect("appends");
+    tx.commit().await.expect("commits");
+    let epoch = s.store.catalog_epoch().await.expect("reads");
+
+    let mut tx = s.store.begin().await.expect("begins");
+    let claims: Vec<(IdempotencyKey, String)> = ["a", "old", "b"]
+        .iter()
+        .map(|id| (key(id), format!("{{\"id\":\"{id}\"}}")))
+        .collect();
+    // Asked zeta (new) first: the numbers come back in the order asked.
+    let accounts = vec![
+        (zeta.clone(), "support".to_string()),
+        (acme.clone(), "support".to_string()),
+    ];
+    let start = tx.open_group(&claims, &accounts).await.expect("opens");
+    assert_eq!(start.claimed, vec![key("a"), key("b")]);
+    assert_eq!(
+        start.answered,
+        vec![(
+            key("old"),
+            Claim::Seen {
+                fingerprint: "{\"n\":1}".into(),
+                response: b"old answer".to_vec(),
+            }
+        )]
+    );
+    assert_eq!(start.next_seqs, vec![1, 3]);
+    assert_eq!(start.epoch, epoch);
+    let (zeta_new, acme_new) = ([entry(1, -5)], [entry(3, -7), entry(4, -8)]);
+    tx.close_group(
+        &[
+            AccountEntries {
+                organization: &zeta,
+                bucket: "support",
+                entries: &zeta_new,
+            },
+            AccountEntries {
+                organization: &acme,
+                bucket: "support",
+                entries: &acme_new,
+            },
+        ],
+        &[key("b")],
+        &[(key("a"), "{\"id\":\"a\"}".into(), b"answer a".to_vec())],
+    )
+    .await
+    .expect("closes");
+    tx.commit().await.expect("commits");
+
+    let mut tx = s.store.begin().await.expect("begins");
+    assert_eq!(tx.lock_account(&acme, "support").await.expect("locks"), 5);
+    assert_eq!(tx.lock_account(&zeta, "support").await.expect("locks"), 2);
+    let minutes = |entries: Vec<Entry>| -> Vec<(u64, i64)> {
+        entries.iter().map(|e| (e.seq, e.minutes)).collect()
+    };
+    assert_eq!(
+        minutes(
+            tx.account_entries(&acme, "support", 1)
+                .await
+                .expect("reads")
+        ),
+        vec![(1, -10), (2, -20), (3, -7), (4, -8)]
+    );
+    assert_eq!(
+        minutes(
+            tx.account_entries(&zeta, "support", 1)
+                .await
+                .expect("reads")
+        ),
+        vec![(1, -5)]
+    );
+    drop(tx);
+    assert_eq!(
+        s.store.answered(&key("a")).await.expect("reads"),
+        Some(Claim::Seen {
+            fingerprint: "{\"id\":\"a\"}".into(),
+            response: b"answer a".to_vec(),
+        })
+    );
+    assert_eq!(s.store.answered(&key("b")).await.expect("reads"), None);
+    // An entry numbered where one already is: the whole close is refused.
+    let mut tx = s.store.begin().await.expect("begins");
+    tx.open_group(&[(key("c"), "{}".into())], &accounts[1..])
+        .await
+        .expect("opens");
+    let again = [entry(4, -1)];
+    let refused = tx
+        .close_group(
+            &[AccountEntries {
+                organization: &acme,
+                bucket: "support",
+                entries: &again,
+            }],
+            &[],
+            &[(key("c"), "{}".into(), b"c".to_vec())],
+        )
+        .await;
+    assert!(
+        matches!(
+            refused,
+            Err(servicelevel::store::StoreError::AlreadyExists(_))
+        ),
+        "{refused:?}"
+    );
+    drop(tx);
+    assert_eq!(s.store.answered(&key("c")).await.expect("reads"), None);
+    s.stop().await;
+}
+
 /// Several tickets' events in one read are each ticket's events, in order, as a read of
 /// that ticket alone gives them; a ticket without events (or unknown) has no entry.
 async fn events_of_several_tickets_read_at_once(db: Db) {
@@ -220,6 +361,7 @@ async fn events_of_several_tickets_read_at_once(db: Db) {
 }
 
 crate::on_both_stores!(
+    a_group_of_ledger_writes_opens_and_closes_at_once,
     events_of_several_tickets_read_at_once,
     after_commit_hooks_run_only_on_commit,
     answered_shows_only_answered_requests,
