@@ -16,6 +16,7 @@
 //! at the previous close already, and the deadline is the next opening after the budget is
 //! used up, not that close. Without pauses that is exactly the nominal deadline.
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
@@ -239,6 +240,29 @@ struct Instance {
     /// The attributes in force when the clock's outcome became final (it ended, or a
     /// promise breached): changes after that never re-target it.
     frozen: Option<Attrs>,
+    /// What [`after_running`] counted over the closed pauses so far.
+    running: RefCell<RunningPrefix>,
+    /// The rule last resolved, with the attributes it was resolved with: it depends on
+    /// nothing else that changes during a fold, and a fold asks for it many times an
+    /// event.
+    resolved: RefCell<Option<(Attrs, Result<Resolved, NotStartedReason>)>>,
+}
+
+/// The running time a clock used before each of its closed pauses, kept across calls: a
+/// fold asks for every running clock's deadline and warnings after each event, and
+/// counting all the pauses again each time made a long ticket's fold quadratic in its
+/// events (a ticket's 40th event cost 40 times its first). Closed pauses never change,
+/// so what was counted stays true while the calendar and the start are the same.
+#[derive(Debug, Clone, Default)]
+struct RunningPrefix {
+    /// The calendar and start counted with; `None` before the first count.
+    basis: Option<(ClockCalendar, DateTime<Utc>)>,
+    /// Per counted pause: the cursor before it, the running time used before that cursor,
+    /// and the running time used once the pause began.
+    steps: Vec<(DateTime<Utc>, TimeDelta, TimeDelta)>,
+    /// The cursor after the counted pauses, and the running time used by then.
+    cursor: Option<DateTime<Utc>>,
+    used: TimeDelta,
 }
 
 impl Instance {
@@ -513,9 +537,7 @@ impl<'a> Fold<'a> {
         let share = r.budget * i32::from(percent) / 100;
         let at = match r.fixed {
             Some(_) => r.calendar.add(inst.start, share).ok(),
-            None => after_running(&r.calendar, inst.start, &inst.pauses, share)
-                .ok()
-                .flatten(),
+            None => after_running(&r.calendar, inst, share).ok().flatten(),
         }?;
         inst.reached_before_pause(at)
     }
@@ -749,6 +771,8 @@ impl<'a> Fold<'a> {
                     due_at: None,
                     warned: Vec::new(),
                     frozen: None,
+                    running: RefCell::default(),
+                    resolved: RefCell::default(),
                 });
             }
         }
@@ -769,8 +793,19 @@ impl<'a> Fold<'a> {
 
     /// Resolves a clock's rule for its start with the ticket's attributes (see `attrs_of`).
     fn resolve(&self, inst: &Instance) -> Result<Resolved, NotStartedReason> {
-        let def = self.def(inst);
         let attrs = self.attrs_of(inst);
+        if let Some((at, resolved)) = &*inst.resolved.borrow()
+            && at == attrs
+        {
+            return resolved.clone();
+        }
+        let resolved = self.resolve_afresh(inst, attrs);
+        *inst.resolved.borrow_mut() = Some((attrs.clone(), resolved.clone()));
+        resolved
+    }
+
+    fn resolve_afresh(&self, inst: &Instance, attrs: &Attrs) -> Result<Resolved, NotStartedReason> {
+        let def = self.def(inst);
         let (index, target) = self
             .target(def, attrs)
             .ok_or_else(|| NotStartedReason::NoTargetForPriority(attrs.priority.clone()))?;
@@ -911,9 +946,7 @@ impl<'a> Fold<'a> {
         let d = match r.fixed {
             Some(fixed) => fixed,
             None => {
-                let used_up = after_running(&r.calendar, inst.start, &inst.pauses, r.budget)
-                    .ok()
-                    .flatten()?;
+                let used_up = after_running(&r.calendar, inst, r.budget).ok().flatten()?;
                 r.anchor(used_up)?
             }
         };
@@ -1090,30 +1123,56 @@ impl<'a> Fold<'a> {
     }
 }
 
-/// The earliest instant at which `amount` of running open time has passed since `start`,
-/// with `pauses` not counting; `None` when an open-ended pause comes first.
+/// The earliest instant at which `amount` of running open time has passed since the
+/// clock's start, with its pauses not counting; `None` when an open-ended pause comes
+/// first. The closed pauses are counted once (see [`RunningPrefix`]), and only as far as
+/// `amount` needs: what a count of them all from the start would give, error included.
 fn after_running(
     cal: &ClockCalendar,
-    start: DateTime<Utc>,
-    pauses: &[(DateTime<Utc>, Option<DateTime<Utc>>)],
+    inst: &Instance,
     amount: TimeDelta,
 ) -> Result<Option<DateTime<Utc>>, TimeError> {
+    let start = inst.start;
     if amount <= TimeDelta::zero() {
         return Ok(Some(start));
     }
-    let mut cursor = start;
-    let mut left = amount;
-    for (from, to) in pauses {
-        let from = (*from).max(cursor);
-        let here = cal.elapsed(cursor, from)?;
+    let pauses = &inst.pauses;
+    let mut memo = inst.running.borrow_mut();
+    let same = matches!(&memo.basis, Some((c, s)) if c.same(cal) && *s == start);
+    if !same {
+        *memo = RunningPrefix {
+            basis: Some((cal.clone(), start)),
+            ..RunningPrefix::default()
+        };
+    }
+    let closed = match pauses.last() {
+        Some((_, None)) => pauses.len() - 1,
+        _ => pauses.len(),
+    };
+    while memo.steps.len() < closed && memo.used < amount {
+        let (from, to) = pauses[memo.steps.len()];
+        let cursor = memo.cursor.unwrap_or(start);
+        let here = cal.elapsed(cursor, from.max(cursor))?;
+        let used = memo.used;
+        memo.steps.push((cursor, used, used + here));
+        memo.used = used + here;
+        memo.cursor = Some(to.map_or(cursor, |to| cursor.max(to)));
+    }
+    // The first counted pause the amount is used up before.
+    let i = memo
+        .steps
+        .partition_point(|(_, _, through)| *through < amount);
+    if let Some((cursor, before, _)) = memo.steps.get(i) {
+        return cal.add(*cursor, amount - *before).map(Some);
+    }
+    let cursor = memo.cursor.unwrap_or(start);
+    let left = amount - memo.used;
+    if let Some((from, None)) = pauses.get(closed) {
+        let here = cal.elapsed(cursor, (*from).max(cursor))?;
         if here >= left {
             return cal.add(cursor, left).map(Some);
         }
-        left -= here;
-        match to {
-            None => return Ok(None),
-            Some(to) => cursor = cursor.max(*to),
-        }
+        return Ok(None);
     }
     cal.add(cursor, left).map(Some)
 }

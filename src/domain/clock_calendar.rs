@@ -128,6 +128,15 @@ pub enum ClockCalendar {
 }
 
 impl ClockCalendar {
+    /// The same calendar (the same versions, not merely equal ones).
+    pub fn same(&self, other: &ClockCalendar) -> bool {
+        match (self, other) {
+            (ClockCalendar::RealTime, ClockCalendar::RealTime) => true,
+            (ClockCalendar::Calendar(a), ClockCalendar::Calendar(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
+
     pub fn elapsed(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Result<TimeDelta, TimeError> {
         match self {
             ClockCalendar::RealTime => Ok((to - from).max(TimeDelta::zero())),

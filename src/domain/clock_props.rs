@@ -438,3 +438,90 @@ proptest! {
         }
     }
 }
+
+/// The count the memo must reproduce: every pause walked from the start.
+fn after_running_fresh(
+    cal: &ClockCalendar,
+    start: DateTime<Utc>,
+    pauses: &[(DateTime<Utc>, Option<DateTime<Utc>>)],
+    amount: TimeDelta,
+) -> Result<Option<DateTime<Utc>>, TimeError> {
+    if amount <= TimeDelta::zero() {
+        return Ok(Some(start));
+    }
+    let mut cursor = start;
+    let mut left = amount;
+    for (from, to) in pauses {
+        let from = (*from).max(cursor);
+        let here = cal.elapsed(cursor, from)?;
+        if here >= left {
+            return cal.add(cursor, left).map(Some);
+        }
+        left -= here;
+        match to {
+            None => return Ok(None),
+            Some(to) => cursor = cursor.max(*to),
+        }
+    }
+    cal.add(cursor, left).map(Some)
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    /// However its pauses grew (each one first open, then closed) and whatever amounts
+    /// were asked between, the memoised count of running time gives what a fresh count
+    /// over all the pauses gives, on a business calendar across DST and in real time.
+    #[test]
+    fn running_time_counted_once_is_counted_right(
+        start_min in 0i64..(60 * 24 * 400),
+        gaps in proptest::collection::vec((0i64..6000, 0i64..6000), 0..10),
+        amounts in proptest::collection::vec(-10i64..30000, 1..6),
+        business in any::<bool>(),
+    ) {
+        let w = world("concinnity");
+        let cal = if business {
+            ClockCalendar::Calendar(Arc::clone(w.cals.slots.values().next().expect("a slot")))
+        } else {
+            ClockCalendar::RealTime
+        };
+        let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid")
+            + TimeDelta::minutes(start_min);
+        let inst = Instance {
+            def: 0,
+            cycle: 0,
+            seq: 0,
+            start,
+            pauses: Vec::new(),
+            end: None,
+            due_at: None,
+            warned: Vec::new(),
+            frozen: None,
+            running: RefCell::default(),
+            resolved: RefCell::default(),
+        };
+        let mut inst = inst;
+        let mut t = start - TimeDelta::minutes(600);
+        let check = |inst: &Instance| -> Result<(), TestCaseError> {
+            for a in &amounts {
+                let amount = TimeDelta::minutes(*a);
+                prop_assert_eq!(
+                    after_running(&cal, inst, amount),
+                    after_running_fresh(&cal, inst.start, &inst.pauses, amount)
+                );
+            }
+            Ok(())
+        };
+        check(&inst)?;
+        for (gap, len) in gaps {
+            let from = t + TimeDelta::minutes(gap);
+            inst.pauses.push((from, None));
+            check(&inst)?;
+            t = from + TimeDelta::minutes(len);
+            if let Some(p) = inst.pauses.last_mut() {
+                p.1 = Some(t);
+            }
+            check(&inst)?;
+        }
+    }
+}
