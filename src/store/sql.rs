@@ -628,9 +628,21 @@ impl SqlStore {
                 "unsupported database URL {url:?}: expected postgres://... or sqlite://..."
             )));
         };
+        // sqlx pings every connection it lends (a round trip before each transaction's
+        // BEGIN): only one idle for a while is pinged here, as only that one may have
+        // been cut (a restarted server, a pooler's idle timeout) since it was last used.
         let options = AnyPoolOptions::new()
             .max_connections(max_connections.max(1))
-            .acquire_timeout(acquire_timeout);
+            .acquire_timeout(acquire_timeout)
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > Duration::from_secs(1) {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            });
         let pooled = backend == Backend::Postgres && statement_cache_off(url);
         let url = sqlite_create_if_missing(backend, url);
         let (pool, tx_pool) = if pooled {
