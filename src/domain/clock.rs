@@ -263,7 +263,15 @@ struct RunningPrefix {
     /// The cursor after the counted pauses, and the running time used by then.
     cursor: Option<DateTime<Utc>>,
     used: TimeDelta,
+    /// Recent answers (a clock's budget and its warning shares), each with the pauses it
+    /// was given: how many, and the last one.
+    answers: Vec<(TimeDelta, Pauses, Result<Option<DateTime<Utc>>, TimeError>)>,
 }
+
+type Pauses = (usize, Option<(DateTime<Utc>, Option<DateTime<Utc>>)>);
+
+/// Most answers kept per clock: a budget and its warning thresholds.
+const KEPT_ANSWERS: usize = 8;
 
 impl Instance {
     fn active(&self) -> bool {
@@ -1145,6 +1153,29 @@ fn after_running(
             ..RunningPrefix::default()
         };
     }
+    let asked: Pauses = (pauses.len(), pauses.last().copied());
+    if let Some((_, _, answer)) = memo
+        .answers
+        .iter()
+        .find(|(a, p, _)| *a == amount && *p == asked)
+    {
+        return answer.clone();
+    }
+    let answer = count_running(cal, start, pauses, amount, &mut memo);
+    if memo.answers.len() >= KEPT_ANSWERS {
+        memo.answers.clear();
+    }
+    memo.answers.push((amount, asked, answer.clone()));
+    answer
+}
+
+fn count_running(
+    cal: &ClockCalendar,
+    start: DateTime<Utc>,
+    pauses: &[(DateTime<Utc>, Option<DateTime<Utc>>)],
+    amount: TimeDelta,
+    memo: &mut RunningPrefix,
+) -> Result<Option<DateTime<Utc>>, TimeError> {
     let closed = match pauses.last() {
         Some((_, None)) => pauses.len() - 1,
         _ => pauses.len(),

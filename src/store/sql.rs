@@ -90,6 +90,48 @@ pub struct SqlStore {
     writer: Option<Arc<tokio::sync::Mutex<()>>>,
     /// Readiness's own connection, outside the pool.
     probe: Arc<Probe>,
+    /// Tickets' committed events, read again only from the last one kept.
+    events: Arc<EventCache>,
+}
+
+/// Most tickets whose events are kept; when full it starts again empty.
+const KEPT_TICKETS: usize = 4096;
+
+/// Tickets' events as committed, by ticket id. Events are only ever appended (a
+/// correction is a new event) and numbered without gaps under the ticket's lock, so the
+/// events after the last one kept are exactly what a full read would add: a write reads
+/// those instead of decoding the whole history again (a ticket of 40 events cost 19 % of
+/// RecordEvent's CPU to read). Only what a transaction read and then committed is kept,
+/// so nothing a rolled-back transaction wrote is ever served.
+#[derive(Debug, Default)]
+struct EventCache {
+    tickets: Mutex<HashMap<String, Arc<Vec<StoredEvent>>>>,
+}
+
+impl EventCache {
+    fn get(&self, id: &str) -> Option<Arc<Vec<StoredEvent>>> {
+        self.tickets
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(id)
+            .cloned()
+    }
+
+    fn keep(&self, id: String, events: Arc<Vec<StoredEvent>>) {
+        let mut tickets = self.tickets.lock().unwrap_or_else(PoisonError::into_inner);
+        let last = |e: &Arc<Vec<StoredEvent>>| e.last().map(|s| s.event.seq);
+        // Two transactions' hooks may run in either order: keep the longer history.
+        if tickets
+            .get(&id)
+            .is_some_and(|kept| last(kept) > last(&events))
+        {
+            return;
+        }
+        if tickets.len() >= KEPT_TICKETS && !tickets.contains_key(&id) {
+            tickets.clear();
+        }
+        tickets.insert(id, events);
+    }
 }
 
 /// A connection of its own for readiness: a saturated pool (every connection busy with
@@ -125,6 +167,7 @@ pub struct SqlTx {
     backend: Backend,
     db: Arc<DbTarget>,
     after_commit: Vec<super::AfterCommit>,
+    events: Arc<EventCache>,
     _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
@@ -705,6 +748,7 @@ impl SqlStore {
                 url: url.to_string(),
                 connection: tokio::sync::Mutex::new(None),
             }),
+            events: Arc::default(),
         })
     }
 
@@ -1105,6 +1149,7 @@ impl super::Store for SqlStore {
             backend: self.backend,
             db: Arc::clone(&self.db),
             after_commit: Vec::new(),
+            events: Arc::clone(&self.events),
             _writer: writer,
         })
     }
@@ -2440,7 +2485,38 @@ impl super::StoreTx for SqlTx {
 
     #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn ticket_events(&mut self, id: &str) -> StoreResult<Vec<StoredEvent>> {
-        read_events(&mut *self.tx, self.backend, id).await
+        let kept = self.events.get(id);
+        let events = match kept.as_ref().and_then(|k| Some((k, k.last()?.event.seq))) {
+            Some((kept, last)) => {
+                let rows = sqlx::query(self.q(
+                    "SELECT seq, occurred_us, body, client, contact, request_id, record_us FROM ticket_events \
+                     WHERE ticket_id = ? AND seq > ? ORDER BY seq",
+                ))
+                .bind(id)
+                .bind(last)
+                .fetch_all(&mut *self.tx)
+                .await
+                .map_err(db_error)?;
+                let more = rows
+                    .iter()
+                    .map(|r| event_row(id, r))
+                    .collect::<StoreResult<Vec<_>>>()?;
+                if more.first().is_none_or(|e| e.event.seq == last + 1) {
+                    let mut all = Vec::with_capacity(kept.len() + more.len());
+                    all.extend_from_slice(kept);
+                    all.extend(more);
+                    all
+                } else {
+                    read_events(&mut *self.tx, self.backend, id).await?
+                }
+            }
+            None => read_events(&mut *self.tx, self.backend, id).await?,
+        };
+        let keep = Arc::new(events.clone());
+        let (cache, id) = (Arc::clone(&self.events), id.to_string());
+        self.after_commit
+            .push(Box::new(move || cache.keep(id, keep)));
+        Ok(events)
     }
 
     #[tracing::instrument(level = "debug", name = "db.append_event", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]

@@ -302,6 +302,91 @@ async fn a_group_of_ledger_writes_opens_and_closes_at_once(db: Db) {
     s.stop().await;
 }
 
+/// A ticket's events read inside a transaction are what a full read gives: the events
+/// kept from an earlier committed read plus those appended since, never an event of a
+/// transaction that rolled back.
+async fn events_read_in_a_transaction_are_the_committed_ones(db: Db) {
+    use crate::fixtures::*;
+    use servicelevel::api::pb;
+    use servicelevel::domain::ticket::{Actor, EventKind};
+    use servicelevel::store::NewEvent;
+    let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
+    create_policy(
+        &s,
+        "plain",
+        pb::PolicyDefinition {
+            clocks: vec![first_response_within_an_hour()],
+            ..Default::default()
+        },
+    )
+    .await;
+    create_org(&s, "acme", organization("UTC", "", "plain", vec![], vec![])).await;
+    let t = create_ticket(
+        &s,
+        ticket("acme", "C-1", "incident", "", utc(2026, 3, 9, 11, 0)),
+    )
+    .await;
+    let id = t.name.trim_start_matches("tickets/").to_string();
+    let reply = |n: u32| NewEvent {
+        occurred_at: utc(2026, 3, 9, 11, 10 + n),
+        kind: EventKind::CustomerReplied,
+        actor: Actor {
+            client: "test".into(),
+            contact: None,
+        },
+        request_id: format!("r-{n}"),
+    };
+    let seqs = |events: &[servicelevel::store::StoredEvent]| -> Vec<i64> {
+        events.iter().map(|e| e.event.seq).collect()
+    };
+    let in_tx = |s: &TestServer, id: String| {
+        let store = s.store.clone();
+        async move {
+            let mut tx = store.begin().await.expect("begins");
+            let events = tx.ticket_events(&id).await.expect("reads");
+            tx.commit().await.expect("commits");
+            events
+        }
+    };
+    let first = in_tx(&s, id.clone()).await;
+    let n = first.len();
+    // Appended and read in a transaction that rolls back.
+    let mut tx = s.store.begin().await.expect("begins");
+    tx.lock_ticket(&id).await.expect("locks");
+    tx.append_event(&id, &reply(1), utc(2026, 3, 9, 11, 30))
+        .await
+        .expect("appends");
+    assert_eq!(tx.ticket_events(&id).await.expect("reads").len(), n + 1);
+    drop(tx);
+    assert_eq!(
+        in_tx(&s, id.clone()).await,
+        first,
+        "the rolled-back event is not served"
+    );
+    // Appended by another writer (the API) after the last read: read as a full read gives it.
+    record(
+        &s,
+        &t.name,
+        event(
+            utc(2026, 3, 9, 11, 40),
+            status(pb::TicketStatus::Processing),
+        ),
+    )
+    .await
+    .expect("recorded");
+    let mut tx = s.store.begin().await.expect("begins");
+    tx.lock_ticket(&id).await.expect("locks");
+    tx.append_event(&id, &reply(2), utc(2026, 3, 9, 11, 45))
+        .await
+        .expect("appends");
+    tx.commit().await.expect("commits");
+    let now = in_tx(&s, id.clone()).await;
+    assert_eq!(now, s.store.ticket_events(&id).await.expect("reads"));
+    assert!(now.len() >= n + 2, "{:?}", seqs(&now));
+    assert_eq!(seqs(&now), (1..=now.len() as i64).collect::<Vec<_>>());
+    s.stop().await;
+}
+
 /// Several tickets' events in one read are each ticket's events, in order, as a read of
 /// that ticket alone gives them; a ticket without events (or unknown) has no entry.
 async fn events_of_several_tickets_read_at_once(db: Db) {
@@ -362,6 +447,7 @@ async fn events_of_several_tickets_read_at_once(db: Db) {
 
 crate::on_both_stores!(
     a_group_of_ledger_writes_opens_and_closes_at_once,
+    events_read_in_a_transaction_are_the_committed_ones,
     events_of_several_tickets_read_at_once,
     after_commit_hooks_run_only_on_commit,
     answered_shows_only_answered_requests,
