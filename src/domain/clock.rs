@@ -265,10 +265,13 @@ struct RunningPrefix {
     used: TimeDelta,
     /// Recent answers (a clock's budget and its warning shares), each with the pauses it
     /// was given: how many, and the last one.
-    answers: Vec<(TimeDelta, Pauses, Result<Option<DateTime<Utc>>, TimeError>)>,
+    answers: Vec<(TimeDelta, Pauses, Running)>,
 }
 
 type Pauses = (usize, Option<(DateTime<Utc>, Option<DateTime<Utc>>)>);
+
+/// When an amount of running time is used up, `None` when an open pause comes first.
+type Running = Result<Option<DateTime<Utc>>, TimeError>;
 
 /// Most answers kept per clock: a budget and its warning thresholds.
 const KEPT_ANSWERS: usize = 8;
