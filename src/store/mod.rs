@@ -1124,6 +1124,17 @@ pub trait StoreTx: Send {
         now: DateTime<Utc>,
     ) -> impl Future<Output = StoreResult<()>> + Send;
 
+    /// [`Self::save_derived`] and [`Self::complete`] of the request that made the change,
+    /// in one round trip where the backend can.
+    fn save_derived_answered(
+        &mut self,
+        ticket: &TicketRecord,
+        derived: &DerivedState,
+        now: DateTime<Utc>,
+        key: &IdempotencyKey,
+        response: &[u8],
+    ) -> impl Future<Output = StoreResult<()>> + Send;
+
     /// Opens a group of ledger writes: claims the new keys, reads the answers of the keys
     /// answered before, locks the accounts (creating the new ones) and reads the catalogue
     /// epoch; what `claim_many`, `answers_of`, `lock_accounts` and `catalog_epoch` do, in

@@ -942,6 +942,92 @@ impl SqlTx {
         q(self.backend, text)
     }
 
+    /// The ticket's derived state, and on Postgres the request's answer with it.
+    async fn save_derived_with(
+        &mut self,
+        r: &TicketRecord,
+        d: &DerivedState,
+        now: DateTime<Utc>,
+        answer: Option<(&IdempotencyKey, &[u8])>,
+    ) -> StoreResult<()> {
+        let id = r.ticket.id.as_str();
+        const UPDATE: &str = "UPDATE tickets SET status = ?, cycle = ?, priority = ?, next_change_us = ?, update_us = ? WHERE id = ?";
+        // Postgres: the old clocks (and the answer) go in the ticket's update statement
+        // (round trips less under the ticket's lock); the new clocks cannot join it, as
+        // an insert in the same statement would meet the rows being deleted.
+        let postgres = self.backend == Backend::Postgres;
+        let text = match (postgres, answer) {
+            (false, _) => UPDATE.to_string(),
+            (true, None) => {
+                format!("WITH gone AS (DELETE FROM clocks WHERE ticket_id = ?) {UPDATE}")
+            }
+            (true, Some(_)) => format!(
+                "WITH gone AS (DELETE FROM clocks WHERE ticket_id = ?), answered AS (UPDATE idempotency \
+                 SET response = ? WHERE client = ? AND method = ? AND request_id = ?) {UPDATE}"
+            ),
+        };
+        let mut update = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        if postgres {
+            update = update.bind(id);
+            if let Some((key, response)) = answer {
+                update = update
+                    .bind(response.to_vec())
+                    .bind(key.client.as_str())
+                    .bind(key.method)
+                    .bind(key.request_id.as_str());
+            }
+        }
+        update
+            .bind(d.status.as_str())
+            .bind(i64::from(d.cycle))
+            .bind(d.priority.clone())
+            .bind(d.next_change_at.map(us))
+            .bind(us(now))
+            .bind(id)
+            .execute(&mut *self.tx)
+            .await
+            .map_err(db_error)?;
+        if !postgres {
+            sqlx::query(self.q("DELETE FROM clocks WHERE ticket_id = ?"))
+                .bind(id)
+                .execute(&mut *self.tx)
+                .await
+                .map_err(db_error)?;
+        }
+        if d.clocks.is_empty() {
+            return Ok(());
+        }
+        let mut text = String::from(
+            "INSERT INTO clocks (ticket_id, metric, instance, organization, priority, kind, state, active, \
+             started_us, deadline_us, warning_us, settled_us, elapsed_s) VALUES ",
+        );
+        for i in 0..d.clocks.len() {
+            if i > 0 {
+                text.push_str(", ");
+            }
+            text.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+        }
+        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
+        for c in &d.clocks {
+            query = query
+                .bind(id)
+                .bind(c.metric.clone())
+                .bind(i64::from(c.instance))
+                .bind(r.ticket.organization.as_str())
+                .bind(d.priority.clone())
+                .bind(c.kind.clone())
+                .bind(c.state.clone())
+                .bind(i64::from(c.active))
+                .bind(us(c.started_at))
+                .bind(c.deadline.map(us))
+                .bind(c.warning.map(us))
+                .bind(c.settled_at.map(us))
+                .bind(c.elapsed_seconds);
+        }
+        query.execute(&mut *self.tx).await.map_err(db_error)?;
+        Ok(())
+    }
+
     async fn bump_epoch(&mut self) -> StoreResult<()> {
         sqlx::query("UPDATE catalog_epoch SET epoch = epoch + 1 WHERE id = 1")
             .execute(&mut *self.tx)
@@ -2563,70 +2649,25 @@ impl super::StoreTx for SqlTx {
         d: &DerivedState,
         now: DateTime<Utc>,
     ) -> StoreResult<()> {
-        let id = r.ticket.id.as_str();
-        const UPDATE: &str = "UPDATE tickets SET status = ?, cycle = ?, priority = ?, next_change_us = ?, update_us = ? WHERE id = ?";
-        // Postgres: the old clocks go in the ticket's update statement (one round trip
-        // less under the ticket's lock); the new ones cannot join it, as an insert in the
-        // same statement would meet the rows being deleted.
-        let postgres = self.backend == Backend::Postgres;
-        let text = if postgres {
-            format!("WITH gone AS (DELETE FROM clocks WHERE ticket_id = ?) {UPDATE}")
-        } else {
-            UPDATE.to_string()
-        };
-        let mut update = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
-        if postgres {
-            update = update.bind(id);
+        self.save_derived_with(r, d, now, None).await
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.save_derived", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn save_derived_answered(
+        &mut self,
+        r: &TicketRecord,
+        d: &DerivedState,
+        now: DateTime<Utc>,
+        key: &IdempotencyKey,
+        response: &[u8],
+    ) -> StoreResult<()> {
+        if self.backend == Backend::Postgres {
+            return self
+                .save_derived_with(r, d, now, Some((key, response)))
+                .await;
         }
-        update
-            .bind(d.status.as_str())
-            .bind(i64::from(d.cycle))
-            .bind(d.priority.clone())
-            .bind(d.next_change_at.map(us))
-            .bind(us(now))
-            .bind(id)
-            .execute(&mut *self.tx)
-            .await
-            .map_err(db_error)?;
-        if !postgres {
-            sqlx::query(self.q("DELETE FROM clocks WHERE ticket_id = ?"))
-                .bind(id)
-                .execute(&mut *self.tx)
-                .await
-                .map_err(db_error)?;
-        }
-        if d.clocks.is_empty() {
-            return Ok(());
-        }
-        let mut text = String::from(
-            "INSERT INTO clocks (ticket_id, metric, instance, organization, priority, kind, state, active, \
-             started_us, deadline_us, warning_us, settled_us, elapsed_s) VALUES ",
-        );
-        for i in 0..d.clocks.len() {
-            if i > 0 {
-                text.push_str(", ");
-            }
-            text.push_str("(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
-        }
-        let mut query = sqlx::query(AssertSqlSafe(placeholders(self.backend, &text)));
-        for c in &d.clocks {
-            query = query
-                .bind(id)
-                .bind(c.metric.clone())
-                .bind(i64::from(c.instance))
-                .bind(r.ticket.organization.as_str())
-                .bind(d.priority.clone())
-                .bind(c.kind.clone())
-                .bind(c.state.clone())
-                .bind(i64::from(c.active))
-                .bind(us(c.started_at))
-                .bind(c.deadline.map(us))
-                .bind(c.warning.map(us))
-                .bind(c.settled_at.map(us))
-                .bind(c.elapsed_seconds);
-        }
-        query.execute(&mut *self.tx).await.map_err(db_error)?;
-        Ok(())
+        self.save_derived_with(r, d, now, None).await?;
+        self.complete(key, response).await
     }
 
     #[tracing::instrument(level = "debug", name = "db.lock_accounts", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
