@@ -636,7 +636,7 @@ impl Metrics {
         let hours_write_group = Histogram::new([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0]);
         registry.register(
             "servicelevel_ledger_write_group_size",
-            "Ledger writes to one hour account decided together in one transaction (group commit)",
+            "Ledger writes decided together in one transaction (group commit: one lane, one or several hour accounts)",
             hours_write_group.clone(),
         );
         let hours_writes_waiting = Gauge::default();
@@ -824,7 +824,7 @@ impl Metrics {
             .observe(secs.max(0.0));
     }
 
-    /// A group of `n` writes to one hour account decided in one transaction.
+    /// A group of `n` ledger writes (one lane, one or several accounts) decided in one transaction.
     pub fn account_group(&self, n: usize) {
         self.hours_write_group.observe(n as f64);
     }
