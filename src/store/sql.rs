@@ -1096,17 +1096,20 @@ macro_rules! reads {
             rows.iter().map(|r| resource_row(kind, r)).collect()
         }
 
+        /// The ticket's events numbered after `after` (0: all of them).
         async fn read_events(
             exec: impl sqlx::Executor<'_, Database = Any>,
             backend: Backend,
             id: &str,
+            after: i64,
         ) -> StoreResult<Vec<StoredEvent>> {
             let rows = sqlx::query(q(
                 backend,
                 "SELECT seq, occurred_us, body, client, contact, request_id, record_us FROM ticket_events \
-                 WHERE ticket_id = ? ORDER BY seq",
+                 WHERE ticket_id = ? AND seq > ? ORDER BY seq",
             ))
             .bind(id)
+            .bind(after)
             .fetch_all(exec)
             .await
             .map_err(db_error)?;
@@ -1374,7 +1377,7 @@ impl super::Store for SqlStore {
 
     #[tracing::instrument(level = "debug", name = "db.ticket_events", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
     async fn ticket_events(&self, id: &str) -> StoreResult<Vec<StoredEvent>> {
-        read_events(&self.pool, self.backend, id).await
+        read_events(&self.pool, self.backend, id, 0).await
     }
 
     async fn events_of_tickets(
@@ -2574,29 +2577,17 @@ impl super::StoreTx for SqlTx {
         let kept = self.events.get(id);
         let events = match kept.as_ref().and_then(|k| Some((k, k.last()?.event.seq))) {
             Some((kept, last)) => {
-                let rows = sqlx::query(self.q(
-                    "SELECT seq, occurred_us, body, client, contact, request_id, record_us FROM ticket_events \
-                     WHERE ticket_id = ? AND seq > ? ORDER BY seq",
-                ))
-                .bind(id)
-                .bind(last)
-                .fetch_all(&mut *self.tx)
-                .await
-                .map_err(db_error)?;
-                let more = rows
-                    .iter()
-                    .map(|r| event_row(id, r))
-                    .collect::<StoreResult<Vec<_>>>()?;
+                let more = read_events(&mut *self.tx, self.backend, id, last).await?;
                 if more.first().is_none_or(|e| e.event.seq == last + 1) {
                     let mut all = Vec::with_capacity(kept.len() + more.len());
                     all.extend_from_slice(kept);
                     all.extend(more);
                     all
                 } else {
-                    read_events(&mut *self.tx, self.backend, id).await?
+                    read_events(&mut *self.tx, self.backend, id, 0).await?
                 }
             }
-            None => read_events(&mut *self.tx, self.backend, id).await?,
+            None => read_events(&mut *self.tx, self.backend, id, 0).await?,
         };
         let keep = Arc::new(events.clone());
         let (cache, id) = (Arc::clone(&self.events), id.to_string());

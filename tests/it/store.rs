@@ -302,14 +302,11 @@ async fn a_group_of_ledger_writes_opens_and_closes_at_once(db: Db) {
     s.stop().await;
 }
 
-/// A ticket's events read inside a transaction are what a full read gives: the events
-/// kept from an earlier committed read plus those appended since, never an event of a
-/// transaction that rolled back.
-async fn events_read_in_a_transaction_are_the_committed_ones(db: Db) {
+/// A server on its database with organisation `acme` on policy `plain` (a first-response
+/// promise of an hour).
+async fn acme_with_a_plain_policy(db: Db) -> TestServer {
     use crate::fixtures::*;
     use servicelevel::api::pb;
-    use servicelevel::domain::ticket::{Actor, EventKind};
-    use servicelevel::store::NewEvent;
     let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
     create_policy(
         &s,
@@ -321,6 +318,18 @@ async fn events_read_in_a_transaction_are_the_committed_ones(db: Db) {
     )
     .await;
     create_org(&s, "acme", organization("UTC", "", "plain", vec![], vec![])).await;
+    s
+}
+
+/// A ticket's events read inside a transaction are what a full read gives: the events
+/// kept from an earlier committed read plus those appended since, never an event of a
+/// transaction that rolled back.
+async fn events_read_in_a_transaction_are_the_committed_ones(db: Db) {
+    use crate::fixtures::*;
+    use servicelevel::api::pb;
+    use servicelevel::domain::ticket::{Actor, EventKind};
+    use servicelevel::store::NewEvent;
+    let s = acme_with_a_plain_policy(db).await;
     let t = create_ticket(
         &s,
         ticket("acme", "C-1", "incident", "", utc(2026, 3, 9, 11, 0)),
@@ -392,17 +401,7 @@ async fn events_read_in_a_transaction_are_the_committed_ones(db: Db) {
 async fn events_of_several_tickets_read_at_once(db: Db) {
     use crate::fixtures::*;
     use servicelevel::api::pb;
-    let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
-    create_policy(
-        &s,
-        "plain",
-        pb::PolicyDefinition {
-            clocks: vec![first_response_within_an_hour()],
-            ..Default::default()
-        },
-    )
-    .await;
-    create_org(&s, "acme", organization("UTC", "", "plain", vec![], vec![])).await;
+    let s = acme_with_a_plain_policy(db).await;
     let mut ids = Vec::new();
     for (i, n) in [3, 0, 1].into_iter().enumerate() {
         let t = create_ticket(
