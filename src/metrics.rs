@@ -266,6 +266,7 @@ pub struct Metrics {
     webhook_out_latency: Histograms<Labels1>,
     hours_write_group: Histogram,
     hours_writes_waiting: Gauge,
+    ledger_writes_decided: Family<Labels1, Counter>,
     scrape: Arc<ScrapeCollector>,
     source: Mutex<Option<Arc<dyn GaugeSource>>>,
     cache: tokio::sync::Mutex<Option<(Instant, Result<ScrapeData, String>)>>,
@@ -645,6 +646,11 @@ impl Metrics {
             "Ledger writes queued on their hour account or being decided, now",
             hours_writes_waiting.clone(),
         );
+        let ledger_writes_decided = counters(
+            &mut registry,
+            "servicelevel_ledger_writes_decided",
+            "Ledger writes decided, by way: on the account fold kept in memory, written in one statement (kept), or on the locked account (locked: an account's first writes, retries, accounts another process wrote to)",
+        );
         let webhook_deliveries = counters(
             &mut registry,
             "servicelevel_webhook_deliveries",
@@ -702,6 +708,7 @@ impl Metrics {
             webhook_out_latency,
             hours_write_group,
             hours_writes_waiting,
+            ledger_writes_decided,
             scrape,
             source: Mutex::new(None),
             cache: tokio::sync::Mutex::new(None),
@@ -832,6 +839,22 @@ impl Metrics {
     /// Ledger writes joining (`n` > 0) or leaving (answered) their account's queue.
     pub fn hours_writes_waiting(&self, n: i64) {
         self.hours_writes_waiting.inc_by(n);
+    }
+
+    /// `n` ledger writes decided `way` ("kept" or "locked").
+    pub fn ledger_writes_decided(&self, way: &str, n: usize) {
+        if n > 0 {
+            self.ledger_writes_decided
+                .get_or_create(&[("way", way.to_string())])
+                .inc_by(n as u64);
+        }
+    }
+
+    /// Ledger writes decided `way` so far.
+    pub fn ledger_writes_decided_now(&self, way: &str) -> u64 {
+        self.ledger_writes_decided
+            .get_or_create(&[("way", way.to_string())])
+            .get()
     }
 
     /// Ledger writes queued on their hour account or being decided, now.

@@ -16,7 +16,7 @@
 //! the same request id gets its answer.
 
 use std::collections::hash_map::Entry as Slot;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -29,7 +29,9 @@ use super::hours::{Balance, HoursContext, LedgerWrite};
 use super::{App, Reader};
 use crate::domain::ledger::{BucketName, Command, Entry, Ledger, TicketRef};
 use crate::domain::names::ResourceId;
-use crate::store::{AccountEntries, Claim, GroupStart, IdempotencyKey, Store, StoreTx};
+use crate::store::{
+    AccountEntries, Claim, GroupStart, IdempotencyKey, PostedAccount, PostedWrite, Store, StoreTx,
+};
 
 /// Most writes decided in one transaction: bounds the statement sizes (entries and
 /// idempotency records are written with one statement each).
@@ -42,12 +44,18 @@ const LANES: u64 = 4;
 
 /// Decides a write's command on the locked account's fold.
 pub type Decide =
-    Box<dyn FnOnce(&HoursContext, &Ledger, Option<TicketRef>) -> AppResult<Command> + Send>;
+    Box<dyn Fn(&HoursContext, &Ledger, Option<TicketRef>) -> AppResult<Command> + Send + Sync>;
 
 /// Renders a write's answer as stored under its request id.
-pub type Render = Box<dyn Fn(&LedgerWrite) -> Vec<u8> + Send>;
+pub type Render = Box<dyn Fn(&LedgerWrite) -> Vec<u8> + Send + Sync>;
 
 type Account = (ResourceId, BucketName);
+
+/// A write's answer as stored under its request id, or why it was refused.
+type Outcome = AppResult<Vec<u8>>;
+
+/// An answer to keep: the key, the request's fingerprint, the answer.
+type KeptAnswer = (IdempotencyKey, String, Vec<u8>);
 
 /// A write waiting for its lane's turn.
 pub struct Queued {
@@ -161,7 +169,10 @@ impl<S: Store> App<S> {
         }
     }
 
-    /// Decides a group, answering every write in it.
+    /// Decides a group, answering every write in it: first on the folds this process
+    /// kept, written in one statement if none of them moved; what that leaves undecided
+    /// (an account written by another process, a request id seen before, nothing kept)
+    /// in a locked transaction.
     async fn decide_group(&self, group: Vec<Queued>) {
         self.metrics.account_group(group.len());
         let n = i64::try_from(group.len()).unwrap_or(i64::MAX);
@@ -174,43 +185,137 @@ impl<S: Store> App<S> {
                 id: q.id,
                 fingerprint: q.fingerprint,
                 ticket: q.ticket,
-                command: Some(q.command),
+                command: q.command,
                 render: q.render,
             });
         }
-        match self.try_group(writes).await {
-            Ok(outcomes) => {
-                for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                    let _ = reply.send(outcome);
-                }
-            }
-            Err(e) => {
-                for reply in replies {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        let mut outcomes = self.try_posted(&writes).await;
+        let rest: Vec<&Write> = writes
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, o)| o.is_none())
+            .map(|(w, _)| w)
+            .collect();
+        self.metrics
+            .ledger_writes_decided("kept", writes.len() - rest.len());
+        self.metrics.ledger_writes_decided("locked", rest.len());
+        if !rest.is_empty() {
+            let mut locked: Vec<Outcome> = match self.try_group(&rest).await {
+                Ok(outcomes) => outcomes,
+                Err(e) => vec![Err(e); rest.len()],
+            };
+            locked.reverse();
+            for outcome in outcomes.iter_mut().filter(|o| o.is_none()) {
+                *outcome = locked.pop();
             }
         }
+        for (reply, outcome) in replies.into_iter().zip(outcomes) {
+            let _ = reply.send(outcome.unwrap_or_else(|| {
+                Err(AppError::Internal(
+                    "a ledger write was left undecided".into(),
+                ))
+            }));
+        }
         self.metrics.hours_writes_waiting(-n);
+    }
+
+    /// The group decided on the contexts and folds this process kept, with no read, and
+    /// written in one round trip (`Store::post_group`) for each account nothing moved on.
+    /// A write of an account that moved (or of a group that cannot go this way: a request
+    /// id twice, a fold not kept, the statement failing) comes back `None`, undecided: its
+    /// fold is dropped and the locked way decides it again from the database.
+    async fn try_posted(&self, writes: &[Write]) -> Vec<Option<Outcome>> {
+        let undecided = || writes.iter().map(|_| None).collect();
+        let mut keys = HashSet::with_capacity(writes.len());
+        if !writes.iter().all(|w| keys.insert(&w.id.key)) {
+            return undecided();
+        }
+        let accounts = accounts_of(writes.iter());
+        let Some((epoch, kept)) = self.take_kept(&accounts) else {
+            return undecided();
+        };
+        let mut decided_at = Vec::with_capacity(accounts.len());
+        let mut folds: HashMap<Account, AppResult<Fold>> = HashMap::with_capacity(accounts.len());
+        for (account, (ctx, ledger)) in accounts.iter().zip(kept) {
+            decided_at.push(ledger.next_seq());
+            folds.insert(
+                account.clone(),
+                Ok(Fold {
+                    ctx,
+                    ledger,
+                    entries: Vec::new(),
+                }),
+            );
+        }
+        let refs: Vec<&Write> = writes.iter().collect();
+        let Ok((outcomes, _)) = self.decide_in_order(&refs, &mut folds, &mut HashMap::new(), None)
+        else {
+            return undecided();
+        };
+        let mut parts = Vec::with_capacity(accounts.len());
+        for (account, at) in accounts.iter().zip(&decided_at) {
+            let Some(Ok(fold)) = folds.get(account) else {
+                return undecided();
+            };
+            parts.push(PostedAccount {
+                organization: &account.0,
+                bucket: account.1.as_str(),
+                decided_at: *at,
+                entries: &fold.entries,
+                writes: writes
+                    .iter()
+                    .zip(&outcomes)
+                    .filter(|(w, _)| w.account == *account)
+                    .map(|(w, outcome)| PostedWrite {
+                        key: &w.id.key,
+                        fingerprint: w.fingerprint.to_json(),
+                        answer: outcome.as_ref().ok().cloned(),
+                    })
+                    .collect(),
+            });
+        }
+        let posted = match self.store.post_group(epoch, &parts).await {
+            Ok(posted) => posted,
+            Err(e) => {
+                tracing::debug!(error = %e, "a posted group failed; deciding it locked");
+                vec![false; accounts.len()]
+            }
+        };
+        drop(parts);
+        let mut done: HashSet<&Account> = HashSet::new();
+        for (account, posted) in accounts.iter().zip(posted) {
+            let Some(Ok(fold)) = folds.remove(account) else {
+                continue;
+            };
+            if posted {
+                self.metrics
+                    .ledger_entries(account.1.as_str(), &fold.entries);
+                self.keep_ledger(&account.0, epoch, fold.ledger);
+                done.insert(account);
+            } else {
+                self.set_contended(account, true);
+            }
+        }
+        writes
+            .iter()
+            .zip(outcomes)
+            .map(|(w, outcome)| done.contains(&w.account).then_some(outcome))
+            .collect()
     }
 
     /// One transaction for the group: claim every key, lock the accounts, decide each
     /// write in order on its account's fold (retries get their stored answers, refusals
     /// give their keys back), write all entries and answers, commit. `Err` when the
     /// transaction as a whole failed: then nothing was written.
-    async fn try_group(&self, mut writes: Vec<Write>) -> AppResult<Vec<AppResult<Vec<u8>>>> {
+    async fn try_group(&self, writes: &[&Write]) -> AppResult<Vec<Outcome>> {
         let mut tx = self.store.begin().await?;
         let mut claims: Vec<(IdempotencyKey, String)> = Vec::with_capacity(writes.len());
-        for w in &writes {
+        for w in writes {
             if !claims.iter().any(|(k, _)| *k == w.id.key) {
                 claims.push((w.id.key.clone(), w.fingerprint.to_json()));
             }
         }
-        let mut accounts: Vec<Account> = Vec::new();
-        for w in &writes {
-            if !accounts.contains(&w.account) {
-                accounts.push(w.account.clone());
-            }
-        }
+        let accounts = accounts_of(writes.iter().copied());
         let locks: Vec<(ResourceId, String)> = accounts
             .iter()
             .map(|(org, bucket)| (org.clone(), bucket.as_str().to_string()))
@@ -241,6 +346,9 @@ impl<S: Store> App<S> {
             let (org, bucket) = account;
             let fold = match self.hours_context_at(&mut reader, org, epoch).await {
                 Ok(ctx) => {
+                    if self.kept_is_current(org, bucket, epoch, next_seq) {
+                        self.set_contended(account, false);
+                    }
                     let ledger = self
                         .ledger(&mut reader, &ctx, epoch, org, bucket, next_seq)
                         .await?;
@@ -254,72 +362,8 @@ impl<S: Store> App<S> {
             };
             folds.insert(account.clone(), fold);
         }
-        let mut outcomes = Vec::with_capacity(writes.len());
-        let mut answers: Vec<(IdempotencyKey, String, Vec<u8>)> = Vec::new();
-        for w in &mut writes {
-            if let Some((stored, response)) = answered.get(&w.id.key) {
-                outcomes
-                    .push(same_request(&w.id, &w.fingerprint, stored).map(|()| response.clone()));
-                continue;
-            }
-            let fold = match folds.get_mut(&w.account) {
-                Some(Ok(fold)) => fold,
-                Some(Err(e)) => {
-                    outcomes.push(Err(e.clone()));
-                    continue;
-                }
-                None => {
-                    outcomes.push(Err(AppError::Internal(
-                        "a ledger write's account was not locked".into(),
-                    )));
-                    continue;
-                }
-            };
-            if !claimed.contains(&w.id.key) {
-                outcomes.push(Err(AppError::Internal(format!(
-                    "request_id {:?} was claimed by a write that left no answer",
-                    w.id.key.request_id
-                ))));
-                continue;
-            }
-            let Some(command) = w.command.take() else {
-                outcomes.push(Err(AppError::Internal(
-                    "a ledger write decided twice".into(),
-                )));
-                continue;
-            };
-            let now = self.now();
-            let decided = command(&fold.ctx, &fold.ledger, w.ticket.take())
-                .and_then(|command| Ok(fold.ledger.decide(&command, now)?));
-            let new = match decided {
-                Ok(new) => new,
-                Err(e) => {
-                    outcomes.push(Err(e));
-                    continue;
-                }
-            };
-            fold.ledger.apply(new.clone())?;
-            let period = match new.last() {
-                Some(e) => e.period,
-                None => fold.ledger.period_at(now)?,
-            };
-            let write = LedgerWrite {
-                balance: Balance {
-                    organization: w.account.0.clone(),
-                    statement: fold.ledger.summary(period)?,
-                    as_of: now,
-                    zone: fold.ctx.organization.zone,
-                },
-                entries: new,
-            };
-            let bytes = (w.render)(&write);
-            fold.entries.extend(write.entries);
-            let fingerprint = w.fingerprint.to_json();
-            // A later write in the group under the same key is a retry of this one.
-            answered.insert(w.id.key.clone(), (fingerprint.clone(), bytes.clone()));
-            answers.push((w.id.key.clone(), fingerprint, bytes.clone()));
-            outcomes.push(Ok(bytes));
-        }
+        let (outcomes, answers) =
+            self.decide_in_order(writes, &mut folds, &mut answered, Some(claimed.as_slice()))?;
         let refused: Vec<IdempotencyKey> = claimed
             .into_iter()
             .filter(|k| !answered.contains_key(k))
@@ -354,6 +398,94 @@ impl<S: Store> App<S> {
         }
         Ok(outcomes)
     }
+
+    /// Decides `writes` in arrival order, each on its account's fold, exactly as if
+    /// applied one at a time: a write whose key is in `answered` (before, or earlier in
+    /// the group) gets that answer; a refusal leaves the fold as it was. `claimed`, when
+    /// given, are the keys this transaction holds: a key neither claimed nor answered
+    /// belongs to a write that left no answer. Returns each write's outcome and the
+    /// answers to keep (key, fingerprint, answer); `Err` when a fold could not take an
+    /// entry it decided (then nothing of the group may be written).
+    fn decide_in_order(
+        &self,
+        writes: &[&Write],
+        folds: &mut HashMap<Account, AppResult<Fold>>,
+        answered: &mut HashMap<IdempotencyKey, (String, Vec<u8>)>,
+        claimed: Option<&[IdempotencyKey]>,
+    ) -> AppResult<(Vec<Outcome>, Vec<KeptAnswer>)> {
+        let mut outcomes = Vec::with_capacity(writes.len());
+        let mut answers: Vec<KeptAnswer> = Vec::new();
+        for w in writes {
+            if let Some((stored, response)) = answered.get(&w.id.key) {
+                outcomes
+                    .push(same_request(&w.id, &w.fingerprint, stored).map(|()| response.clone()));
+                continue;
+            }
+            let fold = match folds.get_mut(&w.account) {
+                Some(Ok(fold)) => fold,
+                Some(Err(e)) => {
+                    outcomes.push(Err(e.clone()));
+                    continue;
+                }
+                None => {
+                    outcomes.push(Err(AppError::Internal(
+                        "a ledger write's account was not locked".into(),
+                    )));
+                    continue;
+                }
+            };
+            if claimed.is_some_and(|claimed| !claimed.contains(&w.id.key)) {
+                outcomes.push(Err(AppError::Internal(format!(
+                    "request_id {:?} was claimed by a write that left no answer",
+                    w.id.key.request_id
+                ))));
+                continue;
+            }
+            let now = self.now();
+            let decided = (w.command)(&fold.ctx, &fold.ledger, w.ticket.clone())
+                .and_then(|command| Ok(fold.ledger.decide(&command, now)?));
+            let new = match decided {
+                Ok(new) => new,
+                Err(e) => {
+                    outcomes.push(Err(e));
+                    continue;
+                }
+            };
+            fold.ledger.apply(new.clone())?;
+            let period = match new.last() {
+                Some(e) => e.period,
+                None => fold.ledger.period_at(now)?,
+            };
+            let write = LedgerWrite {
+                balance: Balance {
+                    organization: w.account.0.clone(),
+                    statement: fold.ledger.summary(period)?,
+                    as_of: now,
+                    zone: fold.ctx.organization.zone,
+                },
+                entries: new,
+            };
+            let bytes = (w.render)(&write);
+            fold.entries.extend(write.entries);
+            let fingerprint = w.fingerprint.to_json();
+            // A later write in the group under the same key is a retry of this one.
+            answered.insert(w.id.key.clone(), (fingerprint.clone(), bytes.clone()));
+            answers.push((w.id.key.clone(), fingerprint, bytes.clone()));
+            outcomes.push(Ok(bytes));
+        }
+        Ok((outcomes, answers))
+    }
+}
+
+/// The distinct accounts of `writes`, in order of first appearance.
+fn accounts_of<'a>(writes: impl Iterator<Item = &'a Write>) -> Vec<Account> {
+    let mut accounts: Vec<Account> = Vec::new();
+    for w in writes {
+        if !accounts.contains(&w.account) {
+            accounts.push(w.account.clone());
+        }
+    }
+    accounts
 }
 
 /// An account's state while its group is decided.
@@ -370,8 +502,9 @@ struct Write {
     id: Idempotency,
     fingerprint: Fingerprint,
     ticket: Option<TicketRef>,
-    /// Taken when decided.
-    command: Option<Decide>,
+    /// Decided again when the group is: once on the kept fold, once more on the locked
+    /// one if the kept one had moved.
+    command: Decide,
     render: Render,
 }
 

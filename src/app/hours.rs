@@ -5,7 +5,7 @@
 //! ledger decided, and stores the answer under the request's idempotency key, in one
 //! transaction. Reads first post the period closes that have fallen due, exactly once.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -72,7 +72,14 @@ pub struct HoursContext {
 pub struct HoursCache {
     contexts: Mutex<HashMap<ResourceId, (i64, Arc<HoursContext>)>>,
     ledgers: Mutex<HashMap<(ResourceId, BucketName), (i64, Ledger)>>,
+    /// Accounts whose kept fold lately turned out behind the database (another process
+    /// wrote): their writes take the locked way, which catches a fold up, until a group
+    /// finds the fold current again.
+    contended: Mutex<HashSet<(ResourceId, BucketName)>>,
 }
+
+/// An account's kept fold with its organisation's context.
+pub(super) type KeptFold = (Arc<HoursContext>, Ledger);
 
 /// Most cached account folds; beyond it the cache starts over.
 const MAX_LEDGERS: usize = 10_000;
@@ -174,6 +181,83 @@ impl<S: Store> App<S> {
             .remove(&(org.clone(), bucket.clone()))
     }
 
+    /// The kept contexts and folds of `accounts` (the folds taken out of the cache), when
+    /// every one is kept under one catalogue epoch and none is contended: what a group is
+    /// decided on without reading anything first. `None` takes nothing.
+    pub(super) fn take_kept(
+        &self,
+        accounts: &[(ResourceId, BucketName)],
+    ) -> Option<(i64, Vec<KeptFold>)> {
+        let contexts = self
+            .hours
+            .contexts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut ledgers = self
+            .hours
+            .ledgers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let contended = self
+            .hours
+            .contended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut epoch = None;
+        for account in accounts {
+            let (at, _) = contexts.get(&account.0)?;
+            let (kept_at, _) = ledgers.get(account)?;
+            if contended.contains(account) || at != kept_at || epoch.is_some_and(|e| e != *at) {
+                return None;
+            }
+            epoch = Some(*at);
+        }
+        let epoch = epoch?;
+        let kept: Vec<KeptFold> = accounts
+            .iter()
+            .filter_map(|account| {
+                let ctx = Arc::clone(&contexts.get(&account.0)?.1);
+                let (_, ledger) = ledgers.remove(account)?;
+                Some((ctx, ledger))
+            })
+            .collect();
+        (kept.len() == accounts.len()).then_some((epoch, kept))
+    }
+
+    /// Whether the kept fold of the account is at `epoch` and `next_seq`: nobody but this
+    /// process wrote to the account since it was kept.
+    pub(super) fn kept_is_current(
+        &self,
+        org: &ResourceId,
+        bucket: &BucketName,
+        epoch: i64,
+        next_seq: u64,
+    ) -> bool {
+        self.hours
+            .ledgers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(org.clone(), bucket.clone()))
+            .is_some_and(|(at, ledger)| *at == epoch && ledger.next_seq() == next_seq)
+    }
+
+    /// Marks the account contended (`true`) or not.
+    pub(super) fn set_contended(&self, account: &(ResourceId, BucketName), contended: bool) {
+        let mut set = self
+            .hours
+            .contended
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if contended {
+            if set.len() >= MAX_LEDGERS {
+                set.clear();
+            }
+            set.insert(account.clone());
+        } else {
+            set.remove(account);
+        }
+    }
+
     pub(super) fn keep_ledger(&self, org: &ResourceId, epoch: i64, ledger: Ledger) {
         let mut cache = self
             .hours
@@ -226,8 +310,9 @@ impl<S: Store> App<S> {
         org: &ResourceId,
         bucket: &BucketName,
         ticket: Option<String>,
-        command: impl FnOnce(&HoursContext, &Ledger, Option<TicketRef>) -> AppResult<Command>
+        command: impl Fn(&HoursContext, &Ledger, Option<TicketRef>) -> AppResult<Command>
         + Send
+        + Sync
         + 'static,
         render: fn(&LedgerWrite) -> A,
     ) -> AppResult<A> {

@@ -403,6 +403,36 @@ pub struct GroupStart {
     pub epoch: i64,
 }
 
+/// One hour account's part in a group of ledger writes decided on the fold this process
+/// kept, for [`Store::post_group`].
+#[derive(Debug, Clone)]
+pub struct PostedAccount<'a> {
+    pub organization: &'a ResourceId,
+    pub bucket: &'a str,
+    /// The account's next entry number the writes were decided on.
+    pub decided_at: u64,
+    /// The new entries, numbered from `decided_at` on, consecutively.
+    pub entries: &'a [Entry],
+    /// Every write decided on the account, answered or refused.
+    pub writes: Vec<PostedWrite<'a>>,
+}
+
+impl PostedAccount<'_> {
+    /// The account's next number once the entries are appended.
+    pub fn next_seq(&self) -> u64 {
+        self.entries.last().map_or(self.decided_at, |e| e.seq + 1)
+    }
+}
+
+/// A write of a [`PostedAccount`]: its key and request fingerprint, and its answer
+/// (`None` when it was refused: then nothing of it is kept).
+#[derive(Debug, Clone)]
+pub struct PostedWrite<'a> {
+    pub key: &'a IdempotencyKey,
+    pub fingerprint: String,
+    pub answer: Option<Vec<u8>>,
+}
+
 /// New entries of one hour account, for [`StoreTx::append_entries_many`].
 #[derive(Debug, Clone, Copy)]
 pub struct AccountEntries<'a> {
@@ -560,6 +590,20 @@ pub trait Store: Clone + Send + Sync + 'static {
     /// The catalogue's change counter: it moves with every write to an organisation,
     /// calendar or policy.
     fn catalog_epoch(&self) -> impl Future<Output = StoreResult<i64>> + Send;
+
+    /// Writes a group of ledger writes decided on folds kept in memory, each account's
+    /// part only if nothing it was decided on has moved: the catalogue is still at
+    /// `epoch`, the account's next number is still `decided_at`, and none of its writes'
+    /// request ids has been seen. Returns, per account in the order given, whether its
+    /// part (entries, next number, answers) was written; a part not written left nothing.
+    /// A request id claimed meanwhile by another write fails the whole call, as does any
+    /// database error: then nothing was written. Postgres does it in one statement (its
+    /// own transaction: one round trip instead of a locked group's four).
+    fn post_group(
+        &self,
+        epoch: i64,
+        accounts: &[PostedAccount<'_>],
+    ) -> impl Future<Output = StoreResult<Vec<bool>>> + Send;
 
     fn get_resource(
         &self,

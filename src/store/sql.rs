@@ -20,9 +20,9 @@ mod groups;
 use super::{
     AccountEntries, AlertFilter, AlertRow, AttemptOutcome, Claim, ClockCursor, ClockFilter,
     ClockQuery, ClockRef, ClockRow, DeliveryKey, DeliveryState, DerivedState, GroupStart,
-    IdempotencyKey, InboxRow, NewEvent, RecomputeJob, ResourceKind, ResourceVersion, SecretRow,
-    SettledPromise, StoreError, StoreResult, StoredEvent, SubscriptionCursor, TicketCursor,
-    TicketFilter, TicketRecord, WebhookRow, WebhookState,
+    IdempotencyKey, InboxRow, NewEvent, PostedAccount, RecomputeJob, ResourceKind, ResourceVersion,
+    SecretRow, SettledPromise, StoreError, StoreResult, StoredEvent, SubscriptionCursor,
+    TicketCursor, TicketFilter, TicketRecord, WebhookRow, WebhookState,
 };
 use crate::domain::ledger::Entry;
 use crate::domain::names::{ExternalId, PlanName, PriorityLabel, RequestType, ResourceId};
@@ -1241,6 +1241,65 @@ impl super::Store for SqlStore {
             events: Arc::clone(&self.events),
             _writer: writer,
         })
+    }
+
+    #[tracing::instrument(level = "debug", name = "db.post_group", skip_all, fields(db.system.name = self.db.system, db.namespace = self.db.namespace.as_str(), server.address = self.db.address.as_deref(), server.port = self.db.port.map(i64::from)))]
+    async fn post_group(
+        &self,
+        epoch: i64,
+        accounts: &[PostedAccount<'_>],
+    ) -> StoreResult<Vec<bool>> {
+        if accounts.is_empty() {
+            return Ok(Vec::new());
+        }
+        if self.backend == Backend::Postgres {
+            // A write of its own, on the writers' pool (direct, not the pooler's, when
+            // `pooled`: it is one statement either way).
+            return groups::post_group_pg(&self.tx_pool, epoch, accounts).await;
+        }
+        // SQLite has one writer: the same checks in a transaction of its own. Dropped
+        // unfinished, it rolls back.
+        use super::StoreTx as _;
+        let mut tx = self.begin().await?;
+        let mut posted = vec![false; accounts.len()];
+        if tx.catalog_epoch().await? != epoch {
+            return Ok(posted);
+        }
+        let locks: Vec<(ResourceId, String)> = accounts
+            .iter()
+            .map(|a| (a.organization.clone(), a.bucket.to_string()))
+            .collect();
+        let numbers = tx.lock_accounts(&locks).await?;
+        let claims: Vec<(IdempotencyKey, String)> = accounts
+            .iter()
+            .flat_map(|a| &a.writes)
+            .map(|w| (w.key.clone(), w.fingerprint.clone()))
+            .collect();
+        let claimed = tx.claim_many(&claims).await?;
+        let mut entries = Vec::new();
+        let mut answers = Vec::new();
+        for ((account, number), posted) in accounts.iter().zip(numbers).zip(&mut posted) {
+            *posted = number == account.decided_at
+                && account.writes.iter().all(|w| claimed.contains(w.key));
+            if *posted {
+                entries.push(AccountEntries {
+                    organization: account.organization,
+                    bucket: account.bucket,
+                    entries: account.entries,
+                });
+                answers.extend(account.writes.iter().filter_map(|w| {
+                    let answer = w.answer.clone()?;
+                    Some((w.key.clone(), w.fingerprint.clone(), answer))
+                }));
+            }
+        }
+        let released: Vec<IdempotencyKey> = claimed
+            .into_iter()
+            .filter(|k| !answers.iter().any(|(a, _, _)| a == k))
+            .collect();
+        tx.close_group(&entries, &released, &answers).await?;
+        tx.commit().await?;
+        Ok(posted)
     }
 
     async fn catalog_epoch(&self) -> StoreResult<i64> {

@@ -284,7 +284,83 @@ async fn a_queued_write_whose_caller_gives_up_is_applied(db: Db) {
     s.stop().await;
 }
 
+/// Two servers writing to one account: each one's kept fold falls behind whenever the
+/// other writes, and the write is decided again on the locked account. Whatever the
+/// interleaving, no write is lost or counted twice and the account is never overdrawn:
+/// 40 usages of 20 minutes against the 590 minutes left, so exactly 29 go through.
+async fn two_servers_writing_one_account_lose_nothing(db: Db) {
+    let metrics = Arc::new(servicelevel::metrics::Metrics::default());
+    let options = servicelevel::server::ServeOptions {
+        metrics: Some(Arc::clone(&metrics)),
+        ..test_options()
+    };
+    let s = TestServer::start_with(db, local(LON, 2026, 3, 25, 12, 0), options).await;
+    let mut first = account(&s).await;
+    let (addr, stop) = s.another_server().await;
+    let second = HoursServiceClient::new(connect(addr).await);
+    // Each server has written (and keeps a fold) before they race.
+    for (i, h) in [first.clone(), second.clone()].into_iter().enumerate() {
+        let mut h = h;
+        apply(
+            &mut h,
+            Op::Usage(usage_request(20, 2, &format!("warm-{i}"))),
+        )
+        .await
+        .expect("a usage");
+    }
+    let mut calls = Vec::new();
+    for i in 0..40 {
+        let mut h = if i % 2 == 0 {
+            first.clone()
+        } else {
+            second.clone()
+        };
+        calls.push(tokio::spawn(async move {
+            apply(
+                &mut h,
+                Op::Usage(usage_request(20, 3, &format!("race-{i}"))),
+            )
+            .await
+        }));
+    }
+    let mut accepted = 0;
+    for c in calls {
+        match c.await.expect("call") {
+            Ok(_) => accepted += 1,
+            Err((code, message)) => {
+                assert_eq!(code, Code::FailedPrecondition, "{message}");
+            }
+        }
+    }
+    // 600 - 10 (the account's first usage) - 2 x 20 (warm-up) = 550: 27 more fit.
+    assert_eq!(accepted, 27, "usages accepted");
+    let (entries, balance) = entries_and_balance(&mut first).await;
+    let usages = entries.iter().filter(|e| e.usage.is_some()).count();
+    assert_eq!(usages, 1 + 2 + 27, "one entry a usage");
+    let seqs: Vec<i64> = entries.iter().map(|e| e.sequence).collect();
+    let gapless: Vec<i64> = (1..=entries.len() as i64).collect();
+    assert_eq!(seqs, gapless, "numbered without gaps");
+    assert_eq!(balance.available, 600 - 10 - 40 - 27 * 20);
+    // A retry through the other server gets the first answer, not a second entry.
+    let mut second = second;
+    let retried = apply(&mut second, Op::Usage(usage_request(20, 3, "race-0"))).await;
+    assert_eq!(entries_and_balance(&mut first).await.0.len(), entries.len());
+    if let Ok(answer) = retried {
+        assert_eq!(answer.entries.len(), 1, "the first answer's entry");
+    }
+    // Both ways were taken: on kept folds, and locked where the other server had
+    // written (both servers count into the same metrics here).
+    let (kept, locked) = (
+        metrics.ledger_writes_decided_now("kept"),
+        metrics.ledger_writes_decided_now("locked"),
+    );
+    assert!(kept > 0 && locked > 3, "kept {kept}, locked {locked}");
+    let _ = stop.send(());
+    s.stop().await;
+}
+
 crate::on_both_stores!(
+    two_servers_writing_one_account_lose_nothing,
     queued_writes_are_decided_as_one_at_a_time,
     a_queued_write_whose_caller_gives_up_is_applied,
 );

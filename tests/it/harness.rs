@@ -302,6 +302,19 @@ impl TestServer {
         }
     }
 
+    /// A second server on the same database and clock, as another replica is: its own
+    /// process state (caches, queues). Its address, and what stops it.
+    pub async fn another_server(&self) -> (std::net::SocketAddr, oneshot::Sender<()>) {
+        let (addr, stop, _server) = spawn_server(
+            self.store.clone(),
+            self.clock.clone(),
+            self.options.clone(),
+            self.security.clone(),
+        )
+        .await;
+        (addr, stop)
+    }
+
     /// Stops the server and starts a new one on the same database (a restart, or a
     /// deployment), with the same clock.
     pub async fn restart(&mut self) {

@@ -161,40 +161,65 @@ async fn many_keys_are_claimed_and_answered_at_once(db: Db) {
     s.stop().await;
 }
 
+/// A billing client's RecordUsage key.
+fn usage_key(id: &str) -> servicelevel::store::IdempotencyKey {
+    servicelevel::store::IdempotencyKey {
+        client: "billing".into(),
+        method: "RecordUsage",
+        request_id: id.into(),
+    }
+}
+
+fn org_id(name: &str) -> servicelevel::domain::names::ResourceId {
+    servicelevel::domain::names::ResourceId::parse(name).expect("an id")
+}
+
+/// A consumption entry of March 2026.
+fn consume(seq: u64, minutes: i64) -> servicelevel::domain::ledger::Entry {
+    serde_json::from_value(serde_json::json!({
+        "seq": seq, "kind": "consume", "period": "2026-03-01",
+        "recorded_at": "2026-03-09T12:00:00Z", "minutes": minutes,
+    }))
+    .expect("an entry")
+}
+
+/// Before a group: request "old" answered ("old answer", under `fingerprint`), `acme`'s
+/// support account with two entries (-10 and -20 minutes), and `empty` accounts opened.
+async fn old_answer_and_two_entries(
+    store: &servicelevel::store::SqlStore,
+    fingerprint: &str,
+    acme: &servicelevel::domain::names::ResourceId,
+    empty: &[&servicelevel::domain::names::ResourceId],
+) {
+    let mut tx = store.begin().await.expect("begins");
+    tx.claim(&usage_key("old"), fingerprint)
+        .await
+        .expect("claims");
+    tx.complete(&usage_key("old"), b"old answer")
+        .await
+        .expect("completes");
+    assert_eq!(tx.lock_account(acme, "support").await.expect("locks"), 1);
+    tx.append_entries(acme, "support", &[consume(1, -10), consume(2, -20)])
+        .await
+        .expect("appends");
+    for o in empty {
+        assert_eq!(tx.lock_account(o, "support").await.expect("locks"), 1);
+    }
+    tx.commit().await.expect("commits");
+}
+
 /// A group of ledger writes opens in one call (new keys claimed, earlier answers read,
 /// accounts locked and created, the catalogue epoch) and closes in one (entries on
 /// several accounts, refused claims given back, answers kept), as the single-purpose
 /// calls would have done.
 async fn a_group_of_ledger_writes_opens_and_closes_at_once(db: Db) {
     use servicelevel::domain::ledger::Entry;
-    use servicelevel::domain::names::ResourceId;
     use servicelevel::store::{AccountEntries, Claim, IdempotencyKey};
     let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
-    let key = |id: &str| IdempotencyKey {
-        client: "billing".into(),
-        method: "RecordUsage",
-        request_id: id.into(),
-    };
-    let org = |n: &str| ResourceId::parse(n).expect("an id");
-    let entry = |seq: u64, minutes: i64| -> Entry {
-        serde_json::from_value(serde_json::json!({
-            "seq": seq, "kind": "consume", "period": "2026-03-01",
-            "recorded_at": "2026-03-09T12:00:00Z", "minutes": minutes,
-        }))
-        .expect("an entry")
-    };
+    let (key, org, entry) = (usage_key, org_id, consume);
     let (acme, zeta) = (org("acme"), org("zeta"));
     // Before: one answered request, and acme's account with two entries.
-    let mut tx = s.store.begin().await.expect("begins");
-    tx.claim(&key("old"), "{\"n\":1}").await.expect("claims");
-    tx.complete(&key("old"), b"old answer")
-        .await
-        .expect("completes");
-    assert_eq!(tx.lock_account(&acme, "support").await.expect("locks"), 1);
-    tx.append_entries(&acme, "support", &[entry(1, -10), entry(2, -20)])
-        .await
-        .expect("appends");
-    tx.commit().await.expect("commits");
+    old_answer_and_two_entries(&s.store, "{\"n\":1}", &acme, &[]).await;
     let epoch = s.store.catalog_epoch().await.expect("reads");
 
     let mut tx = s.store.begin().await.expect("begins");
@@ -444,8 +469,152 @@ async fn events_of_several_tickets_read_at_once(db: Db) {
     s.stop().await;
 }
 
+/// A group decided on folds kept in memory is written (one statement on Postgres) only for
+/// the accounts nothing moved on: an account whose number moved, one with a request id
+/// seen before, all of them when the catalogue moved, and a request id claimed by a write
+/// in flight leave nothing written for them.
+async fn a_posted_group_writes_only_the_accounts_nothing_moved_on(db: Db) {
+    use servicelevel::domain::names::ResourceId;
+    use servicelevel::store::{Claim, IdempotencyKey, PostedAccount, PostedWrite};
+    let s = TestServer::start(db, utc(2026, 3, 9, 12, 0)).await;
+    let (key, org, entry) = (usage_key, org_id, consume);
+    let (acme, zeta, beta) = (org("acme"), org("zeta"), org("beta"));
+    old_answer_and_two_entries(&s.store, "{}", &acme, &[&zeta, &beta]).await;
+    let epoch = s.store.catalog_epoch().await.expect("reads");
+    let (k_a, k_b, k_c, k_old) = (key("a"), key("b"), key("c"), key("old"));
+    let write = |key, answer: Option<&[u8]>| PostedWrite {
+        key,
+        fingerprint: "{}".into(),
+        answer: answer.map(<[u8]>::to_vec),
+    };
+    let acme_new = [entry(3, -7), entry(4, -8)];
+    let (zeta_new, beta_new) = ([entry(2, -5)], [entry(1, -5)]);
+    let posted = s
+        .store
+        .post_group(
+            epoch,
+            &[
+                PostedAccount {
+                    organization: &acme,
+                    bucket: "support",
+                    decided_at: 3,
+                    entries: &acme_new,
+                    writes: vec![write(&k_a, Some(b"answer a")), write(&k_b, None)],
+                },
+                // Decided on a fold one entry ahead of the account.
+                PostedAccount {
+                    organization: &zeta,
+                    bucket: "support",
+                    decided_at: 2,
+                    entries: &zeta_new,
+                    writes: vec![write(&k_c, Some(b"answer c"))],
+                },
+                // A retry, decided afresh.
+                PostedAccount {
+                    organization: &beta,
+                    bucket: "support",
+                    decided_at: 1,
+                    entries: &beta_new,
+                    writes: vec![write(&k_old, Some(b"new answer"))],
+                },
+            ],
+        )
+        .await
+        .expect("posts");
+    assert_eq!(posted, vec![true, false, false]);
+    let numbers_and_minutes = |o: ResourceId| {
+        let store = s.store.clone();
+        async move {
+            let mut tx = store.begin().await.expect("begins");
+            let next = tx.lock_account(&o, "support").await.expect("locks");
+            let entries = tx.account_entries(&o, "support", 1).await.expect("reads");
+            (
+                next,
+                entries
+                    .iter()
+                    .map(|e| (e.seq, e.minutes))
+                    .collect::<Vec<_>>(),
+            )
+        }
+    };
+    assert_eq!(
+        numbers_and_minutes(acme.clone()).await,
+        (5, vec![(1, -10), (2, -20), (3, -7), (4, -8)])
+    );
+    assert_eq!(numbers_and_minutes(zeta.clone()).await, (1, vec![]));
+    assert_eq!(numbers_and_minutes(beta.clone()).await, (1, vec![]));
+    let answered = |k: IdempotencyKey| {
+        let store = s.store.clone();
+        async move { store.answered(&k).await.expect("reads") }
+    };
+    let seen = |answer: &[u8]| {
+        Some(Claim::Seen {
+            fingerprint: "{}".into(),
+            response: answer.to_vec(),
+        })
+    };
+    assert_eq!(answered(key("a")).await, seen(b"answer a"));
+    assert_eq!(answered(key("old")).await, seen(b"old answer"));
+    assert_eq!(answered(key("b")).await, None);
+    assert_eq!(answered(key("c")).await, None);
+    // The refused write's key was never taken: it can be claimed.
+    let mut tx = s.store.begin().await.expect("begins");
+    assert_eq!(tx.claim(&k_b, "{}").await.expect("claims"), Claim::Fresh);
+    drop(tx);
+
+    // The catalogue moved: nothing is written.
+    let zeta_first = [entry(1, -5)];
+    let zeta_part = |writes| PostedAccount {
+        organization: &zeta,
+        bucket: "support",
+        decided_at: 1,
+        entries: &zeta_first,
+        writes,
+    };
+    let posted = s
+        .store
+        .post_group(epoch + 1, &[zeta_part(vec![write(&k_c, Some(b"c"))])])
+        .await
+        .expect("posts");
+    assert_eq!(posted, vec![false]);
+    assert_eq!(numbers_and_minutes(zeta.clone()).await, (1, vec![]));
+
+    // A key claimed by a write in flight: the call waits for it and, once that write has
+    // kept its answer, writes nothing (Postgres fails the statement on the key, SQLite
+    // finds the key taken).
+    let mut tx = s.store.begin().await.expect("begins");
+    assert_eq!(tx.claim(&k_c, "{}").await.expect("claims"), Claim::Fresh);
+    let store = s.store.clone();
+    let (zeta_c, k_c2) = (zeta.clone(), k_c.clone());
+    let racing = tokio::spawn(async move {
+        let first = [entry(1, -5)];
+        let part = PostedAccount {
+            organization: &zeta_c,
+            bucket: "support",
+            decided_at: 1,
+            entries: &first,
+            writes: vec![PostedWrite {
+                key: &k_c2,
+                fingerprint: "{}".into(),
+                answer: Some(b"racing".to_vec()),
+            }],
+        };
+        store.post_group(epoch, &[part]).await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    tx.complete(&k_c, b"first").await.expect("completes");
+    tx.commit().await.expect("commits");
+    match racing.await.expect("runs") {
+        Ok(posted) => assert_eq!(posted, vec![false]),
+        Err(e) => assert!(e.to_string().contains("idempotency"), "{e}"),
+    }
+    assert_eq!(numbers_and_minutes(zeta.clone()).await, (1, vec![]));
+    assert_eq!(answered(key("c")).await, seen(b"first"));
+}
+
 crate::on_both_stores!(
     a_group_of_ledger_writes_opens_and_closes_at_once,
+    a_posted_group_writes_only_the_accounts_nothing_moved_on,
     events_read_in_a_transaction_are_the_committed_ones,
     events_of_several_tickets_read_at_once,
     after_commit_hooks_run_only_on_commit,

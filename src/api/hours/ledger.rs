@@ -29,7 +29,10 @@ async fn write<S: Store>(
     legacy: Option<Fingerprint>,
     meaning: Fingerprint,
     ticket: Option<String>,
-    command: impl FnOnce(ExternalId, Option<TicketRef>, &Ledger) -> AppResult<Command> + Send + 'static,
+    command: impl Fn(ExternalId, Option<TicketRef>, &Ledger) -> AppResult<Command>
+    + Send
+    + Sync
+    + 'static,
 ) -> AppResult<pb::LedgerWriteResponse> {
     let Account {
         org,
@@ -49,7 +52,7 @@ async fn write<S: Store>(
             &org,
             &bucket,
             ticket,
-            move |_, ledger, ticket| command(actor, ticket, ledger),
+            move |_, ledger, ticket| command(actor.clone(), ticket, ledger),
             write_to_pb,
         )
         .await
@@ -116,11 +119,11 @@ pub(super) async fn record_usage<S: Store>(
                 move |actor, ticket, _| {
                     Ok(Command::RecordUsage(Usage {
                         minutes,
-                        activity,
+                        activity: activity.clone(),
                         service_at,
                         ticket,
                         actor,
-                        reason,
+                        reason: reason.clone(),
                     }))
                 },
             )
@@ -187,10 +190,10 @@ pub(super) async fn hold_minutes<S: Store>(
                 ticket,
                 move |actor, ticket, _| {
                     Ok(Command::Hold {
-                        hold,
+                        hold: hold.clone(),
                         minutes,
                         service_at,
-                        activity,
+                        activity: activity.clone(),
                         ticket,
                         actor,
                     })
@@ -242,7 +245,7 @@ pub(super) async fn capture_hold<S: Store>(
                 None,
                 move |actor, _, _| {
                     Ok(Command::Capture {
-                        hold,
+                        hold: hold.clone(),
                         minutes,
                         actor,
                     })
@@ -288,9 +291,9 @@ pub(super) async fn release_hold<S: Store>(
                 None,
                 move |actor, _, _| {
                     Ok(Command::Release {
-                        hold,
+                        hold: hold.clone(),
                         actor,
-                        reason,
+                        reason: reason.clone(),
                     })
                 },
             )
@@ -338,7 +341,7 @@ pub(super) async fn adjust_balance<S: Store>(
                 move |actor, _, _| {
                     Ok(Command::Adjust {
                         minutes,
-                        reason,
+                        reason: reason.clone(),
                         actor,
                     })
                 },
@@ -390,7 +393,7 @@ pub(super) async fn reverse_entry<S: Store>(
                 move |actor, _, _| {
                     Ok(Command::Reverse {
                         entry,
-                        reason,
+                        reason: reason.clone(),
                         actor,
                     })
                 },

@@ -7,13 +7,14 @@
 use std::collections::HashMap;
 
 use sqlx::any::{AnyArguments, AnyRow};
-use sqlx::{Arguments as _, AssertSqlSafe, Row};
+use sqlx::{AnyPool, Arguments as _, AssertSqlSafe, Row};
 
 use super::{SqlTx, db_error, keys_of_rows, parse, placeholders, unique_as, us};
 use crate::domain::ledger::Entry;
 use crate::domain::names::ResourceId;
 use crate::store::{
-    AccountEntries, Claim, GroupStart, IdempotencyKey, StoreError, StoreResult, StoreTx,
+    AccountEntries, Claim, GroupStart, IdempotencyKey, PostedAccount, StoreError, StoreResult,
+    StoreTx,
 };
 
 /// Statement text and its arguments built together, each value bound where its `?` is.
@@ -71,6 +72,30 @@ impl Statement {
             .add(key.method.to_string())
             .push(", ")
             .add(key.request_id.clone());
+    }
+
+    /// An entry's row: account, number, kind, period, time recorded, body.
+    fn entry(
+        &mut self,
+        organization: &ResourceId,
+        bucket: &str,
+        e: &Entry,
+        columns: (String, String),
+    ) {
+        let (kind, body) = columns;
+        self.add(organization.as_str().to_string())
+            .push(", ")
+            .add(bucket.to_string())
+            .push(", ")
+            .add(e.seq as i64)
+            .push(", ")
+            .add(kind)
+            .push(", ")
+            .add(e.period.to_string())
+            .push(", ")
+            .add(us(e.recorded_at))
+            .push(", ")
+            .add(body);
     }
 
     fn finish(self) -> StoreResult<(String, AnyArguments)> {
@@ -225,20 +250,8 @@ impl SqlTx {
                     rows.push((a, e, entry_columns(e)?));
                 }
             }
-            st.tuples(rows, |st, (a, e, (kind, body))| {
-                st.add(a.organization.as_str().to_string())
-                    .push(", ")
-                    .add(a.bucket.to_string())
-                    .push(", ")
-                    .add(e.seq as i64)
-                    .push(", ")
-                    .add(kind)
-                    .push(", ")
-                    .add(e.period.to_string())
-                    .push(", ")
-                    .add(us(e.recorded_at))
-                    .push(", ")
-                    .add(body);
+            st.tuples(rows, |st, (a, e, columns)| {
+                st.entry(a.organization, a.bucket, e, columns);
             });
             st.push(")");
             part(&mut st, "advanced");
@@ -290,4 +303,106 @@ impl SqlTx {
             }))?;
         Ok(())
     }
+}
+
+/// [`crate::store::Store::post_group`] in one statement, its own transaction. The
+/// accounts whose number, catalogue epoch and request ids are as decided are locked (in
+/// key order, as every group locks them), advanced, and get their entries and answers;
+/// the others are left as they are. A request id claimed by a write still in flight makes
+/// the answers' insert wait for it and then fail on the key if it was kept: the statement
+/// fails as a whole.
+pub(super) async fn post_group_pg(
+    pool: &AnyPool,
+    epoch: i64,
+    accounts: &[PostedAccount<'_>],
+) -> StoreResult<Vec<bool>> {
+    let mut st = Statement::new();
+    let org = |a: &PostedAccount<'_>| a.organization.as_str().to_string();
+    st.push("WITH v (organization, bucket, decided_at, next_seq) AS (VALUES ")
+        .tuples(accounts, |st, a| {
+            st.add(org(a))
+                .push(", ")
+                .add(a.bucket.to_string())
+                .push(", ")
+                .add(a.decided_at as i64)
+                .push(", ")
+                .add(a.next_seq() as i64);
+        })
+        .push("), k (organization, bucket, client, method, request_id) AS (VALUES ")
+        .tuples(
+            accounts
+                .iter()
+                .flat_map(|a| a.writes.iter().map(move |w| (a, w))),
+            |st, (a, w)| {
+                st.add(org(a)).push(", ").add(a.bucket.to_string()).push(", ");
+                st.key(w.key);
+            },
+        )
+        .push("), locked AS (SELECT a.organization, a.bucket FROM hour_accounts AS a JOIN v \
+               ON a.organization = v.organization AND a.bucket = v.bucket WHERE a.next_seq = v.decided_at AND ")
+        .add(epoch)
+        .push(" = (SELECT epoch FROM catalog_epoch WHERE id = 1) AND NOT EXISTS (SELECT 1 FROM k \
+               JOIN idempotency AS i ON i.client = k.client AND i.method = k.method AND i.request_id = k.request_id \
+               WHERE k.organization = a.organization AND k.bucket = a.bucket) \
+               ORDER BY a.organization, a.bucket FOR UPDATE OF a), \
+               advanced AS (UPDATE hour_accounts AS a SET next_seq = v.next_seq FROM locked AS l JOIN v \
+               ON v.organization = l.organization AND v.bucket = l.bucket \
+               WHERE a.organization = l.organization AND a.bucket = l.bucket AND a.next_seq = v.decided_at \
+               RETURNING a.organization, a.bucket)");
+    let mut rows = Vec::new();
+    for a in accounts {
+        for e in a.entries {
+            rows.push((a, e, entry_columns(e)?));
+        }
+    }
+    if !rows.is_empty() {
+        st.push(", posted AS (INSERT INTO ledger_entries (organization, bucket, seq, kind, period, record_us, body) \
+                 SELECT e.organization, e.bucket, e.seq, e.kind, e.period, e.record_us, e.body FROM (VALUES ")
+            .tuples(rows, |st, (a, e, columns)| {
+                st.entry(a.organization, a.bucket, e, columns);
+            })
+            .push(") AS e (organization, bucket, seq, kind, period, record_us, body) JOIN advanced AS d \
+                   ON d.organization = e.organization AND d.bucket = e.bucket)");
+    }
+    let answers: Vec<_> = accounts
+        .iter()
+        .flat_map(|a| {
+            a.writes
+                .iter()
+                .filter_map(move |w| w.answer.as_ref().map(|answer| (a, w, answer)))
+        })
+        .collect();
+    if !answers.is_empty() {
+        let now = us(chrono::Utc::now());
+        st.push(", kept AS (INSERT INTO idempotency (client, method, request_id, fingerprint, response, create_us) \
+                 SELECT r.client, r.method, r.request_id, r.fingerprint, r.response, r.create_us FROM (VALUES ")
+            .tuples(answers, |st, (a, w, answer)| {
+                st.add(org(a)).push(", ").add(a.bucket.to_string()).push(", ");
+                st.key(w.key);
+                st.push(", ")
+                    .add(w.fingerprint.clone())
+                    .push(", ")
+                    .add(answer.clone())
+                    .push(", ")
+                    .add(now);
+            })
+            .push(") AS r (organization, bucket, client, method, request_id, fingerprint, response, create_us) \
+                   JOIN advanced AS d ON d.organization = r.organization AND d.bucket = r.bucket)");
+    }
+    st.push(" SELECT organization, bucket FROM advanced");
+    let (text, args) = st.finish()?;
+    let rows = sqlx::query_with(AssertSqlSafe(text), args)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?;
+    let mut advanced = std::collections::HashSet::new();
+    for row in rows {
+        let org: String = row.try_get("organization").map_err(db_error)?;
+        let bucket: String = row.try_get("bucket").map_err(db_error)?;
+        advanced.insert((org, bucket));
+    }
+    Ok(accounts
+        .iter()
+        .map(|a| advanced.contains(&(org(a), a.bucket.to_string())))
+        .collect())
 }
