@@ -11,6 +11,12 @@
 //! its stored answer), then all entries and all idempotency records (each with its own
 //! answer) are written and committed together.
 //!
+//! Most groups skip the reads: decided on the folds this process kept after its last
+//! write to each account, they are written in one statement that keeps an account's part
+//! only if the account, the catalogue and the request ids are as the decision saw them
+//! (`Store::post_group`). What that statement leaves is decided again the long way, so
+//! the answers are the same either way.
+//!
 //! The task, not the caller, runs the transaction: a caller that gives up (a deadline, a
 //! client gone) does not cancel a write already queued; it is applied, and a retry under
 //! the same request id gets its answer.

@@ -19,7 +19,9 @@ use crate::store::Store;
 
 /// What every ledger write shares: its idempotency under `method` (the fingerprint is the
 /// account and `meaning`), the caller as the entry's actor, the command decided on the
-/// locked account, and the answer as stored.
+/// account's fold, and the answer as stored. The command may be decided twice (on the
+/// fold kept in memory, then on the locked account if the kept one had moved), so it
+/// clones what it puts in the command.
 #[allow(clippy::too_many_arguments)]
 async fn write<S: Store>(
     api: &Api<S>,

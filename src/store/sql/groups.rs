@@ -1,8 +1,11 @@
-//! A group of ledger writes on Postgres in two statements: one opens it (claims the
-//! keys, reads earlier answers, locks the accounts, reads the catalogue epoch), one closes
-//! it (entries, account numbers, released claims, answers). Each statement costs the
-//! server about as much CPU as the database's work for it, so a group of writes spread
-//! over many accounts was bound by its seven round trips (docs/performance.md).
+//! Ledger writes on Postgres in few statements. A group decided on folds kept in memory
+//! is written in one (`post_group_pg`: its own transaction, each account's part only if
+//! nothing it was decided on moved). A group decided the long way takes two inside its
+//! transaction: one opens it (claims the keys, reads earlier answers, locks the accounts,
+//! reads the catalogue epoch), one closes it (entries, account numbers, released claims,
+//! answers). Each statement costs the server about as much CPU as the database's work for
+//! it, so a group of writes spread over many accounts was bound by its round trips
+//! (docs/performance.md).
 
 use std::collections::HashMap;
 
