@@ -173,7 +173,7 @@ pub struct SqlTx {
 
 fn migrations(backend: Backend) -> Migrator {
     // Applied migrations are checksummed: a landed file never changes, a change is a new one.
-    let files: [(i64, &str, &'static str, &'static str); 6] = [
+    let files: [(i64, &str, &'static str, &'static str); 7] = [
         (
             1,
             "init",
@@ -209,6 +209,16 @@ fn migrations(backend: Backend) -> Migrator {
             "webhooks out",
             include_str!("../../migrations/postgres/0006_webhooks_out.sql"),
             include_str!("../../migrations/sqlite/0006_webhooks_out.sql"),
+        ),
+        (
+            7,
+            "alerts and deliveries keyed by organization",
+            include_str!(
+                "../../migrations/postgres/0007_alerts_and_deliveries_keyed_by_organization.sql"
+            ),
+            include_str!(
+                "../../migrations/sqlite/0007_alerts_and_deliveries_keyed_by_organization.sql"
+            ),
         ),
     ];
     // SQLite rebuilds a table with foreign keys off, which only works outside a

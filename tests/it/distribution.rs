@@ -48,7 +48,7 @@ const PLAN: [(&str, Placement); 18] = [
 
 /// Distributed tables whose keys do not lead with the organisation yet, and what moves
 /// them (docs/scaling.md). Shrinks; never grows without a plan.
-const PENDING: [(&str, &str); 6] = [
+const PENDING: [(&str, &str); 4] = [
     (
         "tickets.tickets_pkey",
         "a later migration: primary key (organization, id); ticket ids stay globally unique",
@@ -64,14 +64,6 @@ const PENDING: [(&str, &str); 6] = [
     (
         "clocks.clocks_pkey",
         "a later migration: primary key (organization, ticket_id, metric, instance)",
-    ),
-    (
-        "alerts.alerts_pkey",
-        "a later migration: primary key (organization, id); readers page by (tx, id)",
-    ),
-    (
-        "webhook_deliveries.webhook_deliveries_pkey",
-        "a later migration: primary key (organization, subscription, alert_id)",
     ),
 ];
 

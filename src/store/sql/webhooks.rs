@@ -232,12 +232,15 @@ impl SqlTx {
         if r.rows_affected() != 1 {
             return Ok(false);
         }
+        // The key is (organization, subscription, alert_id) on Postgres (distributable by
+        // organisation), (subscription, alert_id) on SQLite: the same pairs either way, as
+        // an alert has one organisation, and the key is the table's only unique index.
         for w in rows {
             sqlx::query(self.q(
                 "INSERT INTO webhook_deliveries (subscription, alert_id, organization, ticket_id, kind, \
                  record_us, taken_us, payload, state, attempts, next_us) \
                  VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?) \
-                 ON CONFLICT (subscription, alert_id) DO NOTHING",
+                 ON CONFLICT DO NOTHING",
             ))
             .bind(subscription)
             .bind(w.alert_id)
