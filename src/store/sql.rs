@@ -1263,9 +1263,8 @@ impl super::Store for SqlStore {
             return Ok(Vec::new());
         }
         if self.backend == Backend::Postgres {
-            // A write of its own, on the writers' pool (direct, not the pooler's, when
-            // `pooled`: it is one statement either way).
-            return groups::post_group_pg(&self.tx_pool, epoch, accounts).await;
+            // A write of its own, on the writers' pool (in a transaction when `pooled`).
+            return groups::post_group_pg(&self.tx_pool, self.pooled, epoch, accounts).await;
         }
         // SQLite has one writer: the same checks in a transaction of its own. Dropped
         // unfinished, it rolls back.

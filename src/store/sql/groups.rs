@@ -316,6 +316,7 @@ impl SqlTx {
 /// fails as a whole.
 pub(super) async fn post_group_pg(
     pool: &AnyPool,
+    pooled: bool,
     epoch: i64,
     accounts: &[PostedAccount<'_>],
 ) -> StoreResult<Vec<bool>> {
@@ -394,10 +395,18 @@ pub(super) async fn post_group_pg(
     }
     st.push(" SELECT organization, bucket FROM advanced");
     let (text, args) = st.finish()?;
-    let rows = sqlx::query_with(AssertSqlSafe(text), args)
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?;
+    let query = sqlx::query_with(AssertSqlSafe(text), args);
+    let rows = if pooled {
+        // Behind a transaction pooler, a statement outside a transaction is sent in two
+        // rounds that may reach two server connections (see `SqlStore::connect_with`):
+        // it gets a transaction of its own.
+        let mut tx = pool.begin().await.map_err(db_error)?;
+        let rows = query.fetch_all(&mut *tx).await.map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        rows
+    } else {
+        query.fetch_all(pool).await.map_err(db_error)?
+    };
     let mut advanced = std::collections::HashSet::new();
     for row in rows {
         let org: String = row.try_get("organization").map_err(db_error)?;
