@@ -32,10 +32,15 @@ fi
 pgbouncer_bin="$(command -v pgbouncer || echo /usr/sbin/pgbouncer)"
 say "$("$pgbouncer_bin" --version | head -n1)"
 
+# A port nothing listens on, below the kernel's range for outgoing connections' own
+# ports (32768 and up: one of those in use cannot be bound, yet answers no connect), and
+# not one handed out before in this script (`taken`, kept by the callers).
+taken=()
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((20000 + RANDOM % 12000))
+    [[ " ${taken[*]} " == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   return 1
@@ -49,7 +54,7 @@ pg_user="${direct#*://}"; pg_user="${pg_user%%@*}"; pg_user="${pg_user%%:*}"
 
 work="$root/target/pgbouncer-check"
 rm -rf "$work"; mkdir -p "$work"
-port=$(free_port)
+port=$(free_port); taken+=("$port")
 # auth_type = any: the test server trusts local connections, and PgBouncer connects as
 # the user named here whatever the client sends. `*` routes any database name, so each
 # test's own database works without a config change. default_pool_size below the
@@ -109,7 +114,7 @@ psql "$admin" -qc "CREATE DATABASE $db" >/dev/null
 bin="${CARGO_TARGET_DIR:-$root/target}/debug/servicelevel"
 ports=()
 for i in 1 2 3; do
-  p=$(free_port); ports+=("$p")
+  p=$(free_port); ports+=("$p"); taken+=("$p")
   SERVICELEVEL_DATABASE_URL="postgres://$pg_user@127.0.0.1:$port/$db?statement-cache-capacity=0" \
   SERVICELEVEL_MIGRATION_DATABASE_URL="${direct%/*}/$db" \
   SERVICELEVEL_MAX_CONNECTIONS=8 \

@@ -18,10 +18,15 @@ if [[ -z "$bin" ]]; then
   bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n1)"
 fi
 
+# A port nothing listens on, below the kernel's range for outgoing connections' own
+# ports (32768 and up: one of those in use cannot be bound, yet answers no connect), and
+# not one handed out before in this script (`taken`, kept by the callers).
+taken=()
 free_port() {
   local p
   for _ in $(seq 1 200); do
-    p=$((20000 + RANDOM % 20000))
+    p=$((20000 + RANDOM % 12000))
+    [[ " ${taken[*]} " == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "$p"; return 0; fi
   done
   return 1
@@ -31,9 +36,8 @@ work="$root/target/replica-check"
 rm -rf "$work"; mkdir -p "$work"
 run_as=()
 if [[ $(id -u) -eq 0 ]]; then run_as=(runuser -u postgres --); chown -R postgres "$work"; fi
-primary_port=$(free_port)
+primary_port=$(free_port); taken+=("$primary_port")
 standby_port=$(free_port)
-while [[ "$standby_port" == "$primary_port" ]]; do standby_port=$(free_port); done
 
 cleanup() {
   for d in standby primary; do
