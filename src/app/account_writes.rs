@@ -65,13 +65,7 @@ type KeptAnswer = (IdempotencyKey, String, Vec<u8>);
 
 /// A write waiting for its lane's turn.
 pub struct Queued {
-    account: Account,
-    id: Idempotency,
-    fingerprint: Fingerprint,
-    ticket: Option<TicketRef>,
-    command: Decide,
-    /// The answer as stored under the request id.
-    render: Render,
+    write: Write,
     reply: oneshot::Sender<AppResult<Vec<u8>>>,
 }
 
@@ -107,12 +101,14 @@ impl<S: Store> App<S> {
         let account = (org.clone(), bucket.clone());
         let lane = lane_of(&account);
         let queued = Queued {
-            account,
-            id: id.clone(),
-            fingerprint: fingerprint.clone(),
-            ticket,
-            command,
-            render: Box::new(move |write| render(write).to_bytes()),
+            write: Write {
+                account,
+                id: id.clone(),
+                fingerprint: fingerprint.clone(),
+                ticket,
+                command,
+                render: Box::new(move |write| render(write).to_bytes()),
+            },
             reply,
         };
         self.metrics.hours_writes_waiting(1);
@@ -186,14 +182,7 @@ impl<S: Store> App<S> {
         let mut writes = Vec::with_capacity(group.len());
         for q in group {
             replies.push(q.reply);
-            writes.push(Write {
-                account: q.account,
-                id: q.id,
-                fingerprint: q.fingerprint,
-                ticket: q.ticket,
-                command: q.command,
-                render: q.render,
-            });
+            writes.push(q.write);
         }
         let mut outcomes = self.try_posted(&writes).await;
         let rest: Vec<&Write> = writes
@@ -254,8 +243,9 @@ impl<S: Store> App<S> {
             );
         }
         let refs: Vec<&Write> = writes.iter().collect();
-        let Ok((outcomes, _)) = self.decide_in_order(&refs, &mut folds, &mut HashMap::new(), None)
-        else {
+        // Each answered write's fingerprint (as stored) and answer, from the deciding.
+        let mut answered = HashMap::with_capacity(writes.len());
+        let Ok((outcomes, _)) = self.decide_in_order(&refs, &mut folds, &mut answered, None) else {
             return undecided();
         };
         let mut parts = Vec::with_capacity(accounts.len());
@@ -270,12 +260,17 @@ impl<S: Store> App<S> {
                 entries: &fold.entries,
                 writes: writes
                     .iter()
-                    .zip(&outcomes)
-                    .filter(|(w, _)| w.account == *account)
-                    .map(|(w, outcome)| PostedWrite {
-                        key: &w.id.key,
-                        fingerprint: w.fingerprint.to_json(),
-                        answer: outcome.as_ref().ok().cloned(),
+                    .filter(|w| w.account == *account)
+                    .map(|w| {
+                        let (fingerprint, answer) = match answered.remove(&w.id.key) {
+                            Some((fingerprint, answer)) => (fingerprint, Some(answer)),
+                            None => (w.fingerprint.to_json(), None),
+                        };
+                        PostedWrite {
+                            key: &w.id.key,
+                            fingerprint,
+                            answer,
+                        }
                     })
                     .collect(),
             });
@@ -511,6 +506,7 @@ struct Write {
     /// Decided again when the group is: once on the kept fold, once more on the locked
     /// one if the kept one had moved.
     command: Decide,
+    /// The answer as stored under the request id.
     render: Render,
 }
 

@@ -204,22 +204,22 @@ impl<S: Store> App<S> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let mut epoch = None;
+        let mut ctxs = Vec::with_capacity(accounts.len());
         for account in accounts {
-            let (at, _) = contexts.get(&account.0)?;
+            let (at, ctx) = contexts.get(&account.0)?;
             let (kept_at, _) = ledgers.get(account)?;
             if contended.contains(account) || at != kept_at || epoch.is_some_and(|e| e != *at) {
                 return None;
             }
             epoch = Some(*at);
+            ctxs.push(Arc::clone(ctx));
         }
         let epoch = epoch?;
+        // Checked above under the same locks: every fold is there to take.
         let kept: Vec<KeptFold> = accounts
             .iter()
-            .filter_map(|account| {
-                let ctx = Arc::clone(&contexts.get(&account.0)?.1);
-                let (_, ledger) = ledgers.remove(account)?;
-                Some((ctx, ledger))
-            })
+            .zip(ctxs)
+            .filter_map(|(account, ctx)| Some((ctx, ledgers.remove(account)?.1)))
             .collect();
         (kept.len() == accounts.len()).then_some((epoch, kept))
     }

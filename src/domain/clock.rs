@@ -248,6 +248,31 @@ struct Instance {
     resolved: RefCell<Option<(Attrs, Result<Resolved, NotStartedReason>)>>,
 }
 
+impl Instance {
+    /// A clock started at `start`, not ended, nothing counted or resolved yet.
+    fn new(
+        def: usize,
+        cycle: u32,
+        seq: u32,
+        start: DateTime<Utc>,
+        pauses: Vec<(DateTime<Utc>, Option<DateTime<Utc>>)>,
+    ) -> Self {
+        Instance {
+            def,
+            cycle,
+            seq,
+            start,
+            pauses,
+            end: None,
+            due_at: None,
+            warned: Vec::new(),
+            frozen: None,
+            running: RefCell::default(),
+            resolved: RefCell::default(),
+        }
+    }
+}
+
 /// The running time a clock used before each of its closed pauses, kept across calls: a
 /// fold asks for every running clock's deadline and warnings after each event, and
 /// counting all the pauses again each time made a long ticket's fold quadratic in its
@@ -772,19 +797,9 @@ impl<'a> Fold<'a> {
                 }
                 let seq = self.instances.iter().filter(|i| i.def == d).count() as u32;
                 let paused = def.pause_statuses.contains(&self.status);
-                self.instances.push(Instance {
-                    def: d,
-                    cycle: self.cycle,
-                    seq,
-                    start: t,
-                    pauses: if paused { vec![(t, None)] } else { Vec::new() },
-                    end: None,
-                    due_at: None,
-                    warned: Vec::new(),
-                    frozen: None,
-                    running: RefCell::default(),
-                    resolved: RefCell::default(),
-                });
+                let pauses = if paused { vec![(t, None)] } else { Vec::new() };
+                self.instances
+                    .push(Instance::new(d, self.cycle, seq, t, pauses));
             }
         }
         if !chained.is_empty() {

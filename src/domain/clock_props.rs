@@ -487,20 +487,7 @@ proptest! {
         };
         let start = Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).single().expect("valid")
             + TimeDelta::minutes(start_min);
-        let inst = Instance {
-            def: 0,
-            cycle: 0,
-            seq: 0,
-            start,
-            pauses: Vec::new(),
-            end: None,
-            due_at: None,
-            warned: Vec::new(),
-            frozen: None,
-            running: RefCell::default(),
-            resolved: RefCell::default(),
-        };
-        let mut inst = inst;
+        let mut inst = Instance::new(0, 0, 0, start, Vec::new());
         let mut t = start - TimeDelta::minutes(600);
         let check = |inst: &Instance| -> Result<(), TestCaseError> {
             for a in &amounts {
